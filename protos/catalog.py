@@ -1,0 +1,96 @@
+"""Public metadata of a dataset: what a node declares and what analysts may see.
+
+This is the only description of data that crosses the wire. Bounds and category lists are public
+by declaration (the operator writes them in the node config); they are never read from the data.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from protos.errors import ConfigError
+from protos.model import Literal
+
+
+class ColumnType(enum.Enum):
+    INTEGER = "integer"
+    FLOAT = "float"
+    BOOLEAN = "boolean"
+    STRING = "string"
+
+    @property
+    def numeric(self) -> bool:
+        return self in (ColumnType.INTEGER, ColumnType.FLOAT)
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One column. ``lower``/``upper`` bound numeric columns (needed to SUM/AVG them);
+    ``categories`` is the public list of values a column may be grouped by."""
+
+    name: str
+    type: ColumnType
+    lower: int | float | None = None
+    upper: int | float | None = None
+    categories: tuple[Literal, ...] | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        where = f"column {self.name!r}"
+        if (self.lower is None) != (self.upper is None):
+            raise ConfigError(f"{where}: give both lower and upper bounds, or neither")
+        if self.lower is not None:
+            if not self.type.numeric:
+                raise ConfigError(f"{where}: bounds only apply to integer or float columns")
+            assert self.upper is not None
+            if not self.lower <= self.upper:
+                raise ConfigError(f"{where}: lower bound {self.lower} is above upper bound {self.upper}")
+            if self.type is ColumnType.INTEGER and not (
+                isinstance(self.lower, int) and isinstance(self.upper, int)
+            ):
+                raise ConfigError(f"{where}: an integer column needs integer bounds")
+        if self.categories is not None:
+            if len(self.categories) == 0:
+                raise ConfigError(f"{where}: categories is empty; list the public values or remove the key")
+            if len(set(self.categories)) != len(self.categories):
+                raise ConfigError(f"{where}: categories lists a value twice")
+
+    @property
+    def bounded(self) -> bool:
+        return self.lower is not None
+
+    @property
+    def groupable(self) -> bool:
+        return self.categories is not None
+
+
+@dataclass(frozen=True)
+class DatasetSchema:
+    """A dataset as analysts see it. ``privacy_unit`` is the person-identifier column; one person
+    contributes at most ``max_rows_per_person`` rows to any answer (extra rows are dropped)."""
+
+    name: str
+    columns: tuple[ColumnSpec, ...]
+    privacy_unit: str
+    max_rows_per_person: int
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        where = f"dataset {self.name!r}"
+        names = [c.name for c in self.columns]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{where}: a column is declared twice")
+        if self.privacy_unit not in names:
+            raise ConfigError(
+                f"{where}: privacy_unit {self.privacy_unit!r} is not one of its columns; "
+                "declare the person-identifier column"
+            )
+        if self.max_rows_per_person < 1:
+            raise ConfigError(f"{where}: max_rows_per_person must be at least 1")
+
+    def column(self, name: str) -> ColumnSpec | None:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        return None

@@ -1,0 +1,94 @@
+"""The one exception tree both sides share.
+
+Every error a user can cause is an :class:`AccordError` whose message says what to change.
+Messages depend only on the query, the configuration and the policy, never on the data.
+:mod:`protos.rpcstatus` maps this tree to rich gRPC status and back, at one boundary per side.
+Bugs in Accord itself raise :class:`InternalError` (or an ordinary Python exception) and are
+reported to callers without detail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One thing wrong with a request: which part (``field``) and why (``description``)."""
+
+    field: str
+    description: str
+
+
+class AccordError(Exception):
+    """Base of every error Accord raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidQuery(AccordError):
+    """The query (SQL, epsilon, id) is malformed or asks for something the dataset does not allow."""
+
+    def __init__(self, message: str, violations: tuple[Violation, ...] = ()) -> None:
+        super().__init__(message)
+        self.violations = violations or (Violation("query", message),)
+
+
+class NotFound(InvalidQuery):
+    """The query names a dataset or column that does not exist."""
+
+
+class PermissionDenied(AccordError):
+    """The caller may not ask this (identity, agreement, purpose...). ``reason`` is a stable code."""
+
+    def __init__(self, message: str, reason: str, metadata: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.metadata = dict(metadata or {})
+
+
+class Unauthenticated(PermissionDenied):
+    """The caller's identity could not be established (no or unusable client certificate)."""
+
+
+class BudgetExhausted(AccordError):
+    """The privacy budget left is smaller than the query asks for. ``remaining`` is exact text."""
+
+    def __init__(self, message: str, subject: str, remaining: str) -> None:
+        super().__init__(message)
+        self.subject = subject
+        self.remaining = remaining
+
+
+class ResourceLimit(AccordError):
+    """The request is too large or the server too busy; retry smaller or later."""
+
+
+class Unavailable(AccordError):
+    """A server could not be reached or is shutting down; retrying later may work."""
+
+
+class DeadlineExceeded(AccordError):
+    """The call did not finish before its deadline."""
+
+
+class PartialFailure(AccordError):
+    """``--require-all`` was asked and at least one node did not answer."""
+
+    def __init__(self, message: str, missing: dict[str, str]) -> None:
+        super().__init__(message)
+        self.missing = dict(missing)
+
+
+class ConfigError(AccordError):
+    """A configuration file is wrong: the message names the file, the key and the fix."""
+
+
+class DataError(AccordError):
+    """A dataset's files contradict its declared metadata (bounds, categories, person id)."""
+
+
+class InternalError(AccordError):
+    """A bug in Accord: not the caller's fault. Details go to the server log only."""

@@ -1,0 +1,159 @@
+from google.protobuf import descriptor_pb2 as _descriptor_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Disclosure(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DISCLOSURE_UNSPECIFIED: _ClassVar[Disclosure]
+    AGGREGATE: _ClassVar[Disclosure]
+    METADATA: _ClassVar[Disclosure]
+    STATUS: _ClassVar[Disclosure]
+
+class ColumnType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COLUMN_TYPE_UNSPECIFIED: _ClassVar[ColumnType]
+    INTEGER: _ClassVar[ColumnType]
+    FLOAT: _ClassVar[ColumnType]
+    BOOLEAN: _ClassVar[ColumnType]
+    STRING: _ClassVar[ColumnType]
+
+class Mechanism(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MECHANISM_UNSPECIFIED: _ClassVar[Mechanism]
+    DISCRETE_LAPLACE: _ClassVar[Mechanism]
+    LAPLACE: _ClassVar[Mechanism]
+    RATIO: _ClassVar[Mechanism]
+
+class AggregateFunction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    AGGREGATE_FUNCTION_UNSPECIFIED: _ClassVar[AggregateFunction]
+    COUNT: _ClassVar[AggregateFunction]
+    SUM: _ClassVar[AggregateFunction]
+    AVG: _ClassVar[AggregateFunction]
+DISCLOSURE_UNSPECIFIED: Disclosure
+AGGREGATE: Disclosure
+METADATA: Disclosure
+STATUS: Disclosure
+COLUMN_TYPE_UNSPECIFIED: ColumnType
+INTEGER: ColumnType
+FLOAT: ColumnType
+BOOLEAN: ColumnType
+STRING: ColumnType
+MECHANISM_UNSPECIFIED: Mechanism
+DISCRETE_LAPLACE: Mechanism
+LAPLACE: Mechanism
+RATIO: Mechanism
+AGGREGATE_FUNCTION_UNSPECIFIED: AggregateFunction
+COUNT: AggregateFunction
+SUM: AggregateFunction
+AVG: AggregateFunction
+DISCLOSURE_FIELD_NUMBER: _ClassVar[int]
+disclosure: _descriptor.FieldDescriptor
+
+class Value(_message.Message):
+    __slots__ = ("string_value", "int_value", "float_value", "bool_value", "null_value")
+    STRING_VALUE_FIELD_NUMBER: _ClassVar[int]
+    INT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    FLOAT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    BOOL_VALUE_FIELD_NUMBER: _ClassVar[int]
+    NULL_VALUE_FIELD_NUMBER: _ClassVar[int]
+    string_value: str
+    int_value: int
+    float_value: float
+    bool_value: bool
+    null_value: bool
+    def __init__(self, string_value: _Optional[str] = ..., int_value: _Optional[int] = ..., float_value: _Optional[float] = ..., bool_value: _Optional[bool] = ..., null_value: _Optional[bool] = ...) -> None: ...
+
+class QueryRequest(_message.Message):
+    __slots__ = ("query_id", "sql", "epsilon", "require_all")
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    SQL_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_FIELD_NUMBER: _ClassVar[int]
+    REQUIRE_ALL_FIELD_NUMBER: _ClassVar[int]
+    query_id: str
+    sql: str
+    epsilon: str
+    require_all: bool
+    def __init__(self, query_id: _Optional[str] = ..., sql: _Optional[str] = ..., epsilon: _Optional[str] = ..., require_all: _Optional[bool] = ...) -> None: ...
+
+class ColumnSpec(_message.Message):
+    __slots__ = ("name", "type", "bounded", "lower", "upper", "has_categories", "categories", "description")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    BOUNDED_FIELD_NUMBER: _ClassVar[int]
+    LOWER_FIELD_NUMBER: _ClassVar[int]
+    UPPER_FIELD_NUMBER: _ClassVar[int]
+    HAS_CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: ColumnType
+    bounded: bool
+    lower: float
+    upper: float
+    has_categories: bool
+    categories: _containers.RepeatedCompositeFieldContainer[Value]
+    description: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[ColumnType, str]] = ..., bounded: _Optional[bool] = ..., lower: _Optional[float] = ..., upper: _Optional[float] = ..., has_categories: _Optional[bool] = ..., categories: _Optional[_Iterable[_Union[Value, _Mapping]]] = ..., description: _Optional[str] = ...) -> None: ...
+
+class DatasetSchema(_message.Message):
+    __slots__ = ("name", "columns", "privacy_unit", "max_rows_per_person", "description")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    PRIVACY_UNIT_FIELD_NUMBER: _ClassVar[int]
+    MAX_ROWS_PER_PERSON_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    columns: _containers.RepeatedCompositeFieldContainer[ColumnSpec]
+    privacy_unit: str
+    max_rows_per_person: int
+    description: str
+    def __init__(self, name: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[ColumnSpec, _Mapping]]] = ..., privacy_unit: _Optional[str] = ..., max_rows_per_person: _Optional[int] = ..., description: _Optional[str] = ...) -> None: ...
+
+class Estimate(_message.Message):
+    __slots__ = ("value", "noise_scale", "ci_low", "ci_high", "mechanism")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    NOISE_SCALE_FIELD_NUMBER: _ClassVar[int]
+    CI_LOW_FIELD_NUMBER: _ClassVar[int]
+    CI_HIGH_FIELD_NUMBER: _ClassVar[int]
+    MECHANISM_FIELD_NUMBER: _ClassVar[int]
+    value: float
+    noise_scale: float
+    ci_low: float
+    ci_high: float
+    mechanism: Mechanism
+    def __init__(self, value: _Optional[float] = ..., noise_scale: _Optional[float] = ..., ci_low: _Optional[float] = ..., ci_high: _Optional[float] = ..., mechanism: _Optional[_Union[Mechanism, str]] = ...) -> None: ...
+
+class Cell(_message.Message):
+    __slots__ = ("estimate", "sum", "count")
+    ESTIMATE_FIELD_NUMBER: _ClassVar[int]
+    SUM_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    estimate: Estimate
+    sum: Estimate
+    count: Estimate
+    def __init__(self, estimate: _Optional[_Union[Estimate, _Mapping]] = ..., sum: _Optional[_Union[Estimate, _Mapping]] = ..., count: _Optional[_Union[Estimate, _Mapping]] = ...) -> None: ...
+
+class ReleaseColumn(_message.Message):
+    __slots__ = ("name", "function", "column")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    COLUMN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    function: AggregateFunction
+    column: str
+    def __init__(self, name: _Optional[str] = ..., function: _Optional[_Union[AggregateFunction, str]] = ..., column: _Optional[str] = ...) -> None: ...
+
+class ReleaseRow(_message.Message):
+    __slots__ = ("group", "cells")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    CELLS_FIELD_NUMBER: _ClassVar[int]
+    group: _containers.RepeatedCompositeFieldContainer[Value]
+    cells: _containers.RepeatedCompositeFieldContainer[Cell]
+    def __init__(self, group: _Optional[_Iterable[_Union[Value, _Mapping]]] = ..., cells: _Optional[_Iterable[_Union[Cell, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,80 @@
+from protos.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class MissingNode(_message.Message):
+    __slots__ = ("node", "reason")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    reason: str
+    def __init__(self, node: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class FederatedRelease(_message.Message):
+    __slots__ = ("query_id", "dataset", "columns", "rows", "epsilon", "contributing_nodes", "missing", "partial")
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_FIELD_NUMBER: _ClassVar[int]
+    CONTRIBUTING_NODES_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    query_id: str
+    dataset: str
+    columns: _containers.RepeatedCompositeFieldContainer[_common_pb2.ReleaseColumn]
+    rows: _containers.RepeatedCompositeFieldContainer[_common_pb2.ReleaseRow]
+    epsilon: str
+    contributing_nodes: _containers.RepeatedScalarFieldContainer[str]
+    missing: _containers.RepeatedCompositeFieldContainer[MissingNode]
+    partial: bool
+    def __init__(self, query_id: _Optional[str] = ..., dataset: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[_common_pb2.ReleaseColumn, _Mapping]]] = ..., rows: _Optional[_Iterable[_Union[_common_pb2.ReleaseRow, _Mapping]]] = ..., epsilon: _Optional[str] = ..., contributing_nodes: _Optional[_Iterable[str]] = ..., missing: _Optional[_Iterable[_Union[MissingNode, _Mapping]]] = ..., partial: _Optional[bool] = ...) -> None: ...
+
+class ListNodesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class NodeInfo(_message.Message):
+    __slots__ = ("name", "address", "reachable", "error", "datasets")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    REACHABLE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    address: str
+    reachable: bool
+    error: str
+    datasets: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., reachable: _Optional[bool] = ..., error: _Optional[str] = ..., datasets: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListNodesResponse(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeInfo]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ...) -> None: ...
+
+class FederatedCatalogRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class FederatedDataset(_message.Message):
+    __slots__ = ("schema", "nodes")
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    schema: _common_pb2.DatasetSchema
+    nodes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, schema: _Optional[_Union[_common_pb2.DatasetSchema, _Mapping]] = ..., nodes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class FederatedCatalogResponse(_message.Message):
+    __slots__ = ("datasets", "unreachable")
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    UNREACHABLE_FIELD_NUMBER: _ClassVar[int]
+    datasets: _containers.RepeatedCompositeFieldContainer[FederatedDataset]
+    unreachable: _containers.RepeatedCompositeFieldContainer[MissingNode]
+    def __init__(self, datasets: _Optional[_Iterable[_Union[FederatedDataset, _Mapping]]] = ..., unreachable: _Optional[_Iterable[_Union[MissingNode, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,38 @@
+from protos.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class GetCatalogRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetCatalogResponse(_message.Message):
+    __slots__ = ("node", "datasets")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    datasets: _containers.RepeatedCompositeFieldContainer[_common_pb2.DatasetSchema]
+    def __init__(self, node: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[_common_pb2.DatasetSchema, _Mapping]]] = ...) -> None: ...
+
+class NodeRelease(_message.Message):
+    __slots__ = ("query_id", "node", "dataset", "columns", "rows", "epsilon", "execution_seconds")
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    query_id: str
+    node: str
+    dataset: str
+    columns: _containers.RepeatedCompositeFieldContainer[_common_pb2.ReleaseColumn]
+    rows: _containers.RepeatedCompositeFieldContainer[_common_pb2.ReleaseRow]
+    epsilon: str
+    execution_seconds: float
+    def __init__(self, query_id: _Optional[str] = ..., node: _Optional[str] = ..., dataset: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[_common_pb2.ReleaseColumn, _Mapping]]] = ..., rows: _Optional[_Iterable[_Union[_common_pb2.ReleaseRow, _Mapping]]] = ..., epsilon: _Optional[str] = ..., execution_seconds: _Optional[float] = ...) -> None: ...
