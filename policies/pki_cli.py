@@ -1,0 +1,95 @@
+"""``accord pki``: create a development federation PKI, issue more certificates, show one."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from policies.pki import DEFAULT_DAYS, init_federation, issue
+from protos.errors import AccordError, ConfigError
+from protos.identity import ROLES, identity_from_certificate, validity_problem
+
+
+def register(subparsers: Any) -> None:
+    """Add ``accord pki`` and its subcommands to the ``accord`` dispatcher."""
+    parser = subparsers.add_parser("pki", help="development certificates for a federation")
+    sub = parser.add_subparsers(dest="pki_command", required=True, metavar="SUBCOMMAND")
+
+    init = sub.add_parser("init", help="create a CA and certificates for a coordinator, nodes and analysts")
+    init.add_argument(
+        "--dir", type=Path, required=True, help="folder to write ca.pem, ca.key and <role>s/<name>.*"
+    )
+    init.add_argument("--coordinator", default="coordinator", help="coordinator name (default coordinator)")
+    init.add_argument("--node", action="append", default=[], metavar="NAME", help="a node name (repeatable)")
+    init.add_argument(
+        "--analyst", action="append", default=[], metavar="NAME", help="an analyst name (repeatable)"
+    )
+    init.add_argument(
+        "--days", type=int, default=DEFAULT_DAYS, help=f"validity in days (default {DEFAULT_DAYS})"
+    )
+    init.add_argument(
+        "--force", action="store_true", help="replace an existing CA (invalidates its certificates)"
+    )
+    init.set_defaults(func=_init)
+
+    iss = sub.add_parser("issue", help="issue another certificate from the existing CA in --dir")
+    iss.add_argument("--dir", type=Path, required=True, help="folder holding ca.pem and ca.key")
+    iss.add_argument("--role", choices=ROLES, required=True)
+    iss.add_argument("--name", required=True)
+    iss.add_argument(
+        "--days", type=int, default=DEFAULT_DAYS, help=f"validity in days (default {DEFAULT_DAYS})"
+    )
+    iss.set_defaults(func=_issue)
+
+    show = sub.add_parser("show", help="print the identity, validity and issuer of a certificate")
+    show.add_argument("file", type=Path, help="a PEM certificate")
+    show.set_defaults(func=_show)
+
+
+def _init(args: argparse.Namespace) -> int:
+    fed = init_federation(
+        args.dir,
+        coordinator=args.coordinator,
+        nodes=args.node,
+        analysts=args.analyst,
+        days=args.days,
+        force=args.force,
+    )
+    print(f"CA certificate: {fed.ca_cert}")
+    print(f"CA private key: {fed.ca_key} (keep it off the servers)")
+    for leaf in fed.issued:
+        print(f"{leaf.identity.role} {leaf.identity.name}: {leaf.cert} {leaf.key}")
+    return 0
+
+
+def _issue(args: argparse.Namespace) -> int:
+    leaf = issue(args.dir, args.dir, args.role, args.name, days=args.days)
+    print(f"{leaf.identity.role} {leaf.identity.name}: {leaf.cert} {leaf.key}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    path: Path = args.file
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+    except OSError as err:
+        raise ConfigError(f"cannot read {path}: {err.strerror}") from None
+    except ValueError:
+        raise ConfigError(f"{path} is not a PEM X.509 certificate") from None
+    try:
+        identity = identity_from_certificate(cert)
+        print(f"role:       {identity.role}")
+        print(f"name:       {identity.name}")
+    except AccordError as err:
+        print(f"identity:   none ({err.message})")
+    print(f"subject:    {cert.subject.rfc4514_string()}")
+    print(f"issuer:     {cert.issuer.rfc4514_string()}")
+    print(f"not before: {cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC")
+    print(f"not after:  {cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC")
+    problem = validity_problem(cert, datetime.now(UTC))
+    print(f"status:     {'valid' if problem is None else problem}")
+    return 0

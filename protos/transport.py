@@ -1,0 +1,222 @@
+"""The gRPC edge of every Accord connection: mutual TLS with the federation CA.
+
+Servers require a client certificate (``require_client_auth=True``) issued by the federation CA;
+clients verify the server against the CA *and* against the name they expect it to have (the DNS
+SAN of its certificate, which is its federation name). Who called is read from the TLS auth
+context (:func:`peer_identity`), never from request metadata.
+
+Message sizes are bounded on both sides by :data:`MAX_MESSAGE_BYTES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
+
+from protos.errors import ConfigError, PermissionDenied, Unauthenticated
+from protos.identity import Identity, identity_from_certificate, load_certificate, validity_problem
+
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "TlsBytes",
+    "TlsFiles",
+    "channel_credentials",
+    "channel_options",
+    "check_certificate_files",
+    "peer_identity",
+    "require_role",
+    "secure_channel",
+    "server_credentials",
+]
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+"""Largest message either side sends or accepts (4 MiB); releases are small aggregates."""
+
+_AUTH_CERT_KEY = "x509_pem_cert"
+
+
+@dataclass(frozen=True)
+class TlsBytes:
+    """The PEM contents of a :class:`TlsFiles` triple."""
+
+    cert: bytes
+    key: bytes
+    ca: bytes
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """Where one party's certificate, private key and the federation CA certificate live (PEM)."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+    def __post_init__(self) -> None:
+        for field in ("cert", "key", "ca"):
+            object.__setattr__(self, field, Path(getattr(self, field)))
+
+    def read(self) -> TlsBytes:
+        """Read all three files, raising :class:`ConfigError` naming any missing/unreadable/empty one."""
+        return TlsBytes(
+            cert=_read(self.cert, "certificate"),
+            key=_read(self.key, "private key"),
+            ca=_read(self.ca, "CA certificate"),
+        )
+
+
+def _read(path: Path, what: str) -> bytes:
+    hint = "create one with `accord pki init` or `accord pki issue`"
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{what} file {path} does not exist; {hint}") from None
+    except OSError as err:
+        raise ConfigError(
+            f"{what} file {path} cannot be read ({err.strerror}); check its permissions"
+        ) from None
+    if b"-----BEGIN " not in data:
+        raise ConfigError(f"{what} file {path} is not a PEM file; {hint}")
+    return data
+
+
+def server_credentials(tls: TlsFiles) -> grpc.ServerCredentials:
+    """Server-side mTLS credentials: present our certificate, demand one from the CA of every client."""
+    files = tls.read()
+    return grpc.ssl_server_credentials(
+        [(files.key, files.cert)], root_certificates=files.ca, require_client_auth=True
+    )
+
+
+def channel_credentials(tls: TlsFiles) -> grpc.ChannelCredentials:
+    """Client-side mTLS credentials: trust only the federation CA and present our certificate."""
+    files = tls.read()
+    return grpc.ssl_channel_credentials(
+        root_certificates=files.ca, private_key=files.key, certificate_chain=files.cert
+    )
+
+
+def channel_options(expected_name: str) -> list[tuple[str, Any]]:
+    """Channel options: verify the server as ``expected_name`` and bound message sizes."""
+    return [
+        ("grpc.ssl_target_name_override", expected_name),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ]
+
+
+def secure_channel(
+    address: str,
+    tls: TlsFiles,
+    expected_name: str,
+    options: Sequence[tuple[str, Any]] = (),
+) -> grpc.Channel:
+    """An mTLS channel to ``address`` (``host:port``) that only accepts a server named ``expected_name``.
+
+    The server certificate must chain to the federation CA and carry ``expected_name`` as a DNS
+    SAN (every Accord certificate has its federation name there), so a node cannot impersonate
+    another even though all certificates come from the same CA. ``options`` are added last and may
+    override the defaults.
+    """
+    return grpc.secure_channel(
+        address, channel_credentials(tls), options=[*channel_options(expected_name), *options]
+    )
+
+
+def peer_identity(context: grpc.ServicerContext, now: datetime | None = None) -> Identity:
+    """The caller's identity, from the client certificate in the TLS auth context.
+
+    Raises :class:`Unauthenticated` when there is no client certificate, it has no valid
+    ``accord://`` identity, or it is outside its validity period (gRPC checks the chain; this is
+    a second, defensive check of the dates).
+    """
+    auth = context.auth_context() or {}
+    pems = auth.get(_AUTH_CERT_KEY) or []
+    if not pems:
+        raise Unauthenticated(
+            "no client certificate; connect over mTLS with a certificate from the federation CA",
+            "NO_CLIENT_CERTIFICATE",
+        )
+    cert = load_certificate(pems[0])
+    problem = validity_problem(cert, now)
+    if problem is not None:
+        raise Unauthenticated(f"the client certificate {problem}", "CERTIFICATE_NOT_VALID")
+    return identity_from_certificate(cert)
+
+
+def require_role(context: grpc.ServicerContext, *roles: str) -> Identity:
+    """The caller's identity, provided its role is one of ``roles``; else :class:`PermissionDenied`."""
+    identity = peer_identity(context)
+    if identity.role not in roles:
+        needed = " or ".join(roles)
+        raise PermissionDenied(
+            f"{identity} may not call this; it needs a {needed} certificate",
+            "WRONG_ROLE",
+            {"caller": str(identity), "required_role": needed},
+        )
+    return identity
+
+
+def check_certificate_files(tls: TlsFiles, now: datetime | None = None) -> Identity:
+    """Check at start-up that ``tls`` is usable; return the identity it carries.
+
+    The certificate and CA must be readable PEM, currently valid, the certificate must have been
+    issued by the CA and carry an ``accord://`` identity, and the key must be present. Every
+    problem is a :class:`ConfigError` that says which file is wrong and how to fix it.
+    """
+    files = tls.read()
+    now = now or datetime.now(UTC)
+    cert = _parse(files.cert, tls.cert)
+    ca = _parse(files.ca, tls.ca)
+    fix = "issue a new one with `accord pki issue --dir DIR --role ROLE --name NAME`"
+    ca_problem = validity_problem(ca, now)
+    if ca_problem is not None:
+        raise ConfigError(
+            f"CA certificate {tls.ca} {ca_problem}; create a new federation with `accord pki init`"
+        )
+    problem = validity_problem(cert, now)
+    if problem is not None:
+        raise ConfigError(f"certificate {tls.cert} {problem}; {fix}")
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        raise ConfigError(
+            f"certificate {tls.cert} was not issued by the CA in {tls.ca}; "
+            f"use the CA of your federation or {fix}"
+        ) from None
+    _check_key_matches(files.key, tls.key, cert, tls.cert)
+    try:
+        identity = identity_from_certificate(cert)
+    except Unauthenticated as err:
+        raise ConfigError(f"certificate {tls.cert}: {err.message}") from None
+    return identity
+
+
+def _parse(pem: bytes, path: Path) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(pem)
+    except ValueError:
+        raise ConfigError(f"{path} is not a valid PEM X.509 certificate") from None
+
+
+def _check_key_matches(key_pem: bytes, key_path: Path, cert: x509.Certificate, cert_path: Path) -> None:
+    try:
+        key = load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise ConfigError(f"private key {key_path} is not an unencrypted PEM private key") from None
+
+    def spki(k: Any) -> bytes:
+        return bytes(k.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
+
+    if spki(key.public_key()) != spki(cert.public_key()):
+        raise ConfigError(
+            f"private key {key_path} does not belong to certificate {cert_path}; use the pair issued together"
+        )
