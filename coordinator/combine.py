@@ -1,0 +1,164 @@
+"""Combine the nodes' releases of one query into one :class:`protos.release.FederatedRelease`.
+
+Every node answers the same query over its own people, so the federation's exact COUNT or SUM is
+the sum of the nodes' exact values, and its exact mean is (sum of sums) / (sum of counts) — never
+the mean of the nodes' means. Each node added independent noise, so:
+
+* COUNT / SUM: ``value = Σ v_i``. The noise is ``Σ X_i`` with ``X_i`` Laplace(``b_i``) (or discrete
+  Laplace); the 95% interval is ``value ± h`` with ``h`` from :func:`coordinator.intervals.half_width`
+  over all the ``b_i`` (exact for the sum, not a normal approximation). The reported
+  ``noise_scale`` is ``sqrt(Σ b_i²)``: the scale of the single Laplace whose variance ``2 b²``
+  equals the variance ``Σ 2 b_i²`` of the combined noise (so ``noise_scale · sqrt(2)`` is its
+  standard deviation). It summarises the size of the noise; the interval, not ``noise_scale``,
+  is what carries the exact coverage. The mechanism stays ``DISCRETE_LAPLACE`` when every part is
+  integer-valued, otherwise ``LAPLACE``.
+* AVG: the sum parts and count parts are combined as above (carried in ``Cell.sum`` and
+  ``Cell.count`` with their own 95% intervals). The estimate is
+  ``combined_sum / max(combined_count, 1)``. Its interval takes 97.5% intervals of the combined
+  sum and count (``alpha = 0.025`` each, so by the union bound both hold at once with probability
+  >= 95%), floors the count interval at 1 and takes the extreme corner ratios (``s / c`` is
+  monotone in each argument for ``c > 0``). The coordinator does not know the column's bounds,
+  so the ratio is not clamped. Mechanism ``RATIO``, ``noise_scale`` 0.
+
+Rows are aligned by group key (the union of the nodes' keys, in order of first appearance going
+through the nodes by name); a node without a group contributes nothing to it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from fractions import Fraction
+
+from coordinator import intervals
+from protos.errors import InternalError, Unavailable
+from protos.model import AggregateFunction, Literal
+from protos.release import Cell, Estimate, FederatedRelease, Mechanism, Release, ReleaseColumn, ReleaseRow
+
+RATIO_PART_ALPHA = intervals.ALPHA / 2
+"""Each part of a combined mean gets a 97.5% interval; both hold together with probability >= 95%."""
+
+
+def combine_estimates(parts: Sequence[Estimate], alpha: float = intervals.ALPHA) -> Estimate:
+    """The sum of independent noisy estimates, with its exact ``1 - alpha`` interval.
+
+    ``noise_scale`` of the result is ``sqrt(Σ b_i²)`` (the single-Laplace scale with the same
+    variance); the interval comes from the distribution of the sum of the noises.
+    """
+    if not parts:
+        raise InternalError("nothing to combine")
+    for p in parts:
+        if p.mechanism is Mechanism.RATIO:
+            raise InternalError("a ratio cannot be summed; combine its sum and count parts")
+    value = math.fsum(p.value for p in parts)
+    scales = [p.noise_scale for p in parts]
+    mechanisms = [p.mechanism for p in parts]
+    h = intervals.half_width(scales, mechanisms, alpha)
+    scale = math.sqrt(math.fsum(b * b for b in scales))
+    discrete = all(m is Mechanism.DISCRETE_LAPLACE for m in mechanisms)
+    mechanism = Mechanism.DISCRETE_LAPLACE if discrete else Mechanism.LAPLACE
+    return Estimate(value, scale, value - h, value + h, mechanism)
+
+
+def combine_ratio(sums: Sequence[Estimate], counts: Sequence[Estimate]) -> Cell:
+    """A federated mean from the nodes' noisy sum and count parts (see the module docstring)."""
+    total = combine_estimates(sums)
+    count = combine_estimates(counts)
+    s_h = intervals.half_width([p.noise_scale for p in sums], [p.mechanism for p in sums], RATIO_PART_ALPHA)
+    c_h = intervals.half_width(
+        [p.noise_scale for p in counts], [p.mechanism for p in counts], RATIO_PART_ALPHA
+    )
+    s_lo, s_hi = total.value - s_h, total.value + s_h
+    c_lo, c_hi = max(count.value - c_h, 1.0), max(count.value + c_h, 1.0)
+    corners = (s_lo / c_lo, s_lo / c_hi, s_hi / c_lo, s_hi / c_hi)
+    value = total.value / max(count.value, 1.0)
+    return Cell(Estimate(value, 0.0, min(corners), max(corners), Mechanism.RATIO), sum=total, count=count)
+
+
+def _check_same(releases: Mapping[str, Release], what: str, key: str) -> None:
+    by_value: dict[str, list[str]] = {}
+    for name in sorted(releases):
+        by_value.setdefault(repr(getattr(releases[name], key)), []).append(name)
+    if len(by_value) > 1:
+        described = "; ".join(f"{', '.join(nodes)}: {value}" for value, nodes in by_value.items())
+        raise InternalError(f"nodes disagree on the {what} of query results ({described})")
+
+
+def _check_columns(releases: Mapping[str, Release]) -> tuple[ReleaseColumn, ...]:
+    names = sorted(releases)
+    reference = releases[names[0]].columns
+    differing = [n for n in names if releases[n].columns != reference]
+    if differing:
+        agree = [n for n in names if releases[n].columns == reference]
+        raise InternalError(
+            f"nodes declare different result columns for the same query: {', '.join(differing)} "
+            f"disagree with {', '.join(agree)}; their dataset schemas differ"
+        )
+    return reference
+
+
+def combine(query_id: str, releases: Mapping[str, Release], missing: Mapping[str, str]) -> FederatedRelease:
+    """Combine the nodes' answers (``releases`` keyed by node name) into one release.
+
+    ``missing`` (node → reason) is passed through; the result is partial when it is non-empty.
+    Raises :class:`~protos.errors.Unavailable` when no node answered and
+    :class:`~protos.errors.InternalError` when the answers cannot belong to one query.
+    """
+    if not releases:
+        if missing:
+            reasons = "; ".join(f"{node} ({reason})" for node, reason in sorted(missing.items()))
+            raise Unavailable(f"no node answered query {query_id}: {reasons}; retry later with the same id")
+        raise Unavailable(f"no node was asked to answer query {query_id}")
+    names = sorted(releases)
+    for name in names:
+        if releases[name].query_id != query_id:
+            raise InternalError(f"node {name} answered query {releases[name].query_id}, not {query_id}")
+    columns = _check_columns(releases)
+    _check_same(releases, "dataset", "dataset")
+    _check_same(releases, "epsilon", "epsilon")
+    first = releases[names[0]]
+    epsilon: Fraction = first.epsilon
+    aggregates = [c for c in columns if not c.is_group]
+
+    cells_by_group: dict[tuple[Literal, ...], list[tuple[Cell, ...]]] = {}
+    for name in names:
+        for row in releases[name].rows:
+            if len(row.cells) != len(aggregates):
+                raise InternalError(
+                    f"node {name} sent {len(row.cells)} cell(s) in a row of a query with "
+                    f"{len(aggregates)} aggregate(s)"
+                )
+            cells_by_group.setdefault(tuple(row.group), []).append(row.cells)
+
+    rows = tuple(
+        ReleaseRow(
+            group,
+            tuple(_combine_cell(col, [cells[i] for cells in per_node]) for i, col in enumerate(aggregates)),
+        )
+        for group, per_node in cells_by_group.items()
+    )
+    return FederatedRelease(
+        query_id=query_id,
+        dataset=first.dataset,
+        columns=columns,
+        rows=rows,
+        epsilon=epsilon,
+        contributing_nodes=tuple(names),
+        missing=dict(missing),
+    )
+
+
+def _combine_cell(column: ReleaseColumn, cells: Sequence[Cell]) -> Cell:
+    if column.function is AggregateFunction.AVG:
+        sums: list[Estimate] = []
+        counts: list[Estimate] = []
+        for cell in cells:
+            if cell.sum is None or cell.count is None:
+                raise InternalError(f"a mean ({column.name}) arrived without its sum and count parts")
+            sums.append(cell.sum)
+            counts.append(cell.count)
+        return combine_ratio(sums, counts)
+    return Cell(combine_estimates([cell.estimate for cell in cells]))
+
+
+__all__ = ["RATIO_PART_ALPHA", "combine", "combine_estimates", "combine_ratio"]

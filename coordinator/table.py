@@ -1,0 +1,185 @@
+"""Present a :class:`protos.release.FederatedRelease` to analysts: Arrow, CSV, JSON and text.
+
+Every form has the same columns: each group column, then for each aggregate ``<alias>``,
+``<alias>_ci_low``, ``<alias>_ci_high`` and ``<alias>_noise_scale``, and a final ``nodes`` column
+(the contributing nodes, comma-joined; the same on every row). The intervals are 95% intervals;
+for combined counts and sums ``noise_scale`` is ``sqrt(Σ b_i²)`` over the nodes (see
+:mod:`coordinator.combine`), for means it is 0 (a ratio adds no noise of its own).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from protos.model import Literal as Value
+from protos.model import format_epsilon
+from protos.release import FederatedRelease, Mechanism
+
+Format = Literal["table", "csv", "json"]
+
+NODES_COLUMN = "nodes"
+_SUFFIXES = ("", "_ci_low", "_ci_high", "_noise_scale")
+
+
+def column_names(release: FederatedRelease) -> list[str]:
+    """The flat output columns, in order (the same for Arrow, CSV and JSON rows)."""
+    names: list[str] = [c.name for c in release.columns if c.is_group]
+    for c in release.columns:
+        if not c.is_group:
+            names.extend(c.name + s for s in _SUFFIXES)
+    names.append(NODES_COLUMN)
+    return names
+
+
+def _records(release: FederatedRelease) -> list[dict[str, Any]]:
+    group_cols = [c.name for c in release.columns if c.is_group]
+    agg_cols = [c.name for c in release.columns if not c.is_group]
+    nodes = ",".join(release.contributing_nodes)
+    out: list[dict[str, Any]] = []
+    for row in release.rows:
+        rec: dict[str, Any] = dict(zip(group_cols, row.group, strict=True))
+        for name, cell in zip(agg_cols, row.cells, strict=True):
+            e = cell.estimate
+            rec[name] = e.value
+            rec[name + "_ci_low"] = e.ci_low
+            rec[name + "_ci_high"] = e.ci_high
+            rec[name + "_noise_scale"] = e.noise_scale
+        rec[NODES_COLUMN] = nodes
+        out.append(rec)
+    return out
+
+
+def _group_type(values: list[Value]) -> Any:
+    present = [v for v in values if v is not None]
+    if not present:
+        return pa.string()
+    if all(isinstance(v, bool) for v in present):
+        return pa.bool_()
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+        return pa.int64()
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        return pa.float64()
+    return pa.string()
+
+
+def _group_array(values: list[Value]) -> Any:
+    typ = _group_type(values)
+    if typ == pa.string():
+        return pa.array([None if v is None else str(v) for v in values], type=typ)
+    if typ == pa.float64():
+        return pa.array([None if v is None else float(v) for v in values], type=typ)
+    return pa.array(values, type=typ)
+
+
+def metadata(release: FederatedRelease) -> dict[bytes, bytes]:
+    """The Arrow schema metadata: query id, dataset, partial flag, missing nodes (JSON), epsilon."""
+    return {
+        b"accord.query_id": release.query_id.encode(),
+        b"accord.dataset": release.dataset.encode(),
+        b"accord.partial": b"true" if release.partial else b"false",
+        b"accord.missing": json.dumps(dict(sorted(release.missing.items()))).encode(),
+        b"accord.epsilon": format_epsilon(release.epsilon).encode(),
+    }
+
+
+def to_arrow(release: FederatedRelease) -> Any:
+    """A ``pyarrow.Table``: group columns typed from their values, float64 aggregates, ``nodes``."""
+    records = _records(release)
+    arrays: list[Any] = []
+    names = column_names(release)
+    for name in names:
+        values = [r[name] for r in records]
+        if name == NODES_COLUMN:
+            arrays.append(pa.array(values, type=pa.string()))
+        elif any(name == c.name for c in release.columns if c.is_group):
+            arrays.append(_group_array(values))
+        else:
+            arrays.append(pa.array([float(v) for v in values], type=pa.float64()))
+    fields = [pa.field(n, a.type) for n, a in zip(names, arrays, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=metadata(release)))
+
+
+# ---- text ------------------------------------------------------------------------------------
+
+
+def _number(value: float, mechanism: Mechanism) -> str:
+    if mechanism is Mechanism.DISCRETE_LAPLACE:
+        return str(round(value))
+    return f"{value:.2f}"
+
+
+def _missing_line(release: FederatedRelease) -> str:
+    parts = [f"{node} ({reason})" for node, reason in sorted(release.missing.items())]
+    return "PARTIAL: missing " + ", ".join(parts)
+
+
+def _text(release: FederatedRelease) -> str:
+    group_cols = [c.name for c in release.columns if c.is_group]
+    agg_cols = [c.name for c in release.columns if not c.is_group]
+    header = group_cols + [h for a in agg_cols for h in (a, f"{a} 95% CI")]
+    body: list[list[str]] = []
+    numeric = [False] * len(group_cols) + [True] * (2 * len(agg_cols))
+    for row in release.rows:
+        line = ["" if v is None else str(v) for v in row.group]
+        for cell in row.cells:
+            e = cell.estimate
+            line.append(_number(e.value, e.mechanism))
+            line.append(f"[{_number(e.ci_low, e.mechanism)}, {_number(e.ci_high, e.mechanism)}]")
+        body.append(line)
+    widths = [max([len(h)] + [len(r[i]) for r in body]) for i, h in enumerate(header)]
+
+    def fmt(cells: list[str]) -> str:
+        padded = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric, strict=True)]
+        return "  ".join(padded).rstrip()
+
+    lines = [fmt(header), "  ".join("-" * w for w in widths)]
+    lines.extend(fmt(r) for r in body)
+    if not body:
+        lines.append("(no rows)")
+    lines.append(f"nodes: {', '.join(release.contributing_nodes)}")
+    if release.partial:
+        lines.append(_missing_line(release))
+    return "\n".join(lines) + "\n"
+
+
+def _csv(release: FederatedRelease) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    names = column_names(release)
+    writer.writerow(names)
+    for rec in _records(release):
+        writer.writerow(["" if rec[n] is None else rec[n] for n in names])
+    return buf.getvalue()
+
+
+def _json(release: FederatedRelease) -> str:
+    doc = {
+        "query_id": release.query_id,
+        "dataset": release.dataset,
+        "epsilon": format_epsilon(release.epsilon),
+        "partial": release.partial,
+        "contributing_nodes": list(release.contributing_nodes),
+        "missing": dict(sorted(release.missing.items())),
+        "columns": column_names(release),
+        "rows": _records(release),
+    }
+    return json.dumps(doc, indent=2, allow_nan=False) + "\n"
+
+
+def format_release(release: FederatedRelease, fmt: Format) -> str:
+    """The release as text for the command line: ``table`` (aligned, for people), ``csv``, ``json``."""
+    if fmt == "table":
+        return _text(release)
+    if fmt == "csv":
+        return _csv(release)
+    if fmt == "json":
+        return _json(release)
+    raise ValueError(f"unknown format {fmt!r}; use table, csv or json")
+
+
+__all__ = ["NODES_COLUMN", "column_names", "format_release", "metadata", "to_arrow"]
