@@ -1,0 +1,300 @@
+"""Expose each configured dataset to DuckDB and check its file against the declared schema.
+
+Parquet files become a VIEW over ``read_parquet(path)`` (no copy: every query reads the file).
+CSV files are loaded once into a TABLE with the declared column types. Either way the relation has
+exactly the declared columns under their declared names, typed ``BIGINT``/``DOUBLE``/``BOOLEAN``/
+``VARCHAR`` (integer columns keep the file's integer width); extra file columns are not exposed.
+
+At load (and again whenever the file's size, mtime or inode change) one aggregate-only scan checks:
+the privacy unit is never NULL, numeric columns stay within their declared bounds, categorical
+columns only hold declared categories (or NULL), and counts the persons with more than
+``max_rows_per_person`` rows. Too many rows per person is not an error (the engine bounds
+contributions), but when nobody exceeds the limit the engine may skip the bounding window.
+Violations of bounds, categories or the person id are errors with ``on_violation = "reject"`` and
+warnings with ``"clamp"`` (bounds are clamped at query time; undeclared categories fall outside
+every public group; rows without a person id are dropped at query time).
+
+Messages name the dataset, the file and the column, and give counts only: never a row value or a
+person identifier.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from node.config import DatasetConfig
+from node.sqlrender import SQL_TYPES, quote_ident
+from protos.catalog import ColumnSpec, ColumnType
+from protos.errors import DataError
+
+__all__ = ["CheckReport", "LoadedDataset", "file_stamp", "load_dataset", "load_datasets", "relation_name"]
+
+log = logging.getLogger(__name__)
+
+FileStamp = tuple[int, int, int]
+"""``(size, mtime_ns, inode)`` of a dataset file: a cheap way to notice that it changed."""
+
+_INTEGER_TYPES = frozenset(
+    {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
+)
+_FLOAT_TYPES = frozenset({"FLOAT", "DOUBLE", "REAL"})
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What the load-time scan found (counts only)."""
+
+    rows: int = 0
+    null_units: int = 0
+    out_of_bounds: dict[str, int] = field(default_factory=dict)
+    undeclared_categories: dict[str, int] = field(default_factory=dict)
+    persons_over_limit: int = 0
+
+    @property
+    def violations(self) -> list[str]:
+        """One line per broken declaration, for the operator."""
+        out = []
+        if self.null_units:
+            out.append(f"{self.null_units} row(s) have no value in the privacy unit column")
+        for col, n in self.out_of_bounds.items():
+            out.append(f"column {col!r}: {n} row(s) lie outside the declared [lower, upper] bounds")
+        for col, n in self.undeclared_categories.items():
+            out.append(f"column {col!r}: {n} row(s) hold a value that is not a declared category")
+        return out
+
+
+@dataclass(frozen=True)
+class LoadedDataset:
+    """A dataset ready to query: its config, the (quoted) DuckDB relation, whether contribution
+    bounding is needed, and the file stamp the checks were run against."""
+
+    config: DatasetConfig
+    relation: str
+    needs_bounding: bool
+    stamp: FileStamp
+    report: CheckReport
+
+    @property
+    def name(self) -> str:
+        return self.config.schema.name
+
+
+def file_stamp(path: Path) -> FileStamp:
+    st = os.stat(path)
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def relation_name(config: DatasetConfig, version: int = 0) -> str:
+    """The quoted DuckDB name of a dataset's relation (CSV reloads get a new version)."""
+    suffix = f"__v{version}" if version else ""
+    return quote_ident(f"accord_{config.schema.name}{suffix}")
+
+
+def load_datasets(
+    configs: tuple[DatasetConfig, ...], con: duckdb.DuckDBPyConnection
+) -> dict[str, LoadedDataset]:
+    """Create and check every dataset's relation. Raises :class:`DataError` on the first dataset
+    that breaks its declarations with ``on_violation = "reject"``."""
+    return {c.schema.name: load_dataset(c, con) for c in configs}
+
+
+def load_dataset(config: DatasetConfig, con: duckdb.DuckDBPyConnection, version: int = 0) -> LoadedDataset:
+    """Create ``relation_name(config, version)`` and check it (see the module docstring).
+
+    The stamp is taken *before* reading, so a change during the load is noticed at the next query.
+    On rejection a CSV table just created is dropped again."""
+    where = f"dataset {config.schema.name!r} ({config.path})"
+    try:
+        stamp = file_stamp(config.path)
+    except OSError as err:
+        raise DataError(
+            f"{where}: cannot read the file ({err.strerror}); fix the path in the node config"
+        ) from None
+    relation = relation_name(config, version)
+    try:
+        if config.format == "parquet":
+            _create_parquet_view(config, con, relation, where)
+        else:
+            _create_csv_table(config, con, relation, where)
+        report = _check(config, con, relation)
+    except duckdb.Error as err:
+        # DuckDB messages can quote data values: keep them out of the error; name the exception kind.
+        _drop(config, con, relation)
+        raise DataError(
+            f"{where}: DuckDB could not read the file ({type(err).__name__}); check that it is a valid "
+            f"{config.format} file with a header row and the declared columns"
+        ) from None
+    k = config.schema.max_rows_per_person
+    problems = report.violations
+    if problems:
+        fix = 'fix the data, widen the declared bounds/categories, or set on_violation = "clamp"'
+        if config.on_violation == "reject":
+            _drop(config, con, relation)
+            raise DataError(f"{where}: {'; '.join(problems)} ({report.rows} rows in all); {fix}")
+        log.warning(
+            '%s: %s (%d rows in all); continuing because on_violation = "clamp": values are clamped to '
+            "the bounds, undeclared categories fall outside every group, rows without a person id "
+            "are dropped",
+            where,
+            "; ".join(problems),
+            report.rows,
+        )
+    if report.persons_over_limit:
+        log.info(
+            "%s: %d person(s) have more than max_rows_per_person = %d rows; "
+            "contributions are bounded per query",
+            where,
+            report.persons_over_limit,
+            k,
+        )
+    needs_bounding = report.persons_over_limit > 0 or report.null_units > 0
+    log.info(
+        "%s: %d rows checked (%s)",
+        where,
+        report.rows,
+        "bounding per query" if needs_bounding else "no bounding needed",
+    )
+    return LoadedDataset(config, relation, needs_bounding, stamp, report)
+
+
+def _drop(config: DatasetConfig, con: duckdb.DuckDBPyConnection, relation: str) -> None:
+    if config.format == "csv":
+        con.execute(f"DROP TABLE IF EXISTS {relation}")
+
+
+def _string_literal(text: str) -> str:
+    """An SQL string literal for a *file path from the operator's config* (DDL cannot take
+    parameters). Quotes are doubled; no query input ever reaches this function."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _file_columns(con: duckdb.DuckDBPyConnection, source: str) -> dict[str, str]:
+    rows = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+    return {str(r[0]): str(r[1]) for r in rows}
+
+
+def _missing(config: DatasetConfig, found: dict[str, str], where: str) -> None:
+    for spec in config.schema.columns:
+        if spec.name not in found:
+            raise DataError(
+                f"{where}: column {spec.name!r} is declared but the file has no such column "
+                f"(it has {len(found)} columns); fix the column name in the node config or the file"
+            )
+
+
+def _create_parquet_view(
+    config: DatasetConfig, con: duckdb.DuckDBPyConnection, relation: str, where: str
+) -> None:
+    source = f"read_parquet({_string_literal(str(config.path))})"
+    found = _file_columns(con, source)
+    _missing(config, found, where)
+    select = []
+    for spec in config.schema.columns:
+        file_type = found[spec.name].upper()
+        col = quote_ident(spec.name)
+        if not _compatible(spec, file_type):
+            raise DataError(
+                f"{where}: column {spec.name!r} is {file_type} in the file but declared {spec.type.value}; "
+                "fix the declared type or convert the column"
+            )
+        if spec.type is ColumnType.INTEGER or file_type == SQL_TYPES[spec.type]:
+            select.append(col)
+        else:
+            select.append(f"CAST({col} AS {SQL_TYPES[spec.type]}) AS {col}")
+    con.execute(f"CREATE OR REPLACE VIEW {relation} AS SELECT {', '.join(select)} FROM {source}")
+
+
+def _compatible(spec: ColumnSpec, file_type: str) -> bool:
+    if spec.type is ColumnType.INTEGER:
+        return file_type in _INTEGER_TYPES
+    if spec.type is ColumnType.FLOAT:
+        return file_type in _FLOAT_TYPES or file_type in _INTEGER_TYPES or file_type.startswith("DECIMAL")
+    if spec.type is ColumnType.BOOLEAN:
+        return file_type == "BOOLEAN"
+    return file_type == "VARCHAR" or file_type.startswith("ENUM")
+
+
+def _create_csv_table(
+    config: DatasetConfig, con: duckdb.DuckDBPyConnection, relation: str, where: str
+) -> None:
+    """Load the declared columns with their declared types. Every value is first read as text and
+    the values that would not convert are counted, so a malformed value is reported by count (it is
+    a type error, whatever ``on_violation`` says) and never aborts the load with a message quoting
+    it."""
+    source = f"read_csv({_string_literal(str(config.path))}, header = true, all_varchar = true)"
+    found = _file_columns(con, source)
+    _missing(config, found, where)
+    cols = config.schema.columns
+    bad = ", ".join(
+        f"count(*) FILTER (WHERE {quote_ident(c.name)} IS NOT NULL AND "
+        f"TRY_CAST({quote_ident(c.name)} AS {SQL_TYPES[c.type]}) IS NULL)"
+        for c in cols
+    )
+    row = con.execute(f"SELECT {bad} FROM {source}").fetchone()
+    assert row is not None
+    unparsable = [f"column {c.name!r}: {n} value(s)" for c, n in zip(cols, row, strict=True) if n]
+    if unparsable:
+        raise DataError(
+            f"{where}: {'; '.join(unparsable)} cannot be read as the declared type; fix the data or the "
+            "declared column type"
+        )
+    select = ", ".join(
+        f"CAST({quote_ident(c.name)} AS {SQL_TYPES[c.type]}) AS {quote_ident(c.name)}" for c in cols
+    )
+    con.execute(f"CREATE OR REPLACE TABLE {relation} AS SELECT {select} FROM {source}")
+
+
+def _check(config: DatasetConfig, con: duckdb.DuckDBPyConnection, relation: str) -> CheckReport:
+    """One scan, aggregates only: per person the row count and the count of each violation, then
+    totals over persons. Bounds and categories are bound parameters."""
+    schema = config.schema
+    pid = quote_ident(schema.privacy_unit)
+    params: list[object] = []
+
+    def param(value: object, spec: ColumnSpec) -> str:
+        params.append(value)
+        return f"CAST(${len(params)} AS {SQL_TYPES[spec.type]})"
+
+    per_person = ["count(*) AS __accord_n"]
+    totals = ["sum(__accord_n)", "sum(__accord_n) FILTER (WHERE __accord_pid IS NULL)"]
+    bounded = [c for c in schema.columns if c.lower is not None]
+    categorical = [c for c in schema.columns if c.categories is not None]
+    for i, spec in enumerate(bounded):
+        col = quote_ident(spec.name)
+        lo, hi = param(spec.lower, spec), param(spec.upper, spec)
+        nan = f" OR isnan({col})" if spec.type is ColumnType.FLOAT else ""
+        per_person.append(f"count(*) FILTER (WHERE {col} < {lo} OR {col} > {hi}{nan}) AS __accord_b{i}")
+        totals.append(f"sum(__accord_b{i})")
+    for i, spec in enumerate(categorical):
+        assert spec.categories is not None
+        col = quote_ident(spec.name)
+        items = ", ".join(param(v, spec) for v in spec.categories)
+        per_person.append(
+            f"count(*) FILTER (WHERE {col} IS NOT NULL AND {col} NOT IN ({items})) AS __accord_c{i}"
+        )
+        totals.append(f"sum(__accord_c{i})")
+    params.append(schema.max_rows_per_person)
+    totals.append(f"count(*) FILTER (WHERE __accord_pid IS NOT NULL AND __accord_n > ${len(params)})")
+    sql = (
+        f"SELECT {', '.join(totals)} FROM "
+        f"(SELECT {pid} AS __accord_pid, {', '.join(per_person)} "
+        f"FROM {relation} GROUP BY {pid}) AS per_person"
+    )
+    row = con.execute(sql, params).fetchone()
+    assert row is not None
+    values = [int(v or 0) for v in row]
+    rows, nulls = values[0], values[1]
+    oob = values[2 : 2 + len(bounded)]
+    cats = values[2 + len(bounded) : 2 + len(bounded) + len(categorical)]
+    return CheckReport(
+        rows=rows,
+        null_units=nulls,
+        out_of_bounds={c.name: n for c, n in zip(bounded, oob, strict=True) if n},
+        undeclared_categories={c.name: n for c, n in zip(categorical, cats, strict=True) if n},
+        persons_over_limit=values[-1],
+    )

@@ -1,0 +1,177 @@
+"""Exact (noise-free) execution of a query on the node's DuckDB datasets.
+
+:meth:`Engine.execute` renders the query with :func:`node.sqlrender.render` (WHERE, per-person
+contribution bounding, clamping, grouping: the semantics are documented there), runs it as one
+SQL statement on a fresh cursor (so several threads may execute at once), and aligns the result
+with the public group list of :func:`node.plan.group_keys`:
+
+* groups present in the data but not public (an undeclared category, a NULL key) are dropped:
+  releasing them would reveal that such values exist;
+* public groups absent from the data get 0 for every measurement: leaving them out would reveal
+  that they are empty;
+* ``SUM`` of an empty group is 0 (``int`` for integer columns, ``float`` for float columns).
+
+Before each query the dataset file is ``stat``-ed; if its size, mtime or inode changed since the
+load-time checks, the checks run again (and the CSV table is reloaded) before answering, so the
+"nobody has more than k rows" shortcut that skips bounding is never applied to unchecked data.
+The file is stat-ed again after the query; if it changed while the query ran (Parquet is read at
+query time) the query runs again on the re-checked file.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import duckdb
+
+from node.catalog import FileStamp, LoadedDataset, file_stamp, load_dataset
+from node.plan import MeasureKind, Measurement, group_keys
+from node.sqlrender import render
+from protos.catalog import ColumnType, DatasetSchema
+from protos.errors import DataError, InternalError, NotFound, Unavailable, Violation
+from protos.model import Literal, Query
+
+__all__ = ["Engine", "ExactAnswer"]
+
+log = logging.getLogger(__name__)
+
+_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class ExactAnswer:
+    """Exact values before noise: ``values[m][i]`` is measurement ``m`` for ``groups[i]``."""
+
+    groups: tuple[tuple[Literal, ...], ...]
+    values: Mapping[Measurement, tuple[int | float, ...]]
+
+
+class Engine:
+    """Executes queries over the datasets loaded by :func:`node.catalog.load_datasets`."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, datasets: Mapping[str, LoadedDataset]) -> None:
+        self._con = con
+        self._datasets = dict(datasets)
+        self._failed: dict[str, FileStamp] = {}  # file stamps whose re-check rejected the data
+        self._versions = dict.fromkeys(self._datasets, 0)
+        self._lock = threading.Lock()
+
+    def dataset(self, name: str) -> LoadedDataset:
+        try:
+            return self._datasets[name]
+        except KeyError:
+            raise NotFound(
+                f"this node has no dataset {name!r}; ask the catalog for its datasets",
+                (Violation("dataset", f"unknown dataset {name}"),),
+            ) from None
+
+    def execute(self, query: Query, schema: DatasetSchema) -> ExactAnswer:
+        """Exact values of every measurement of ``query`` for every public group (one SQL query)."""
+        for _ in range(_ATTEMPTS):
+            loaded = self._current(query.dataset)
+            rendered = render(query, schema, loaded.needs_bounding, loaded.relation)
+            cur = self._con.cursor()
+            try:
+                rows = cur.execute(rendered.sql, list(rendered.params)).fetchall()
+            except duckdb.CatalogException:
+                # A CSV reload on another thread may have dropped the table this query named.
+                if self.dataset(query.dataset).relation != loaded.relation:
+                    continue
+                raise
+            except duckdb.Error as err:
+                log.error("query on dataset %s failed in DuckDB (%s)", query.dataset, type(err).__name__)
+                raise InternalError(f"the engine failed on dataset {query.dataset!r}") from None
+            finally:
+                cur.close()
+            if self._stamp(loaded) == loaded.stamp:
+                return _align(query, schema, rendered.measurements, rows)
+            log.info(
+                "dataset %s changed during a query; running it again on the re-checked file", query.dataset
+            )
+        raise Unavailable(f"dataset {query.dataset!r} keeps changing; retry in a moment")
+
+    def _stamp(self, loaded: LoadedDataset) -> FileStamp:
+        try:
+            return file_stamp(loaded.config.path)
+        except OSError:
+            log.error("dataset %s: cannot stat %s", loaded.name, loaded.config.path)
+            raise Unavailable(f"dataset {loaded.name!r} is not available on this node right now") from None
+
+    def _current(self, name: str) -> LoadedDataset:
+        """The dataset as last checked, re-checking it first when its file changed."""
+        loaded = self.dataset(name)
+        stamp = self._stamp(loaded)
+        if stamp == loaded.stamp:
+            return loaded
+        with self._lock:
+            loaded = self._datasets[name]
+            stamp = self._stamp(loaded)
+            if stamp == loaded.stamp:
+                return loaded  # another thread re-checked it meanwhile
+            if self._failed.get(name) == stamp:
+                raise _unavailable(name)
+            log.info("dataset %s: file changed since it was checked; checking it again", name)
+            version = self._versions[name] + (loaded.config.format == "csv")
+            cur = self._con.cursor()
+            try:
+                fresh = load_dataset(loaded.config, cur, version)
+            except DataError as err:
+                self._failed[name] = stamp
+                log.error("dataset %s: refusing queries until the file is fixed: %s", name, err.message)
+                raise _unavailable(name) from None
+            finally:
+                cur.close()
+            self._failed.pop(name, None)
+            self._versions[name] = version
+            self._datasets[name] = fresh
+            if fresh.relation != loaded.relation:
+                # Queries already running keep their snapshot (DuckDB MVCC); new ones use `fresh`.
+                self._con.cursor().execute(f"DROP TABLE IF EXISTS {loaded.relation}").close()
+            return fresh
+
+
+def _unavailable(name: str) -> Unavailable:
+    return Unavailable(
+        f"dataset {name!r} is not available: its file changed and failed the node's checks; "
+        "the node operator has been told"
+    )
+
+
+def _zero(m: Measurement, schema: DatasetSchema) -> int | float:
+    if m.kind is MeasureKind.SUM and m.column is not None:
+        spec = schema.column(m.column)
+        if spec is not None and spec.type is ColumnType.FLOAT:
+            return 0.0
+    return 0
+
+
+def _align(
+    query: Query,
+    schema: DatasetSchema,
+    measurements: tuple[Measurement, ...],
+    rows: list[tuple[object, ...]],
+) -> ExactAnswer:
+    groups = group_keys(query, schema)
+    width = len(query.group_by)
+    found: dict[tuple[object, ...], tuple[object, ...]] = {}
+    for row in rows:
+        found[tuple(row[:width])] = tuple(row[width:])
+    zeros = tuple(_zero(m, schema) for m in measurements)
+    columns: list[list[int | float]] = [[] for _ in measurements]
+    for key in groups:
+        values = found.get(key)
+        for i, zero in enumerate(zeros):
+            v = None if values is None else values[i]
+            columns[i].append(zero if v is None else _number(v, zero))
+    return ExactAnswer(groups, {m: tuple(col) for m, col in zip(measurements, columns, strict=True)})
+
+
+def _number(value: object, zero: int | float) -> int | float:
+    if isinstance(zero, float):
+        assert isinstance(value, (int, float))
+        return float(value)
+    assert isinstance(value, int) and not isinstance(value, bool), f"unexpected {type(value).__name__}"
+    return value

@@ -1,0 +1,220 @@
+"""Render a :class:`~protos.model.Query` to one SQL statement computing every exact measurement.
+
+This module is pure: it knows the query model and the dataset schema, and produces SQL text plus a
+list of bound parameters. It does not execute anything, so another backend (a future PostgreSQL
+push-down) can reuse it with a different dialect. The SQL uses only standard constructs plus
+DuckDB's ``hash()`` and ``QUALIFY`` for bounding (both have PostgreSQL equivalents: ``hashtext``/
+``md5`` and a sub-select).
+
+Safety rules
+------------
+* Every literal (WHERE values, clamping bounds, the contribution limit) is a numbered parameter
+  ``$n`` with an explicit ``CAST`` to the type its column calls for. Literals are never pasted into
+  the SQL text, so no value can change the statement's structure.
+* Every identifier is double-quoted (:func:`quote_ident`) and must be a declared column of the
+  schema, so the statement only reads public, declared columns.
+
+Semantics (the DP-critical part)
+--------------------------------
+1. **WHERE first.** The predicate keeps SQL three-valued logic: a row is kept only when the
+   predicate is TRUE (a comparison with NULL is UNKNOWN, so it drops the row, and ``NOT`` of
+   UNKNOWN is UNKNOWN).
+2. **Per-person contribution bounding** (when ``needs_bounding``): rows whose privacy unit is NULL
+   are dropped (they cannot be attributed to a person, so they cannot be bounded), and of the rows
+   left each person keeps at most ``k = max_rows_per_person``, chosen by
+   ``ROW_NUMBER() OVER (PARTITION BY pid ORDER BY hash(<read columns>), <read columns>)``.
+   The order depends only on the row's own values, never on other persons' rows, on physical
+   order or on randomness: adding or removing one person changes only that person's rows in the
+   bounded table, which is what the sensitivity analysis in :mod:`node.dp` assumes (each person
+   moves any count by at most ``k`` and any clamped sum by at most ``k * max(|lower|, |upper|)``).
+   Ordering by a hash rather than by the values themselves avoids systematically keeping, say,
+   each person's smallest income. Ties are broken by the values, so only rows that are identical
+   in every column read tie, and those are interchangeable. Bounding comes after WHERE so that a
+   person's allowance is spent on the rows the query is actually about.
+   When the load-time checks proved that every person has at most ``k`` rows and no NULL person
+   id (and the file is unchanged since), the window is skipped: it would be the identity.
+3. **Measurements**: ``COUNT(*)`` counts bounded rows, ``COUNT(col)`` bounded rows where ``col``
+   is not NULL, ``SUM(col)`` sums ``LEAST(GREATEST(col, lower), upper)`` over the rows where
+   ``col`` is not NULL (NULLs contribute 0; note that ``GREATEST(NULL, lower)`` is ``lower``, hence
+   the explicit ``FILTER``). NaN clamps to ``upper`` (NaN sorts above every number). An empty
+   group's SUM is NULL in SQL and becomes 0 in :mod:`node.engine`.
+4. **GROUP BY** the query's grouping columns; the engine aligns the result rows to the public group
+   list, so groups that are not public are dropped and empty public groups get 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from node.plan import MeasureKind, Measurement, distinct_measurements
+from protos.catalog import ColumnSpec, ColumnType, DatasetSchema
+from protos.errors import InvalidQuery, NotFound, Violation
+from protos.model import (
+    And,
+    Between,
+    Comparison,
+    InList,
+    IsNull,
+    Literal,
+    Not,
+    Or,
+    Predicate,
+    Query,
+)
+
+__all__ = ["RenderedQuery", "quote_ident", "render"]
+
+SQL_TYPES = {
+    ColumnType.INTEGER: "BIGINT",
+    ColumnType.FLOAT: "DOUBLE",
+    ColumnType.BOOLEAN: "BOOLEAN",
+    ColumnType.STRING: "VARCHAR",
+}
+"""The canonical SQL type of each column type (what the catalog exposes)."""
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def quote_ident(name: str) -> str:
+    """A double-quoted SQL identifier (embedded quotes doubled)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class RenderedQuery:
+    """The SQL text, its parameters (``$1`` is ``params[0]``), and what each output column holds:
+    the first ``len(group_by)`` columns are the group key, then one per measurement."""
+
+    sql: str
+    params: tuple[object, ...]
+    group_by: tuple[str, ...]
+    measurements: tuple[Measurement, ...]
+
+
+class _Params:
+    def __init__(self) -> None:
+        self.values: list[object] = []
+
+    def add(self, value: object, sql_type: str) -> str:
+        self.values.append(value)
+        return f"CAST(${len(self.values)} AS {sql_type})"
+
+
+def render(query: Query, schema: DatasetSchema, needs_bounding: bool, relation: str) -> RenderedQuery:
+    """One SELECT over ``relation`` (an already-quoted table or view name) computing every distinct
+    measurement of ``query`` per group. See the module docstring for the semantics."""
+    params = _Params()
+    for name in query.columns_read:
+        _spec(schema, name)
+    where = _predicate(query.where, schema, params) if query.where is not None else None
+
+    measurements = distinct_measurements(query)
+    select = [quote_ident(g) for g in query.group_by]
+    for m in measurements:
+        select.append(_measure(m, schema, params))
+
+    pid = quote_ident(schema.privacy_unit)
+    conditions = []
+    if needs_bounding:
+        conditions.append(f"{pid} IS NOT NULL")
+    if where is not None:
+        conditions.append(where)
+    source = relation
+    if needs_bounding:
+        read = [quote_ident(c) for c in sorted(query.columns_read | {schema.privacy_unit})]
+        keep = params.add(schema.max_rows_per_person, "BIGINT")
+        order = ", ".join([f"hash({', '.join(read)})", *read])
+        inner_where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        source = (
+            f"(SELECT {', '.join(read)} FROM {relation}{inner_where} "
+            f"QUALIFY row_number() OVER (PARTITION BY {pid} ORDER BY {order}) <= {keep}) AS bounded"
+        )
+        conditions = []
+    sql = f"SELECT {', '.join(select)} FROM {source}"
+    if conditions:
+        sql += f" WHERE {' AND '.join(conditions)}"
+    if query.group_by:
+        sql += f" GROUP BY {', '.join(quote_ident(g) for g in query.group_by)}"
+    return RenderedQuery(sql, tuple(params.values), query.group_by, measurements)
+
+
+def _spec(schema: DatasetSchema, name: str) -> ColumnSpec:
+    spec = schema.column(name)
+    if spec is None:
+        raise NotFound(
+            f"dataset {schema.name!r} has no column {name!r}; ask the catalog for its columns",
+            (Violation("column", f"unknown column {name}"),),
+        )
+    return spec
+
+
+def _measure(m: Measurement, schema: DatasetSchema, params: _Params) -> str:
+    if m.column is None:
+        return "count(*)"
+    col = quote_ident(m.column)
+    if m.kind is MeasureKind.COUNT:
+        return f"count({col})"
+    spec = _spec(schema, m.column)
+    if not spec.type.numeric or spec.lower is None or spec.upper is None:
+        raise InvalidQuery(
+            f"SUM/AVG of {m.column!r} needs a numeric column with declared lower/upper bounds",
+            (Violation("select", f"{m.column} has no bounds"),),
+        )
+    sql_type = SQL_TYPES[spec.type]
+    lo, hi = params.add(spec.lower, sql_type), params.add(spec.upper, sql_type)
+    # GREATEST/LEAST skip NULL arguments (DuckDB and PostgreSQL): GREATEST(NULL, lo) is lo, so
+    # NULLs must be filtered out explicitly or they would each add the lower bound.
+    return f"sum(LEAST(GREATEST({col}, {lo}), {hi})) FILTER (WHERE {col} IS NOT NULL)"
+
+
+def _predicate(p: Predicate, schema: DatasetSchema, params: _Params) -> str:
+    if isinstance(p, And):
+        return (
+            "(" + " AND ".join(_predicate(o, schema, params) for o in p.operands) + ")"
+            if p.operands
+            else "TRUE"
+        )
+    if isinstance(p, Or):
+        return (
+            "(" + " OR ".join(_predicate(o, schema, params) for o in p.operands) + ")"
+            if p.operands
+            else "FALSE"
+        )
+    if isinstance(p, Not):
+        return f"(NOT {_predicate(p.operand, schema, params)})"
+    spec = _spec(schema, p.column)
+    col = quote_ident(p.column)
+    if isinstance(p, IsNull):
+        return f"({col} IS {'NOT ' if p.negated else ''}NULL)"
+    if isinstance(p, Comparison):
+        return f"({col} {p.op.value} {_literal(p.value, spec, params)})"
+    if isinstance(p, Between):
+        lo, hi = _literal(p.low, spec, params), _literal(p.high, spec, params)
+        return f"({col} {'NOT ' if p.negated else ''}BETWEEN {lo} AND {hi})"
+    if isinstance(p, InList):
+        if not p.values:  # x IN () is FALSE and x NOT IN () is TRUE, even for NULL x
+            return "TRUE" if p.negated else "FALSE"
+        items = ", ".join(_literal(v, spec, params) for v in p.values)
+        return f"({col} {'NOT ' if p.negated else ''}IN ({items}))"
+    raise TypeError(f"not a predicate: {p!r}")
+
+
+def _literal(value: Literal, spec: ColumnSpec, params: _Params) -> str:
+    """A bound parameter cast to the type the column calls for, so comparisons never make DuckDB
+    cast the *column* (which could fail on, and report, a data value)."""
+    t = spec.type
+    if value is None:
+        return params.add(None, SQL_TYPES[t])
+    if t.numeric and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, int) and _INT64[0] <= value <= _INT64[1]:
+            return params.add(value, "BIGINT")
+        return params.add(float(value), "DOUBLE")  # a float literal keeps its fraction: age < 2.5
+    if t is ColumnType.BOOLEAN and isinstance(value, bool):
+        return params.add(value, "BOOLEAN")
+    if t is ColumnType.STRING and isinstance(value, str):
+        return params.add(value, "VARCHAR")
+    raise InvalidQuery(
+        f"column {spec.name!r} is {t.value}, but it is compared with {value!r}; compare it with "
+        f"{'a number' if t.numeric else 'a ' + t.value + ' value'}",
+        (Violation("where", f"type mismatch on {spec.name}"),),
+    )
