@@ -150,7 +150,7 @@ SERVICE_CONTACTS = DatasetDecl(
     name="service_contacts",
     description="Contacts with county services, 1-6 rows per person (synthetic)",
     max_rows_per_person=3,
-    on_violation="truncate",  # keep at most 3 rows per person; the extra rows are dropped
+    on_violation="reject",  # rows beyond 3 per person are bounded away at query time, not a violation
     columns=(
         *_PLACE,
         ColumnDecl("service", "string", categories=SERVICES),

@@ -61,6 +61,3 @@ def group_keys(query: Query, schema: DatasetSchema) -> tuple[tuple[Literal, ...]
         lists.append(spec.categories)
     return tuple(itertools.product(*lists))
 
-
-MAX_GROUPS = 100_000
-"""The most groups one query may release (the product of its category list sizes)."""

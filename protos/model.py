@@ -10,12 +10,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Union
+from typing import TypeAlias
 
 from protos.errors import InvalidQuery, Violation
 
 # A literal that may appear in a WHERE clause or as a public category / group key.
-Literal = Union[str, int, float, bool, None]
+Literal: TypeAlias = str | int | float | bool | None
 
 
 class AggregateFunction(enum.Enum):
@@ -60,7 +60,7 @@ class GroupColumn:
     alias: str
 
 
-OutputColumn = Union[GroupColumn, Aggregate]
+OutputColumn: TypeAlias = GroupColumn | Aggregate
 
 
 # ---- WHERE predicates ------------------------------------------------------------------------
@@ -109,7 +109,7 @@ class Not:
     operand: Predicate
 
 
-Predicate = Union[Comparison, InList, Between, IsNull, And, Or, Not]
+Predicate: TypeAlias = Comparison | InList | Between | IsNull | And | Or | Not
 
 
 def predicate_columns(predicate: Predicate | None) -> frozenset[str]:

@@ -1,0 +1,168 @@
+"""``accord coordinator serve``, ``accord query`` and ``accord catalog``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from coordinator.client import DEFAULT_PROFILE, DEFAULT_TIMEOUT, AccordClient, load_profile
+from coordinator.config import load_coordinator_config
+from coordinator.server import start_coordinator
+from coordinator.table import format_release
+from protos.errors import ConfigError
+from protos.serving import serve_until_signal
+from protos.transport import TlsFiles
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("coordinator", help="run the coordinator")
+    cmds = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    serve = cmds.add_parser("serve", help="serve analysts over mTLS until SIGTERM/SIGINT")
+    serve.add_argument("--config", required=True, type=Path, help="coordinator TOML file")
+    serve.set_defaults(func=_serve)
+    check = cmds.add_parser("check", help="validate the config and certificates, then exit")
+    check.add_argument("--config", required=True, type=Path, help="coordinator TOML file")
+    check.set_defaults(func=_check)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = load_coordinator_config(args.config)
+    running, service = start_coordinator(config)
+    print(f"coordinator {config.name} listening on port {running.port}", flush=True)
+    serve_until_signal(running, on_stop=service.close)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from protos.transport import check_certificate_files
+
+    config = load_coordinator_config(args.config)
+    check_certificate_files(config.tls)
+    print(f"{args.config}: OK ({len(config.nodes)} node(s), {len(config.analysts)} analyst(s))")
+    return 0
+
+
+def _add_connection_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("connection (a profile file, or the four options)")
+    group.add_argument(
+        "--profile",
+        type=Path,
+        help=f"analyst profile TOML (default: $ACCORD_PROFILE or {DEFAULT_PROFILE} if it exists)",
+    )
+    group.add_argument("--coordinator", help="coordinator HOST:PORT")
+    group.add_argument("--coordinator-name", default=None, help="name in the coordinator certificate")
+    group.add_argument("--cert", type=Path, help="analyst certificate (PEM)")
+    group.add_argument("--key", type=Path, help="analyst private key (PEM)")
+    group.add_argument("--ca", type=Path, help="federation CA certificate (PEM)")
+    group.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait (default 60)")
+
+
+def _connect(args: argparse.Namespace) -> AccordClient:
+    explicit = [args.cert, args.key, args.ca]
+    profile_path = args.profile or (
+        Path(os.environ["ACCORD_PROFILE"]) if os.environ.get("ACCORD_PROFILE") else None
+    )
+    if profile_path is None and not any(explicit) and DEFAULT_PROFILE.expanduser().exists():
+        profile_path = DEFAULT_PROFILE
+    if profile_path is not None:
+        profile = load_profile(profile_path)
+        address = args.coordinator or profile.coordinator
+        name = args.coordinator_name or profile.coordinator_name
+        return AccordClient(address, profile.tls, name)
+    if not all(explicit) or not args.coordinator:
+        raise ConfigError(
+            "say how to reach the coordinator: --profile FILE, "
+            "or all of --coordinator HOST:PORT --cert --key --ca"
+        )
+    return AccordClient(
+        args.coordinator, TlsFiles(args.cert, args.key, args.ca), args.coordinator_name or "coordinator"
+    )
+
+
+def register_query(sub: Any) -> None:
+    parser = sub.add_parser(
+        "query",
+        help="run a federated aggregate query",
+        description="Run one aggregate SQL query at every node holding its dataset and print the combined, "
+        "differentially private answer with 95%% intervals.",
+    )
+    parser.add_argument("sql", help='e.g. "SELECT district, COUNT(*) FROM citizens GROUP BY district"')
+    parser.add_argument(
+        "--epsilon", required=True, help="privacy budget to spend at each node, e.g. 0.5 or 1/4"
+    )
+    parser.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
+    parser.add_argument(
+        "--require-all", action="store_true", help="fail instead of answering when a node does not answer"
+    )
+    parser.add_argument("--query-id", help="reuse an id to retry a query without spending budget twice")
+    _add_connection_args(parser)
+    parser.set_defaults(func=_query)
+
+
+def _query(args: argparse.Namespace) -> int:
+    with _connect(args) as client:
+        release = client.query_release(
+            args.sql, args.epsilon, require_all=args.require_all, query_id=args.query_id, timeout=args.timeout
+        )
+    sys.stdout.write(format_release(release, args.format))
+    if not format_release(release, args.format).endswith("\n"):
+        sys.stdout.write("\n")
+    return 0
+
+
+def register_catalog(sub: Any) -> None:
+    parser = sub.add_parser("catalog", help="list the federation's datasets and their public metadata")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    _add_connection_args(parser)
+    parser.set_defaults(func=_catalog)
+
+
+def _catalog(args: argparse.Namespace) -> int:
+    with _connect(args) as client:
+        catalog = client.catalog(timeout=args.timeout)
+        nodes = client.nodes(timeout=args.timeout)
+    if args.format == "json":
+        out = {
+            "datasets": {
+                name: {
+                    "nodes": list(holders),
+                    "privacy_unit": schema.privacy_unit,
+                    "max_rows_per_person": schema.max_rows_per_person,
+                    "columns": [
+                        {
+                            "name": c.name,
+                            "type": c.type.value,
+                            "lower": c.lower,
+                            "upper": c.upper,
+                            "categories": list(c.categories) if c.categories is not None else None,
+                        }
+                        for c in schema.columns
+                    ],
+                }
+                for name, (schema, holders) in catalog.items()
+            },
+            "nodes": nodes,
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    for n in nodes:
+        state = "up" if n["reachable"] else f"DOWN ({n['error']})"
+        print(f"node {n['name']} at {n['address']}: {state}")
+    for name, (schema, holders) in catalog.items():
+        print(
+            f"\ndataset {name} (nodes: {', '.join(holders)}; person column {schema.privacy_unit}, "
+            f"at most {schema.max_rows_per_person} row(s) per person)"
+        )
+        for c in schema.columns:
+            extra = []
+            if c.lower is not None:
+                extra.append(f"bounds [{c.lower}, {c.upper}]")
+            if c.categories is not None:
+                shown = ", ".join(map(str, c.categories[:8])) + (" ..." if len(c.categories) > 8 else "")
+                extra.append(f"groups: {shown}")
+            print(f"  {c.name:<28} {c.type.value:<8} {'; '.join(extra)}")
+    return 0

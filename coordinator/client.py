@@ -1,0 +1,176 @@
+"""The analyst's Python client.
+
+```python
+from coordinator.client import AccordClient
+
+with AccordClient.from_profile("~/.config/accord/profile.toml") as client:
+    table = client.query("SELECT district, COUNT(*) FROM citizens GROUP BY district", epsilon="0.5")
+```
+
+``query`` returns a ``pyarrow.Table``: the group columns, then for each aggregate its value,
+95% interval and noise scale, and a ``nodes`` column (see :mod:`coordinator.table`). Retries of a
+failed call reuse the same query id, so a node never charges twice for one question.
+"""
+
+from __future__ import annotations
+
+import tomllib
+import uuid
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+from coordinator.table import to_arrow
+from protos import convert
+from protos.catalog import DatasetSchema
+from protos.errors import ConfigError, DeadlineExceeded, Unavailable
+from protos.model import QueryRequest, parse_epsilon
+from protos.release import FederatedRelease
+from protos.rpcstatus import error_from_rpc
+from protos.transport import TlsFiles, secure_channel
+from protos.v1 import coordinator_pb2, coordinator_pb2_grpc
+
+DEFAULT_PROFILE = Path("~/.config/accord/profile.toml")
+DEFAULT_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Where the coordinator is and which certificate the analyst presents.
+
+    ```toml
+    coordinator = "127.0.0.1:50050"
+    coordinator_name = "coordinator"   # the name in the coordinator's certificate
+    cert = "certs/analysts/alice.pem"
+    key = "certs/analysts/alice.key"
+    ca = "certs/ca.pem"
+    ```
+    Relative paths resolve against the profile's directory.
+    """
+
+    coordinator: str
+    tls: TlsFiles
+    coordinator_name: str = "coordinator"
+
+
+def load_profile(path: str | Path) -> Profile:
+    path = Path(path).expanduser()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such profile; pass --profile FILE or --coordinator/--cert/--key/--ca"
+        ) from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    allowed = {"coordinator", "coordinator_name", "cert", "key", "ca"}
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(f"{path}: {key}: unknown key; allowed: {', '.join(sorted(allowed))}")
+    missing = [k for k in ("coordinator", "cert", "key", "ca") if not isinstance(data.get(k), str)]
+    if missing:
+        raise ConfigError(f"{path}: missing {', '.join(missing)}; each must be a string")
+
+    def resolve(key: str) -> Path:
+        p = Path(data[key]).expanduser()
+        return p if p.is_absolute() else path.parent / p
+
+    return Profile(
+        coordinator=data["coordinator"],
+        tls=TlsFiles(resolve("cert"), resolve("key"), resolve("ca")),
+        coordinator_name=str(data.get("coordinator_name", "coordinator")),
+    )
+
+
+class AccordClient:
+    """A connection to one coordinator over mTLS. Thread-safe; close it (or use ``with``)."""
+
+    def __init__(
+        self, address: str, tls: TlsFiles, coordinator_name: str = "coordinator", retries: int = 2
+    ) -> None:
+        self.address = address
+        self._channel = secure_channel(address, tls, expected_name=coordinator_name)
+        self._stub = coordinator_pb2_grpc.CoordinatorServiceStub(self._channel)
+        self._retries = retries
+
+    @classmethod
+    def from_profile(cls, path: str | Path = DEFAULT_PROFILE) -> AccordClient:
+        profile = load_profile(path)
+        return cls(profile.coordinator, profile.tls, profile.coordinator_name)
+
+    def __enter__(self) -> AccordClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _call(self, method: Any, request: Any, timeout: float, retry: bool) -> Any:
+        attempts = 1 + (self._retries if retry else 0)
+        for attempt in range(attempts):
+            try:
+                return method(request, timeout=timeout)
+            except grpc.RpcError as err:
+                error = error_from_rpc(err, peer=f"coordinator {self.address}")
+                # Only transport failures are retried: the same query id makes a retry safe.
+                if attempt + 1 < attempts and isinstance(error, Unavailable | DeadlineExceeded):
+                    continue
+                raise error from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def query_release(
+        self,
+        sql: str,
+        epsilon: str | Fraction | float,
+        *,
+        require_all: bool = False,
+        query_id: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> FederatedRelease:
+        """Run ``sql`` spending ``epsilon`` at each node; the combined release."""
+        eps = epsilon if isinstance(epsilon, Fraction) else parse_epsilon(str(epsilon))
+        request = QueryRequest(query_id or str(uuid.uuid4()), sql, eps, require_all=require_all)
+        reply = self._call(self._stub.Submit, convert.request_to_pb(request), timeout, retry=True)
+        return convert.federated_from_pb(reply)
+
+    def query(
+        self,
+        sql: str,
+        epsilon: str | Fraction | float,
+        *,
+        require_all: bool = False,
+        query_id: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Any:
+        """Like :meth:`query_release`, as a ``pyarrow.Table``."""
+        return to_arrow(
+            self.query_release(sql, epsilon, require_all=require_all, query_id=query_id, timeout=timeout)
+        )
+
+    def catalog(self, timeout: float = 30.0) -> dict[str, tuple[DatasetSchema, tuple[str, ...]]]:
+        """Every dataset in the federation: its public metadata and the nodes holding it."""
+        reply = self._call(
+            self._stub.GetCatalog, coordinator_pb2.FederatedCatalogRequest(), timeout, retry=True
+        )
+        return {d.schema.name: (convert.schema_from_pb(d.schema), tuple(d.nodes)) for d in reply.datasets}
+
+    def nodes(self, timeout: float = 30.0) -> list[dict[str, Any]]:
+        reply = self._call(self._stub.ListNodes, coordinator_pb2.ListNodesRequest(), timeout, retry=True)
+        return [
+            {
+                "name": n.name,
+                "address": n.address,
+                "reachable": n.reachable,
+                "error": n.error,
+                "datasets": list(n.datasets),
+            }
+            for n in reply.nodes
+        ]

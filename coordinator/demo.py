@@ -1,0 +1,220 @@
+"""``accord demo``: a whole federation on this machine, started the way an operator would.
+
+It creates a development PKI (``accord pki init``), writes a synthetic population for a county
+and two districts, starts each node and the coordinator as separate ``accord ... serve``
+processes on loopback, asks a handful of questions through the analyst client, stops one node
+to show a partial answer, and shuts everything down, leaving nothing running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from coordinator.client import AccordClient
+from coordinator.synthetic import coordinator_config_toml, write_demo_federation
+from coordinator.table import format_release
+from protos.errors import AccordError, Unavailable
+from protos.transport import TlsFiles
+
+START_TIMEOUT = 120.0
+
+QUESTIONS: tuple[tuple[str, str], ...] = (
+    (
+        "How many records does each authority hold, by district?",
+        "SELECT district, COUNT(*) AS records FROM citizens GROUP BY district",
+    ),
+    (
+        "Households claiming housing benefit with a child in social care, by district",
+        "SELECT district, COUNT(*) AS households FROM citizens "
+        "WHERE claims_housing_benefit = TRUE AND child_in_social_care = TRUE GROUP BY district",
+    ),
+    (
+        "Mean income by age band",
+        "SELECT age_band, AVG(income) AS mean_income, COUNT(*) AS people FROM citizens GROUP BY age_band",
+    ),
+    (
+        "Total household members of council-tax-support claimants aged 65+",
+        "SELECT SUM(household_size) AS members FROM citizens "
+        "WHERE claims_council_tax_support = TRUE AND age BETWEEN 65 AND 100",
+    ),
+    (
+        "County service contacts by service (at most 3 contacts counted per person)",
+        "SELECT service, COUNT(*) AS contacts, AVG(duration_minutes) AS mean_minutes "
+        "FROM service_contacts GROUP BY service",
+    ),
+)
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[str]
+    lines: queue.Queue[str] = field(default_factory=queue.Queue)
+    log: list[str] = field(default_factory=list)
+
+    def start_reader(self, stream: IO[str]) -> None:
+        def pump() -> None:
+            for line in stream:
+                self.lines.put(line)
+                self.log.append(line)
+
+        threading.Thread(target=pump, daemon=True, name=f"read-{self.name}").start()
+
+    def wait_for_port(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                time.sleep(0.2)
+                tail = "".join(self.log[-15:])
+                raise Unavailable(f"{self.name} exited with status {self.popen.returncode}:\n{tail}")
+            try:
+                line = self.lines.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if "listening on port" in line:
+                return int(line.rsplit(" ", 1)[1])
+        raise Unavailable(f"{self.name} did not start within {timeout:.0f} s")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+
+
+def _accord(*args: str) -> list[str]:
+    return [sys.executable, "-m", "protos.cli", *args]
+
+
+def _spawn(name: str, args: list[str], cwd: Path) -> Process:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    popen = subprocess.Popen(
+        args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    proc = Process(name, popen)
+    assert popen.stdout is not None
+    proc.start_reader(popen.stdout)
+    return proc
+
+
+@contextlib.contextmanager
+def _workdir(path: Path | None) -> Iterator[Path]:
+    if path is not None:
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="accord-demo-"))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def run_demo(people: int, epsilon: str, workdir: Path | None, seed: int) -> int:
+    processes: list[Process] = []
+    with _workdir(workdir) as root:
+        try:
+            _say(f"== Accord demo in {root}")
+            nodes = ("county", "district-a", "district-b")
+            pki = [
+                "pki",
+                "init",
+                "--dir",
+                str(root / "certs"),
+                "--coordinator",
+                "coordinator",
+                "--analyst",
+                "alice",
+            ]
+            for n in nodes:
+                pki += ["--node", n]
+            subprocess.run(_accord(*pki), check=True, cwd=root, stdout=subprocess.DEVNULL)
+            _say("certificates: a development CA, the coordinator, 3 nodes and analyst 'alice'")
+            started = time.perf_counter()
+            layout = write_demo_federation(
+                root, people_per_authority=people, seed=seed, ports=dict.fromkeys(nodes, 0)
+            )
+            _say(
+                f"synthetic population written in {time.perf_counter() - started:.1f} s "
+                f"({people:,}+ people per authority)"
+            )
+            ports: dict[str, int] = {}
+            for n in nodes:
+                proc = _spawn(n, _accord("node", "serve", "--config", str(layout.node_configs[n])), root)
+                processes.append(proc)
+            for proc in processes:
+                ports[proc.name] = proc.wait_for_port(START_TIMEOUT)
+                _say(f"node {proc.name} serving on 127.0.0.1:{ports[proc.name]} (pid {proc.popen.pid})")
+            coordinator_toml = root / "coordinator.toml"
+            coordinator_toml.write_text(
+                coordinator_config_toml(layout, ports, listen_port=0), encoding="utf-8"
+            )
+            coord = _spawn(
+                "coordinator", _accord("coordinator", "serve", "--config", str(coordinator_toml)), root
+            )
+            processes.append(coord)
+            coord_port = coord.wait_for_port(START_TIMEOUT)
+            _say(f"coordinator serving on 127.0.0.1:{coord_port}\n")
+            tls = TlsFiles(
+                root / "certs" / "analysts" / "alice.pem",
+                root / "certs" / "analysts" / "alice.key",
+                root / "certs" / "ca.pem",
+            )
+            with AccordClient(f"127.0.0.1:{coord_port}", tls) as client:
+                for title, sql in QUESTIONS:
+                    _ask(client, title, sql, epsilon)
+                _say("== A query Accord refuses (row-level data):")
+                _ask(client, "Listing people", "SELECT person_id, income FROM citizens", epsilon)
+                _say("== Stopping node district-b (SIGKILL) to show a partial answer:")
+                victim = next(p for p in processes if p.name == "district-b")
+                victim.stop(signal.SIGKILL)
+                _ask(client, "Records by district, one node down", QUESTIONS[0][1], epsilon)
+            _say("== Shutting down")
+            return 0
+        finally:
+            for proc in reversed(processes):
+                proc.stop()
+            still = [p.name for p in processes if p.popen.poll() is None]
+            if still:
+                _say(f"warning: still running: {', '.join(still)}")
+
+
+def _ask(client: AccordClient, title: str, sql: str, epsilon: str) -> None:
+    _say(f"-- {title}\n   {sql}   (epsilon {epsilon} per node)")
+    try:
+        started = time.perf_counter()
+        release = client.query_release(sql, epsilon, timeout=60)
+        took = time.perf_counter() - started
+        _say(format_release(release, "table").rstrip())
+        _say(f"({took * 1000:.0f} ms)\n")
+    except AccordError as err:
+        _say(f"refused: {err.message}\n")
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("demo", help="run a local three-authority federation and print some answers")
+    parser.add_argument("--people", type=int, default=100_000, help="people per authority (default 100,000)")
+    parser.add_argument("--epsilon", default="0.5", help="epsilon per query per node (default 0.5)")
+    parser.add_argument("--dir", type=Path, default=None, help="keep the files here instead of a temp dir")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the synthetic population")
+    parser.set_defaults(func=lambda a: run_demo(a.people, a.epsilon, a.dir, a.seed))

@@ -1,0 +1,121 @@
+"""Talking to the nodes: one mTLS channel per node, catalog caching and parallel fan-out.
+
+Every call carries a deadline. A node that is down, slow or refuses is reported by name with a
+reason; it never blocks the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import grpc
+
+from coordinator.config import NodeEndpoint
+from protos import convert
+from protos.catalog import DatasetSchema
+from protos.errors import AccordError, DeadlineExceeded, Unavailable
+from protos.model import QueryRequest
+from protos.release import Release
+from protos.rpcstatus import error_from_rpc
+from protos.transport import TlsFiles, secure_channel
+from protos.v1 import node_pb2, node_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+CATALOG_TTL_SECONDS = 30.0
+CATALOG_DEADLINE_SECONDS = 5.0
+
+
+def describe(err: AccordError) -> str:
+    """A short reason for an answer's `missing` list."""
+    if isinstance(err, DeadlineExceeded):
+        return "deadline exceeded"
+    if isinstance(err, Unavailable):
+        return "unavailable"
+    return err.message
+
+
+class NodeClient:
+    """A client for one node; thread-safe. The channel verifies the node's certificate name."""
+
+    def __init__(self, endpoint: NodeEndpoint, tls: TlsFiles) -> None:
+        self.endpoint = endpoint
+        self.name = endpoint.name
+        self._channel = secure_channel(endpoint.address, tls, expected_name=endpoint.name)
+        self._stub = node_pb2_grpc.NodeServiceStub(self._channel)
+        self._lock = threading.Lock()
+        self._catalog: tuple[DatasetSchema, ...] | None = None
+        self._catalog_at = 0.0
+        self.last_error: str = ""
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def catalog(self, max_age: float = CATALOG_TTL_SECONDS) -> tuple[DatasetSchema, ...] | None:
+        """The node's datasets (cached for ``max_age`` s); the last known ones if it is down now,
+        or None if it has never answered."""
+        with self._lock:
+            if self._catalog is not None and time.monotonic() - self._catalog_at < max_age:
+                return self._catalog
+        try:
+            reply = self._stub.GetCatalog(node_pb2.GetCatalogRequest(), timeout=CATALOG_DEADLINE_SECONDS)
+        except grpc.RpcError as err:
+            self.last_error = describe(error_from_rpc(err, peer=f"node {self.name}"))
+            log.warning("node %s: catalog unavailable: %s", self.name, self.last_error)
+            with self._lock:
+                return self._catalog
+        _, schemas = convert.catalog_from_pb(reply)
+        with self._lock:
+            self._catalog, self._catalog_at = schemas, time.monotonic()
+            self.last_error = ""
+            return schemas
+
+    def answer_future(self, request: QueryRequest, timeout: float) -> grpc.Future:
+        return self._stub.Answer.future(convert.request_to_pb(request), timeout=timeout)
+
+
+@dataclass(frozen=True)
+class FanOutResult:
+    releases: dict[str, Release]
+    errors: dict[str, AccordError]
+
+
+def fan_out(clients: Iterable[NodeClient], request: QueryRequest, deadline: float) -> FanOutResult:
+    """Send ``request`` to every client at once and wait for all, each with ``deadline`` seconds."""
+    futures = {c.name: c.answer_future(request, deadline) for c in clients}
+    releases: dict[str, Release] = {}
+    errors: dict[str, AccordError] = {}
+    for name, future in futures.items():
+        try:
+            reply = future.result()
+        except grpc.RpcError as err:
+            errors[name] = error_from_rpc(err, peer=f"node {name}")
+            log.warning("node %s did not answer query %s: %s", name, request.query_id, errors[name].message)
+            continue
+        releases[name] = convert.release_from_pb(reply)
+    return FanOutResult(releases, errors)
+
+
+def holders(
+    clients: Mapping[str, NodeClient], dataset: str
+) -> tuple[dict[str, DatasetSchema], dict[str, str]]:
+    """Which nodes hold ``dataset`` (with their schema), and which could not be asked.
+
+    A node that has never answered a catalog call might hold the dataset, so it is reported as
+    missing rather than silently left out.
+    """
+    found: dict[str, DatasetSchema] = {}
+    unknown: dict[str, str] = {}
+    for name, client in clients.items():
+        schemas = client.catalog()
+        if schemas is None:
+            unknown[name] = f"unreachable ({client.last_error or 'no catalog yet'})"
+            continue
+        for schema in schemas:
+            if schema.name == dataset:
+                found[name] = schema
+    return found, unknown

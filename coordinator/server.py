@@ -1,0 +1,37 @@
+"""Start the coordinator from its config and serve over mTLS."""
+
+from __future__ import annotations
+
+import logging
+
+from coordinator.config import CoordinatorConfig
+from coordinator.service import CoordinatorService
+from coordinator.servicer import CoordinatorServicer
+from protos.serving import RunningServer, ServiceBinding, start_server
+from protos.v1 import coordinator_pb2, coordinator_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = coordinator_pb2.DESCRIPTOR.services_by_name["CoordinatorService"].full_name
+
+
+def start_coordinator(
+    config: CoordinatorConfig, listen: str | None = None
+) -> tuple[RunningServer, CoordinatorService]:
+    """Start the coordinator; ``listen`` overrides the config (tests pass ``127.0.0.1:0``)."""
+    service = CoordinatorService.from_config(config)
+    servicer = CoordinatorServicer(service, max_in_flight=config.max_in_flight)
+    running = start_server(
+        [
+            ServiceBinding(
+                SERVICE_NAME,
+                lambda s: coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server(servicer, s),
+            )
+        ],
+        listen or config.listen,
+        config.tls,
+        max_workers=config.max_workers,
+        max_concurrent_rpcs=config.max_in_flight * 2 + 8,
+    )
+    log.info("coordinator %s serving %d node(s) on port %d", config.name, len(config.nodes), running.port)
+    return running, service

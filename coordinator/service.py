@@ -1,0 +1,131 @@
+"""The coordinator's query path, free of gRPC.
+
+1. check the analyst is allowed; 2. parse the SQL once (early, clear errors) and find which
+nodes hold the dataset; 3. validate against each holder's public metadata; 4. send the same
+request to every holder in parallel with a deadline; 5. combine what came back. Nodes that did
+not answer are named in the answer (``partial``), or, with ``require_all``, the query fails.
+The coordinator never sees a row: only the nodes' noisy aggregates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from coordinator.combine import combine
+from coordinator.config import CoordinatorConfig
+from coordinator.nodes import NodeClient, describe, fan_out, holders
+from protos.catalog import DatasetSchema
+from protos.errors import (
+    AccordError,
+    BudgetExhausted,
+    InvalidQuery,
+    NotFound,
+    PartialFailure,
+    PermissionDenied,
+    Unavailable,
+    Violation,
+)
+from protos.identity import Identity
+from protos.model import QueryRequest
+from protos.release import FederatedRelease
+from protos.sql import parse, validate
+
+log = logging.getLogger(__name__)
+
+# Errors that mean "the query itself is refused"; if every node refuses for such a reason the
+# analyst gets that error rather than an empty partial answer.
+_USER_ERRORS = (InvalidQuery, PermissionDenied, BudgetExhausted)
+
+
+class CoordinatorService:
+    def __init__(self, config: CoordinatorConfig, clients: Mapping[str, NodeClient]) -> None:
+        self.config = config
+        self.clients = dict(clients)
+        self._analysts = frozenset(config.analysts)
+
+    @classmethod
+    def from_config(cls, config: CoordinatorConfig) -> CoordinatorService:
+        return cls(config, {n.name: NodeClient(n, config.tls) for n in config.nodes})
+
+    def close(self) -> None:
+        for client in self.clients.values():
+            client.close()
+
+    def authorise(self, caller: Identity) -> None:
+        if caller.role != "analyst" or caller.name not in self._analysts:
+            raise PermissionDenied(
+                f"{caller.role} {caller.name!r} may not submit queries to this coordinator; "
+                f"its operator must add "
+                "the analyst's certificate name to [access] analysts",
+                reason="CALLER_NOT_ALLOWED",
+                metadata={"caller": f"{caller.role}/{caller.name}"},
+            )
+
+    def federated_catalog(self) -> tuple[dict[str, tuple[DatasetSchema, tuple[str, ...]]], dict[str, str]]:
+        """Every dataset with its schema (from the first node holding it) and its holders, and the
+        nodes that could not be asked."""
+        datasets: dict[str, tuple[DatasetSchema, list[str]]] = {}
+        unreachable: dict[str, str] = {}
+        for name in sorted(self.clients):
+            client = self.clients[name]
+            schemas = client.catalog()
+            if schemas is None:
+                unreachable[name] = client.last_error or "unreachable"
+                continue
+            for schema in schemas:
+                datasets.setdefault(schema.name, (schema, []))[1].append(name)
+        return {k: (s, tuple(n)) for k, (s, n) in sorted(datasets.items())}, unreachable
+
+    def submit(self, caller: Identity, request: QueryRequest) -> FederatedRelease:
+        self.authorise(caller)
+        query = parse(request.sql)
+        found, unknown = holders(self.clients, query.dataset)
+        if not found:
+            if unknown:
+                raise Unavailable(
+                    f"no reachable node is known to hold dataset {query.dataset!r}; unreachable: "
+                    + ", ".join(f"{n} ({r})" for n, r in sorted(unknown.items()))
+                )
+            known = sorted(self.federated_catalog()[0])
+            raise NotFound(
+                f"no node holds a dataset called {query.dataset!r}; available: {', '.join(known) or 'none'}",
+                (Violation("from", f"unknown dataset {query.dataset}"),),
+            )
+        for name, schema in sorted(found.items()):
+            try:
+                validate(query, schema)
+            except InvalidQuery as err:
+                raise type(err)(f"{err.message} (metadata of node {name})", err.violations) from None
+        if request.require_all and unknown:
+            raise PartialFailure(self._missing_message(unknown), unknown)
+        result = fan_out([self.clients[n] for n in sorted(found)], request, self.config.deadline_seconds)
+        missing = dict(unknown)
+        missing.update({n: describe(e) for n, e in result.errors.items()})
+        if not result.releases:
+            self._raise_common_refusal(result.errors)
+        if request.require_all and missing:
+            raise PartialFailure(self._missing_message(missing), missing)
+        release = combine(request.query_id, result.releases, missing)
+        log.info(
+            "query %s on %s: %d node(s) answered, %d missing",
+            request.query_id,
+            query.dataset,
+            len(result.releases),
+            len(missing),
+        )
+        return release
+
+    @staticmethod
+    def _missing_message(missing: Mapping[str, str]) -> str:
+        listed = ", ".join(f"{n} ({r})" for n, r in sorted(missing.items()))
+        return f"--require-all was given and these nodes did not answer: {listed}"
+
+    @staticmethod
+    def _raise_common_refusal(errors: Mapping[str, AccordError]) -> None:
+        """When no node answered: surface the nodes' own refusal if they agree on its kind."""
+        user = [e for e in errors.values() if isinstance(e, _USER_ERRORS)]
+        if user and len(user) == len(errors) and len({type(e) for e in user}) == 1:
+            raise user[0]
+        listed = ", ".join(f"{n} ({describe(e)})" for n, e in sorted(errors.items()))
+        raise Unavailable(f"no node answered: {listed}")

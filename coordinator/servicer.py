@@ -1,0 +1,70 @@
+"""The coordinator's gRPC edge: identity from TLS, pb2 in and out, errors as rich status."""
+
+from __future__ import annotations
+
+import threading
+
+import grpc
+
+from coordinator.service import CoordinatorService
+from protos import convert
+from protos.errors import ResourceLimit
+from protos.rpcstatus import rpc_boundary
+from protos.transport import peer_identity
+from protos.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
+
+
+class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
+    def __init__(self, service: CoordinatorService, max_in_flight: int = 32) -> None:
+        self._service = service
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._max_in_flight = max_in_flight
+
+    @rpc_boundary
+    def Submit(
+        self, request: common_pb2.QueryRequest, context: grpc.ServicerContext
+    ) -> coordinator_pb2.FederatedRelease:
+        caller = peer_identity(context)
+        query = convert.request_from_pb(request)
+        if not self._slots.acquire(blocking=False):
+            raise ResourceLimit(
+                f"the coordinator is already running {self._max_in_flight} queries; retry shortly"
+            )
+        try:
+            release = self._service.submit(caller, query)
+        finally:
+            self._slots.release()
+        return convert.federated_to_pb(release)
+
+    @rpc_boundary
+    def ListNodes(
+        self, request: coordinator_pb2.ListNodesRequest, context: grpc.ServicerContext
+    ) -> coordinator_pb2.ListNodesResponse:
+        self._service.authorise(peer_identity(context))
+        nodes = []
+        for name, client in sorted(self._service.clients.items()):
+            schemas = client.catalog()
+            nodes.append(
+                coordinator_pb2.NodeInfo(
+                    name=name,
+                    address=client.endpoint.address,
+                    reachable=not client.last_error and schemas is not None,
+                    error=client.last_error,
+                    datasets=[s.name for s in schemas or ()],
+                )
+            )
+        return coordinator_pb2.ListNodesResponse(nodes=nodes)
+
+    @rpc_boundary
+    def GetCatalog(
+        self, request: coordinator_pb2.FederatedCatalogRequest, context: grpc.ServicerContext
+    ) -> coordinator_pb2.FederatedCatalogResponse:
+        self._service.authorise(peer_identity(context))
+        datasets, unreachable = self._service.federated_catalog()
+        return coordinator_pb2.FederatedCatalogResponse(
+            datasets=[
+                coordinator_pb2.FederatedDataset(schema=convert.schema_to_pb(schema), nodes=list(holders))
+                for schema, holders in datasets.values()
+            ],
+            unreachable=convert.missing_to_pb(unreachable),
+        )

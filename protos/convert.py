@@ -1,0 +1,282 @@
+"""Conversion between the generated protobuf types and Accord's own dataclasses.
+
+Generated ``*_pb2`` types stop here: servicers and clients call these functions at the edge and
+everything behind them works on :mod:`protos.model`, :mod:`protos.catalog` and
+:mod:`protos.release`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from fractions import Fraction
+
+from protos.catalog import ColumnSpec, ColumnType, DatasetSchema
+from protos.errors import InternalError, InvalidQuery, Violation
+from protos.model import AggregateFunction, Literal, QueryRequest, parse_epsilon
+from protos.release import Cell, Estimate, FederatedRelease, Mechanism, Release, ReleaseColumn, ReleaseRow
+from protos.v1 import common_pb2 as pb
+from protos.v1 import coordinator_pb2 as cpb
+from protos.v1 import node_pb2 as npb
+
+# ---- literals ----------------------------------------------------------------------------------
+
+
+def value_to_pb(value: Literal) -> pb.Value:
+    if value is None:
+        return pb.Value(null_value=True)
+    if isinstance(value, bool):  # before int: bool is an int subclass
+        return pb.Value(bool_value=value)
+    if isinstance(value, int):
+        return pb.Value(int_value=value)
+    if isinstance(value, float):
+        return pb.Value(float_value=value)
+    if isinstance(value, str):
+        return pb.Value(string_value=value)
+    raise InternalError(f"cannot put a {type(value).__name__} on the wire as a value")
+
+
+def value_from_pb(msg: pb.Value) -> Literal:
+    kind = msg.WhichOneof("kind")
+    if kind is None or kind == "null_value":
+        return None
+    result: Literal = getattr(msg, kind)
+    return result
+
+
+# ---- query requests ----------------------------------------------------------------------------
+
+
+def request_to_pb(request: QueryRequest) -> pb.QueryRequest:
+    return pb.QueryRequest(
+        query_id=request.query_id,
+        sql=request.sql,
+        epsilon=str(request.epsilon),
+        require_all=request.require_all,
+    )
+
+
+def request_from_pb(msg: pb.QueryRequest) -> QueryRequest:
+    if not msg.epsilon:
+        raise InvalidQuery(
+            "epsilon is missing; say how much privacy budget to spend, e.g. 0.5",
+            (Violation("epsilon", "missing"),),
+        )
+    return QueryRequest(
+        query_id=msg.query_id,
+        sql=msg.sql,
+        epsilon=parse_epsilon(msg.epsilon),
+        require_all=msg.require_all,
+    )
+
+
+# ---- catalog -----------------------------------------------------------------------------------
+
+_TYPE_TO_PB = {
+    ColumnType.INTEGER: pb.INTEGER,
+    ColumnType.FLOAT: pb.FLOAT,
+    ColumnType.BOOLEAN: pb.BOOLEAN,
+    ColumnType.STRING: pb.STRING,
+}
+_TYPE_FROM_PB = {v: k for k, v in _TYPE_TO_PB.items()}
+
+
+def schema_to_pb(schema: DatasetSchema) -> pb.DatasetSchema:
+    return pb.DatasetSchema(
+        name=schema.name,
+        privacy_unit=schema.privacy_unit,
+        max_rows_per_person=schema.max_rows_per_person,
+        description=schema.description,
+        columns=[
+            pb.ColumnSpec(
+                name=c.name,
+                type=_TYPE_TO_PB[c.type],
+                bounded=c.bounded,
+                lower=float(c.lower) if c.lower is not None else 0.0,
+                upper=float(c.upper) if c.upper is not None else 0.0,
+                has_categories=c.categories is not None,
+                categories=[value_to_pb(v) for v in c.categories or ()],
+                description=c.description,
+            )
+            for c in schema.columns
+        ],
+    )
+
+
+def schema_from_pb(msg: pb.DatasetSchema) -> DatasetSchema:
+    columns = []
+    for c in msg.columns:
+        ctype = _TYPE_FROM_PB.get(c.type)
+        if ctype is None:
+            raise InternalError(f"column {c.name!r} has an unknown type on the wire")
+        lower: int | float | None = None
+        upper: int | float | None = None
+        if c.bounded:
+            lower, upper = c.lower, c.upper
+            if ctype is ColumnType.INTEGER:
+                lower, upper = int(c.lower), int(c.upper)
+        columns.append(
+            ColumnSpec(
+                name=c.name,
+                type=ctype,
+                lower=lower,
+                upper=upper,
+                categories=tuple(value_from_pb(v) for v in c.categories) if c.has_categories else None,
+                description=c.description,
+            )
+        )
+    return DatasetSchema(
+        name=msg.name,
+        columns=tuple(columns),
+        privacy_unit=msg.privacy_unit,
+        max_rows_per_person=msg.max_rows_per_person,
+        description=msg.description,
+    )
+
+
+def catalog_to_pb(node: str, schemas: Iterable[DatasetSchema]) -> npb.GetCatalogResponse:
+    return npb.GetCatalogResponse(node=node, datasets=[schema_to_pb(s) for s in schemas])
+
+
+def catalog_from_pb(msg: npb.GetCatalogResponse) -> tuple[str, tuple[DatasetSchema, ...]]:
+    return msg.node, tuple(schema_from_pb(s) for s in msg.datasets)
+
+
+# ---- releases ----------------------------------------------------------------------------------
+
+_MECH_TO_PB = {
+    Mechanism.DISCRETE_LAPLACE: pb.DISCRETE_LAPLACE,
+    Mechanism.LAPLACE: pb.LAPLACE,
+    Mechanism.RATIO: pb.RATIO,
+}
+_MECH_FROM_PB = {v: k for k, v in _MECH_TO_PB.items()}
+_FUNC_TO_PB = {
+    AggregateFunction.COUNT: pb.COUNT,
+    AggregateFunction.SUM: pb.SUM,
+    AggregateFunction.AVG: pb.AVG,
+}
+_FUNC_FROM_PB = {v: k for k, v in _FUNC_TO_PB.items()}
+
+
+def _estimate_to_pb(e: Estimate) -> pb.Estimate:
+    return pb.Estimate(
+        value=e.value,
+        noise_scale=e.noise_scale,
+        ci_low=e.ci_low,
+        ci_high=e.ci_high,
+        mechanism=_MECH_TO_PB[e.mechanism],
+    )
+
+
+def _estimate_from_pb(msg: pb.Estimate) -> Estimate:
+    mech = _MECH_FROM_PB.get(msg.mechanism)
+    if mech is None:
+        raise InternalError("an estimate arrived without a known mechanism")
+    for x in (msg.value, msg.noise_scale, msg.ci_low, msg.ci_high):
+        if math.isnan(x):
+            raise InternalError("an estimate arrived with NaN")
+    return Estimate(msg.value, msg.noise_scale, msg.ci_low, msg.ci_high, mech)
+
+
+def _cell_to_pb(cell: Cell) -> pb.Cell:
+    msg = pb.Cell(estimate=_estimate_to_pb(cell.estimate))
+    if cell.sum is not None:
+        msg.sum.CopyFrom(_estimate_to_pb(cell.sum))
+    if cell.count is not None:
+        msg.count.CopyFrom(_estimate_to_pb(cell.count))
+    return msg
+
+
+def _cell_from_pb(msg: pb.Cell) -> Cell:
+    return Cell(
+        estimate=_estimate_from_pb(msg.estimate),
+        sum=_estimate_from_pb(msg.sum) if msg.HasField("sum") else None,
+        count=_estimate_from_pb(msg.count) if msg.HasField("count") else None,
+    )
+
+
+def _columns_to_pb(columns: Iterable[ReleaseColumn]) -> list[pb.ReleaseColumn]:
+    return [
+        pb.ReleaseColumn(
+            name=c.name,
+            function=_FUNC_TO_PB[c.function] if c.function is not None else pb.AGGREGATE_FUNCTION_UNSPECIFIED,
+            column=c.column or "",
+        )
+        for c in columns
+    ]
+
+
+def _columns_from_pb(msgs: Iterable[pb.ReleaseColumn]) -> tuple[ReleaseColumn, ...]:
+    return tuple(
+        ReleaseColumn(name=c.name, function=_FUNC_FROM_PB.get(c.function), column=c.column or None)
+        for c in msgs
+    )
+
+
+def _rows_to_pb(rows: Iterable[ReleaseRow]) -> list[pb.ReleaseRow]:
+    return [
+        pb.ReleaseRow(group=[value_to_pb(v) for v in r.group], cells=[_cell_to_pb(c) for c in r.cells])
+        for r in rows
+    ]
+
+
+def _rows_from_pb(msgs: Iterable[pb.ReleaseRow]) -> tuple[ReleaseRow, ...]:
+    return tuple(
+        ReleaseRow(
+            group=tuple(value_from_pb(v) for v in r.group), cells=tuple(_cell_from_pb(c) for c in r.cells)
+        )
+        for r in msgs
+    )
+
+
+def release_to_pb(release: Release) -> npb.NodeRelease:
+    return npb.NodeRelease(
+        query_id=release.query_id,
+        node=release.node,
+        dataset=release.dataset,
+        columns=_columns_to_pb(release.columns),
+        rows=_rows_to_pb(release.rows),
+        epsilon=str(release.epsilon),
+        execution_seconds=release.execution_seconds,
+    )
+
+
+def release_from_pb(msg: npb.NodeRelease) -> Release:
+    return Release(
+        query_id=msg.query_id,
+        node=msg.node,
+        dataset=msg.dataset,
+        columns=_columns_from_pb(msg.columns),
+        rows=_rows_from_pb(msg.rows),
+        epsilon=Fraction(msg.epsilon),
+        execution_seconds=msg.execution_seconds,
+    )
+
+
+def federated_to_pb(release: FederatedRelease) -> cpb.FederatedRelease:
+    return cpb.FederatedRelease(
+        query_id=release.query_id,
+        dataset=release.dataset,
+        columns=_columns_to_pb(release.columns),
+        rows=_rows_to_pb(release.rows),
+        epsilon=str(release.epsilon),
+        contributing_nodes=list(release.contributing_nodes),
+        missing=[cpb.MissingNode(node=n, reason=r) for n, r in sorted(release.missing.items())],
+        partial=release.partial,
+    )
+
+
+def federated_from_pb(msg: cpb.FederatedRelease) -> FederatedRelease:
+    return FederatedRelease(
+        query_id=msg.query_id,
+        dataset=msg.dataset,
+        columns=_columns_from_pb(msg.columns),
+        rows=_rows_from_pb(msg.rows),
+        epsilon=Fraction(msg.epsilon),
+        contributing_nodes=tuple(msg.contributing_nodes),
+        missing={m.node: m.reason for m in msg.missing},
+    )
+
+
+def missing_to_pb(missing: Mapping[str, str]) -> list[cpb.MissingNode]:
+    return [cpb.MissingNode(node=n, reason=r) for n, r in sorted(missing.items())]
