@@ -51,7 +51,9 @@ def committed_files() -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--check", action="store_true", help="fail if committed code is stale")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
                 if p.name in have and not filecmp.cmp(p, PROTO_DIR / p.name, shallow=False)
             ]
             if problems:
-                print("generated protobuf code is out of date; run `python -m protos.codegen`:", file=sys.stderr)
+                print(
+                    "generated protobuf code is out of date; run `python -m protos.codegen`:", file=sys.stderr
+                )
                 for line in problems:
                     print(f"  {line}", file=sys.stderr)
                 return 1
