@@ -60,4 +60,3 @@ def group_keys(query: Query, schema: DatasetSchema) -> tuple[tuple[Literal, ...]
         assert spec is not None and spec.categories is not None, "validated before planning"
         lists.append(spec.categories)
     return tuple(itertools.product(*lists))
-
