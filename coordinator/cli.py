@@ -88,7 +88,7 @@ def register_query(sub: Any) -> None:
         "query",
         help="run a federated aggregate query",
         description="Run one aggregate SQL query at every node holding its dataset and print the combined, "
-        "differentially private answer with 95%% intervals.",
+        "differentially private answer with 95% intervals.",
     )
     parser.add_argument("sql", help='e.g. "SELECT district, COUNT(*) FROM citizens GROUP BY district"')
     parser.add_argument(
