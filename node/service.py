@@ -2,8 +2,9 @@
 
 ``NodeService.answer`` is the life of a query at a node:
 
-1. **authorise** the caller (:meth:`NodeService.authorise`: today the coordinator allow-list;
-   agreements, purposes and consent checks slot in here);
+1. **authorise** the caller: first who it is (:meth:`NodeService.admit`, the coordinator
+   allow-list, before the request is even parsed), then what it asks (:meth:`NodeService.authorise`:
+   agreements, purposes and consent checks slot in there);
 2. **parse and validate** the SQL against this node's own public metadata (a node trusts nobody
    upstream, so it re-checks what the coordinator already checked);
 3. **retry check**: a query id answered before returns the stored release, no fresh noise;
@@ -55,8 +56,8 @@ class NodeService:
     def schemas(self) -> tuple[DatasetSchema, ...]:
         return tuple(self._schemas[k] for k in sorted(self._schemas))
 
-    def authorise(self, caller: Identity, query: Query) -> None:
-        """Refuse callers this node has not agreed to answer. (Agreements slot in here.)"""
+    def admit(self, caller: Identity) -> None:
+        """Refuse callers this node has not agreed to answer, before looking at their request."""
         if caller.role != "coordinator" or caller.name not in self._allowed:
             raise PermissionDenied(
                 f"{caller.role} {caller.name!r} may not query node {self.name!r}; the node operator must add "
@@ -64,6 +65,10 @@ class NodeService:
                 reason="CALLER_NOT_ALLOWED",
                 metadata={"caller": f"{caller.role}/{caller.name}"},
             )
+
+    def authorise(self, caller: Identity, query: Query) -> None:
+        """Refuse queries this caller may not ask. (Agreements slot in here.)"""
+        self.admit(caller)
 
     def charge(self, caller: Identity, query: Query, request: QueryRequest) -> None:
         """Reserve the privacy budget for this query (before computing). No ledger yet."""
@@ -78,6 +83,7 @@ class NodeService:
         retry is answered byte for byte without this module knowing about protobuf.
         """
         started = time.perf_counter()
+        self.admit(caller)  # before parsing: a caller the node does not serve gets no feedback
         query = compile_query(request.sql, self._schemas)
         self.authorise(caller, query)
         fp = fingerprint(f"{caller.role}/{caller.name}", request)
