@@ -17,8 +17,11 @@ the mean of the nodes' means. Each node added independent noise, so:
   ``combined_sum / max(combined_count, 1)``. Its interval takes 97.5% intervals of the combined
   sum and count (``alpha = 0.025`` each, so by the union bound both hold at once with probability
   >= 95%), floors the count interval at 1 and takes the extreme corner ratios (``s / c`` is
-  monotone in each argument for ``c > 0``). The coordinator does not know the column's bounds,
-  so the ratio is not clamped. Mechanism ``RATIO``, ``noise_scale`` 0.
+  monotone in each argument for ``c > 0``). When the column's public bounds ``[L, U]`` are given
+  (the coordinator has them from the nodes' catalogs) the estimate and both interval ends are
+  clamped to them: every clamped value the nodes averaged lies in ``[L, U]``, so the true mean
+  does too, and clamping is post-processing that keeps the coverage. Mechanism ``RATIO``,
+  ``noise_scale`` 0.
 
 Rows are aligned by group key (the union of the nodes' keys, in order of first appearance going
 through the nodes by name); a node without a group contributes nothing to it.
@@ -60,7 +63,9 @@ def combine_estimates(parts: Sequence[Estimate], alpha: float = intervals.ALPHA)
     return Estimate(value, scale, value - h, value + h, mechanism)
 
 
-def combine_ratio(sums: Sequence[Estimate], counts: Sequence[Estimate]) -> Cell:
+def combine_ratio(
+    sums: Sequence[Estimate], counts: Sequence[Estimate], bounds: tuple[float, float] | None = None
+) -> Cell:
     """A federated mean from the nodes' noisy sum and count parts (see the module docstring)."""
     total = combine_estimates(sums)
     count = combine_estimates(counts)
@@ -72,7 +77,11 @@ def combine_ratio(sums: Sequence[Estimate], counts: Sequence[Estimate]) -> Cell:
     c_lo, c_hi = max(count.value - c_h, 1.0), max(count.value + c_h, 1.0)
     corners = (s_lo / c_lo, s_lo / c_hi, s_hi / c_lo, s_hi / c_hi)
     value = total.value / max(count.value, 1.0)
-    return Cell(Estimate(value, 0.0, min(corners), max(corners), Mechanism.RATIO), sum=total, count=count)
+    low, high = min(corners), max(corners)
+    if bounds is not None:
+        lo_b, hi_b = bounds
+        value, low, high = (min(max(x, lo_b), hi_b) for x in (value, low, high))
+    return Cell(Estimate(value, 0.0, low, high, Mechanism.RATIO), sum=total, count=count)
 
 
 def _check_same(releases: Mapping[str, Release], what: str, key: str) -> None:
@@ -97,10 +106,16 @@ def _check_columns(releases: Mapping[str, Release]) -> tuple[ReleaseColumn, ...]
     return reference
 
 
-def combine(query_id: str, releases: Mapping[str, Release], missing: Mapping[str, str]) -> FederatedRelease:
+def combine(
+    query_id: str,
+    releases: Mapping[str, Release],
+    missing: Mapping[str, str],
+    bounds: Mapping[str, tuple[float, float]] | None = None,
+) -> FederatedRelease:
     """Combine the nodes' answers (``releases`` keyed by node name) into one release.
 
     ``missing`` (node → reason) is passed through; the result is partial when it is non-empty.
+    ``bounds`` (column → public ``(lower, upper)``) clamps combined means (see the module docstring).
     Raises :class:`~protos.errors.Unavailable` when no node answered and
     :class:`~protos.errors.InternalError` when the answers cannot belong to one query.
     """
@@ -133,7 +148,10 @@ def combine(query_id: str, releases: Mapping[str, Release], missing: Mapping[str
     rows = tuple(
         ReleaseRow(
             group,
-            tuple(_combine_cell(col, [cells[i] for cells in per_node]) for i, col in enumerate(aggregates)),
+            tuple(
+                _combine_cell(col, [cells[i] for cells in per_node], bounds or {})
+                for i, col in enumerate(aggregates)
+            ),
         )
         for group, per_node in cells_by_group.items()
     )
@@ -148,7 +166,9 @@ def combine(query_id: str, releases: Mapping[str, Release], missing: Mapping[str
     )
 
 
-def _combine_cell(column: ReleaseColumn, cells: Sequence[Cell]) -> Cell:
+def _combine_cell(
+    column: ReleaseColumn, cells: Sequence[Cell], bounds: Mapping[str, tuple[float, float]]
+) -> Cell:
     if column.function is AggregateFunction.AVG:
         sums: list[Estimate] = []
         counts: list[Estimate] = []
@@ -157,7 +177,7 @@ def _combine_cell(column: ReleaseColumn, cells: Sequence[Cell]) -> Cell:
                 raise InternalError(f"a mean ({column.name}) arrived without its sum and count parts")
             sums.append(cell.sum)
             counts.append(cell.count)
-        return combine_ratio(sums, counts)
+        return combine_ratio(sums, counts, bounds.get(column.column or ""))
     return Cell(combine_estimates([cell.estimate for cell in cells]))
 
 

@@ -10,7 +10,7 @@ The coordinator never sees a row: only the nodes' noisy aggregates.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from coordinator.combine import combine
 from coordinator.config import CoordinatorConfig
@@ -106,7 +106,7 @@ class CoordinatorService:
             self._raise_common_refusal(result.errors)
         if request.require_all and missing:
             raise PartialFailure(self._missing_message(missing), missing)
-        release = combine(request.query_id, result.releases, missing)
+        release = combine(request.query_id, result.releases, missing, _public_bounds(found.values()))
         log.info(
             "query %s on %s: %d node(s) answered, %d missing",
             request.query_id,
@@ -129,3 +129,18 @@ class CoordinatorService:
             raise user[0]
         listed = ", ".join(f"{n} ({describe(e)})" for n, e in sorted(errors.items()))
         raise Unavailable(f"no node answered: {listed}")
+
+
+def _public_bounds(schemas: Iterable[DatasetSchema]) -> dict[str, tuple[float, float]]:
+    """Per numeric column, the widest declared ``[lower, upper]`` over the holders' schemas (they
+    agree when validation passed; the widest is the safe choice for clamping a combined mean)."""
+    out: dict[str, tuple[float, float]] = {}
+    for schema in schemas:
+        for col in schema.columns:
+            if col.lower is None or col.upper is None:
+                continue
+            lo, hi = float(col.lower), float(col.upper)
+            if col.name in out:
+                lo, hi = min(lo, out[col.name][0]), max(hi, out[col.name][1])
+            out[col.name] = (lo, hi)
+    return out

@@ -36,12 +36,13 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     def GetCatalog(
         self, request: node_pb2.GetCatalogRequest, context: grpc.ServicerContext
     ) -> node_pb2.GetCatalogResponse:
-        peer_identity(context)
+        self._service.admit(peer_identity(context))
         return convert.catalog_to_pb(self._service.name, self._service.schemas)
 
     @rpc_boundary
     def Answer(self, request: common_pb2.QueryRequest, context: grpc.ServicerContext) -> node_pb2.NodeRelease:
         caller = peer_identity(context)
+        self._service.admit(caller)
         query = convert.request_from_pb(request)
         if not self._slots.acquire(blocking=False):
             raise ResourceLimit(

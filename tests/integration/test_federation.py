@@ -646,6 +646,8 @@ def test_wrong_roles_are_refused(pums_fed: Federation, pki: TestPki, tmp_path: P
         with channel:
             for attempt in attempts:
                 _assert_denied(rpc_failure(node.Answer, request_pb(attempt)))
+            # the catalog too: a node shares its metadata only with coordinators it has agreed to serve
+            _assert_denied(rpc_failure(node.GetCatalog, node_pb2.GetCatalogRequest()))
     channel, coordinator = pums_fed.coordinator_stub(pki.node("county"))
     with channel:
         for attempt in attempts:

@@ -157,3 +157,21 @@ def test_partial_when_nodes_are_missing() -> None:
     n = {r.group: r for r in fed.rows}[("north",)].cells[0].estimate
     assert n.ci_high - n.value == intervals.half_width([2.0], [D])
     assert n.noise_scale == 2.0
+
+
+def test_combined_mean_and_interval_are_clamped_to_public_bounds() -> None:
+    """Property: with the column's public bounds the combined mean and both interval ends lie in
+    [lower, upper] (post-processing; the true clamped mean is inside them), and without bounds
+    the unclamped ratio is reported."""
+    # a tiny group: noisy age sum far above what 2 people aged <= 100 can hold, so the ratio overshoots
+    tiny = {"north": (2.0, 10.0, 900.0, 2.0), "south": (2.0, 10.0, -300.0, 2.0)}
+    free = combine("q1", {"node-a": _release("node-a", tiny)}, {})
+    clamped = combine("q1", {"node-a": _release("node-a", tiny)}, {}, {"age": (0.0, 100.0)})
+    for row_free, row in zip(free.rows, clamped.rows, strict=True):
+        raw, est = row_free.cells[2].estimate, row.cells[2].estimate
+        assert raw.value < 0 or raw.value > 100  # the test only bites if the raw ratio leaves the bounds
+        assert 0.0 <= est.ci_low <= est.value <= est.ci_high <= 100.0
+        assert est.value == min(max(raw.value, 0.0), 100.0)
+        # counts and sums are never clamped: they carry the noise that makes them private
+        assert row.cells[0].estimate == row_free.cells[0].estimate
+        assert row.cells[1].estimate == row_free.cells[1].estimate
