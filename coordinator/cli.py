@@ -108,9 +108,12 @@ def _query(args: argparse.Namespace) -> int:
         release = client.query_release(
             args.sql, args.epsilon, require_all=args.require_all, query_id=args.query_id, timeout=args.timeout
         )
-    sys.stdout.write(format_release(release, args.format))
-    if not format_release(release, args.format).endswith("\n"):
-        sys.stdout.write("\n")
+    text = format_release(release, args.format)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    if release.partial and args.format != "table":
+        # The table says so itself; CSV has no place for it, so the warning goes to stderr.
+        missing = ", ".join(f"{node} ({reason})" for node, reason in sorted(release.missing.items()))
+        print(f"accord query: PARTIAL: missing {missing}", file=sys.stderr)
     return 0
 
 

@@ -36,7 +36,7 @@ from protos.errors import ConfigError
 from protos.transport import TlsFiles
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$")
+_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$")
 
 
 @dataclass(frozen=True)
@@ -98,8 +98,26 @@ class _Reader:
 
     def path_of(self, key: str) -> Path:
         raw = self.get(key, str, required=True)
-        p = Path(raw)
-        return p if p.is_absolute() else (self.path.parent / p)
+        p = Path(raw).expanduser()
+        p = p if p.is_absolute() else (self.path.parent / p)
+        if not raw or not p.is_file():
+            raise self.error(
+                key,
+                f"no such file {str(p)!r}; fix the path (relative paths start at the config's folder) "
+                "or create it with `accord pki init`",
+            )
+        return p
+
+    def address(self, key: str, *, listen: bool) -> str:
+        value: str = self.get(key, str, required=True)
+        example = "127.0.0.1:50050" if listen else "127.0.0.1:50051"
+        match = _ADDRESS.match(value)
+        lowest = 0 if listen else 1
+        if not match or not lowest <= int(match.group(2)) <= 65535:
+            raise self.error(
+                key, f"{value!r} is not host:port with a port from {lowest} to 65535; write e.g. {example!r}"
+            )
+        return value
 
 
 def load_coordinator_config(path: str | Path) -> CoordinatorConfig:
@@ -108,8 +126,12 @@ def load_coordinator_config(path: str | Path) -> CoordinatorConfig:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file; pass the coordinator config with --config") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(
+            f"{path}: cannot read the file ({err.__class__.__name__}); pass a readable UTF-8 TOML file"
+        ) from None
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+        raise ConfigError(f"{path}: not valid TOML: {err}; fix the syntax") from None
     top = _Reader(path, "", data)
     top.check_keys({"coordinator", "tls", "access", "nodes"})
     for section in ("coordinator", "tls", "nodes"):
@@ -120,16 +142,15 @@ def load_coordinator_config(path: str | Path) -> CoordinatorConfig:
     name = co.get("name", str, required=True)
     if not _NAME.match(name):
         raise co.error("name", "use lower-case letters, digits and '-' (the certificate name)")
-    listen = co.get("listen", str, required=True)
-    if not _ADDRESS.match(listen):
-        raise co.error("listen", f"{listen!r} is not host:port, e.g. 127.0.0.1:50050")
+    listen = co.address("listen", listen=True)
     deadline = co.get("deadline_seconds", float, 10.0)
     if not 0 < deadline <= 3600:
         raise co.error("deadline_seconds", "must be between 0 and 3600 seconds")
     max_workers = co.get("max_workers", int, 16)
     max_in_flight = co.get("max_in_flight", int, 32)
-    if max_workers < 1 or max_in_flight < 1:
-        raise co.error("max_workers", "max_workers and max_in_flight must be at least 1")
+    for key, value in (("max_workers", max_workers), ("max_in_flight", max_in_flight)):
+        if value < 1:
+            raise co.error(key, "must be at least 1")
 
     tls = _Reader(path, "tls", data["tls"])
     tls.check_keys({"cert", "key", "ca"})
@@ -140,19 +161,24 @@ def load_coordinator_config(path: str | Path) -> CoordinatorConfig:
     analysts = access.get("analysts", list, [])
     if not analysts or not all(isinstance(a, str) and _NAME.match(a) for a in analysts):
         raise access.error("analysts", 'list the analyst certificate names allowed to query, e.g. ["alice"]')
+    if len(set(analysts)) != len(analysts):
+        raise access.error("analysts", "lists a name twice; remove the duplicate")
 
     nodes_table = _Reader(path, "nodes", data["nodes"])
     if not nodes_table.table:
         raise nodes_table.error("", "no nodes configured; add a [nodes.NAME] table with an address")
-    nodes = []
+    nodes: list[NodeEndpoint] = []
     for node_name, table in sorted(nodes_table.table.items()):
         reader = _Reader(path, f"nodes.{node_name}", table)
         reader.check_keys({"address"})
         if not _NAME.match(node_name):
             raise reader.error("", "node names are certificate names: lower-case letters, digits and '-'")
-        address = reader.get("address", str, required=True)
-        if not _ADDRESS.match(address):
-            raise reader.error("address", f"{address!r} is not host:port")
+        address = reader.address("address", listen=False)
+        same = [n.name for n in nodes if n.address == address]
+        if same:
+            raise reader.error(
+                "address", f"{address!r} is also the address of nodes.{same[0]}; each node has its own"
+            )
         nodes.append(NodeEndpoint(node_name, address))
     return CoordinatorConfig(
         name=name,

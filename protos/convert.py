@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from fractions import Fraction
 
 from protos.catalog import ColumnSpec, ColumnType, DatasetSchema
-from protos.errors import InternalError, InvalidQuery, Violation
+from protos.errors import ConfigError, InternalError, InvalidQuery, Violation
 from protos.model import AggregateFunction, Literal, QueryRequest, parse_epsilon
 from protos.release import Cell, Estimate, FederatedRelease, Mechanism, Release, ReleaseColumn, ReleaseRow
 from protos.v1 import common_pb2 as pb
@@ -38,7 +38,9 @@ def value_to_pb(value: Literal) -> pb.Value:
 
 def value_from_pb(msg: pb.Value) -> Literal:
     kind = msg.WhichOneof("kind")
-    if kind is None or kind == "null_value":
+    if kind is None:
+        raise InternalError("a value arrived with none of its kinds set (not even null_value)")
+    if kind == "null_value":
         return None
     result: Literal = getattr(msg, kind)
     return result
@@ -103,35 +105,39 @@ def schema_to_pb(schema: DatasetSchema) -> pb.DatasetSchema:
     )
 
 
-def schema_from_pb(msg: pb.DatasetSchema) -> DatasetSchema:
-    columns = []
-    for c in msg.columns:
-        ctype = _TYPE_FROM_PB.get(c.type)
-        if ctype is None:
-            raise InternalError(f"column {c.name!r} has an unknown type on the wire")
-        lower: int | float | None = None
-        upper: int | float | None = None
-        if c.bounded:
-            lower, upper = c.lower, c.upper
-            if ctype is ColumnType.INTEGER:
-                lower, upper = int(c.lower), int(c.upper)
-        columns.append(
-            ColumnSpec(
-                name=c.name,
-                type=ctype,
-                lower=lower,
-                upper=upper,
-                categories=tuple(value_from_pb(v) for v in c.categories) if c.has_categories else None,
-                description=c.description,
-            )
-        )
-    return DatasetSchema(
-        name=msg.name,
-        columns=tuple(columns),
-        privacy_unit=msg.privacy_unit,
-        max_rows_per_person=msg.max_rows_per_person,
-        description=msg.description,
+def _column_from_pb(c: pb.ColumnSpec) -> ColumnSpec:
+    ctype = _TYPE_FROM_PB.get(c.type)
+    if ctype is None:
+        raise InternalError(f"column {c.name!r} has an unknown type on the wire")
+    lower: int | float | None = None
+    upper: int | float | None = None
+    if c.bounded:
+        lower, upper = c.lower, c.upper
+        if ctype is ColumnType.INTEGER:
+            if not (c.lower.is_integer() and c.upper.is_integer()):
+                raise InternalError(f"integer column {c.name!r} arrived with non-integer bounds")
+            lower, upper = int(c.lower), int(c.upper)
+    return ColumnSpec(
+        name=c.name,
+        type=ctype,
+        lower=lower,
+        upper=upper,
+        categories=tuple(value_from_pb(v) for v in c.categories) if c.has_categories else None,
+        description=c.description,
     )
+
+
+def schema_from_pb(msg: pb.DatasetSchema) -> DatasetSchema:
+    try:
+        return DatasetSchema(
+            name=msg.name,
+            columns=tuple(_column_from_pb(c) for c in msg.columns),
+            privacy_unit=msg.privacy_unit,
+            max_rows_per_person=msg.max_rows_per_person,
+            description=msg.description,
+        )
+    except ConfigError as err:  # a schema the node itself could never have loaded
+        raise InternalError(f"dataset {msg.name!r} arrived with an invalid schema: {err.message}") from None
 
 
 def catalog_to_pb(node: str, schemas: Iterable[DatasetSchema]) -> npb.GetCatalogResponse:
@@ -206,10 +212,18 @@ def _columns_to_pb(columns: Iterable[ReleaseColumn]) -> list[pb.ReleaseColumn]:
     ]
 
 
+def _function_from_pb(c: pb.ReleaseColumn) -> AggregateFunction | None:
+    if c.function == pb.AGGREGATE_FUNCTION_UNSPECIFIED:
+        return None  # a group-key column
+    function = _FUNC_FROM_PB.get(c.function)
+    if function is None:
+        raise InternalError(f"output column {c.name!r} arrived with an unknown aggregate function")
+    return function
+
+
 def _columns_from_pb(msgs: Iterable[pb.ReleaseColumn]) -> tuple[ReleaseColumn, ...]:
     return tuple(
-        ReleaseColumn(name=c.name, function=_FUNC_FROM_PB.get(c.function), column=c.column or None)
-        for c in msgs
+        ReleaseColumn(name=c.name, function=_function_from_pb(c), column=c.column or None) for c in msgs
     )
 
 
@@ -220,13 +234,32 @@ def _rows_to_pb(rows: Iterable[ReleaseRow]) -> list[pb.ReleaseRow]:
     ]
 
 
-def _rows_from_pb(msgs: Iterable[pb.ReleaseRow]) -> tuple[ReleaseRow, ...]:
-    return tuple(
-        ReleaseRow(
-            group=tuple(value_from_pb(v) for v in r.group), cells=tuple(_cell_from_pb(c) for c in r.cells)
+def _rows_from_pb(
+    msgs: Iterable[pb.ReleaseRow], columns: tuple[ReleaseColumn, ...]
+) -> tuple[ReleaseRow, ...]:
+    groups = sum(1 for c in columns if c.is_group)
+    aggregates = len(columns) - groups
+    rows = []
+    for r in msgs:
+        if len(r.group) != groups or len(r.cells) != aggregates:
+            raise InternalError(
+                f"a release row arrived with {len(r.group)} group value(s) and {len(r.cells)} cell(s) "
+                f"for {groups} group column(s) and {aggregates} aggregate(s)"
+            )
+        rows.append(
+            ReleaseRow(
+                group=tuple(value_from_pb(v) for v in r.group), cells=tuple(_cell_from_pb(c) for c in r.cells)
+            )
         )
-        for r in msgs
-    )
+    return tuple(rows)
+
+
+def _epsilon_from_pb(text: str, what: str) -> Fraction:
+    """The epsilon of a release; a malformed one is the sender's bug, not the caller's."""
+    try:
+        return parse_epsilon(text)
+    except InvalidQuery as err:
+        raise InternalError(f"{what} arrived with an invalid epsilon: {err.message}") from None
 
 
 def release_to_pb(release: Release) -> npb.NodeRelease:
@@ -242,13 +275,14 @@ def release_to_pb(release: Release) -> npb.NodeRelease:
 
 
 def release_from_pb(msg: npb.NodeRelease) -> Release:
+    columns = _columns_from_pb(msg.columns)
     return Release(
         query_id=msg.query_id,
         node=msg.node,
         dataset=msg.dataset,
-        columns=_columns_from_pb(msg.columns),
-        rows=_rows_from_pb(msg.rows),
-        epsilon=Fraction(msg.epsilon),
+        columns=columns,
+        rows=_rows_from_pb(msg.rows, columns),
+        epsilon=_epsilon_from_pb(msg.epsilon, f"the release of node {msg.node!r}"),
         execution_seconds=msg.execution_seconds,
     )
 
@@ -267,12 +301,17 @@ def federated_to_pb(release: FederatedRelease) -> cpb.FederatedRelease:
 
 
 def federated_from_pb(msg: cpb.FederatedRelease) -> FederatedRelease:
+    if msg.partial != bool(msg.missing):
+        raise InternalError(
+            "the federated release arrived with a partial flag that contradicts its missing nodes"
+        )
+    columns = _columns_from_pb(msg.columns)
     return FederatedRelease(
         query_id=msg.query_id,
         dataset=msg.dataset,
-        columns=_columns_from_pb(msg.columns),
-        rows=_rows_from_pb(msg.rows),
-        epsilon=Fraction(msg.epsilon),
+        columns=columns,
+        rows=_rows_from_pb(msg.rows, columns),
+        epsilon=_epsilon_from_pb(msg.epsilon, "the federated release"),
         contributing_nodes=tuple(msg.contributing_nodes),
         missing={m.node: m.reason for m in msg.missing},
     )

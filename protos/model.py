@@ -7,7 +7,9 @@ converted to/from the wire by :mod:`protos.convert`.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TypeAlias
@@ -193,23 +195,45 @@ class QueryRequest:
             )
 
 
+# What an epsilon may look like before it is handed to Fraction: plain ASCII digits, and an
+# exponent of at most two digits. Fraction alone would accept "1e999999999" and spend minutes
+# building a billion-digit integer, so a single request could stall a server. The exact form
+# (``str(value)``, what goes on the wire) must fit in MAX_EPSILON_TEXT too, so that every
+# accepted epsilon is accepted again after a round trip.
+_EPSILON_TEXT = re.compile(
+    r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,2})?|[+-]?[0-9]+/[0-9]+"
+)
+MAX_EPSILON_TEXT = 64
+
+
 def parse_epsilon(text: str) -> Fraction:
     """Parse an epsilon written as a decimal (``0.5``) or a fraction (``1/3``), exactly."""
-    try:
-        value = Fraction(text.strip())
-    except (ValueError, ZeroDivisionError):
+    stripped = text.strip()
+    value: Fraction | None = None
+    if len(stripped) <= MAX_EPSILON_TEXT and _EPSILON_TEXT.fullmatch(stripped):
+        with contextlib.suppress(ValueError, ZeroDivisionError):
+            value = Fraction(stripped)
+    if value is None:
+        shown = text if len(text) <= MAX_EPSILON_TEXT else text[:MAX_EPSILON_TEXT] + "..."
         raise InvalidQuery(
-            f"epsilon {text!r} is not a number; write it as a decimal such as 0.5 or a fraction such as 1/3",
+            f"epsilon {shown!r} is not a number; write it as a decimal such as 0.5 or a fraction such as 1/3"
+            f" (at most {MAX_EPSILON_TEXT} characters, an exponent of at most two digits)",
             (Violation("epsilon", "not a number"),),
-        ) from None
+        )
     if value <= 0:
         raise InvalidQuery(
-            f"epsilon must be greater than 0 (got {text}); try 0.5", (Violation("epsilon", "not positive"),)
+            f"epsilon must be greater than 0 (got {stripped}); try 0.5",
+            (Violation("epsilon", "not positive"),),
         )
     if value > 100:
         raise InvalidQuery(
-            f"epsilon {text} is far beyond any meaningful privacy guarantee; use a value of at most 100",
+            f"epsilon {stripped} is far beyond any meaningful privacy guarantee; use a value of at most 100",
             (Violation("epsilon", "too large"),),
+        )
+    if len(format_epsilon(value)) > MAX_EPSILON_TEXT:
+        raise InvalidQuery(
+            f"epsilon {stripped} has too many digits to be carried exactly; round it, e.g. to 0.5 or 1/3",
+            (Violation("epsilon", "too many digits"),),
         )
     return value
 

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -116,9 +117,9 @@ def rpc_boundary(
         try:
             return method(self, request, context)
         except AccordError as err:
-            if isinstance(err, InternalError):
-                log.exception("internal error in %s", method.__qualname__)
             status = to_status(err)
+            if status.code == grpc.StatusCode.INTERNAL:  # e.g. InternalError, DataError: not the caller's
+                log.exception("internal error in %s", method.__qualname__)
         except Exception:
             log.exception("unexpected error in %s", method.__qualname__)
             status = to_status(InternalError(INTERNAL_MESSAGE))
@@ -139,7 +140,13 @@ def error_from_rpc(err: grpc.RpcError, peer: str = "server") -> AccordError:
     """Rebuild our exception from a failed call (rich details when present)."""
     code: grpc.StatusCode = err.code()
     message: str = err.details() or f"{peer} returned {code.name}"
-    status = rpc_status.from_call(err)
+    try:
+        status = rpc_status.from_call(err)
+    except (ValueError, DecodeError):
+        # Details that contradict the call's code or message, or are not a Status at all: a
+        # broken or hostile peer. Fall back to the code and message the call itself carries.
+        log.warning("%s sent rich status details that do not match its status; ignoring them", peer)
+        status = None
     infos: list[error_details_pb2.ErrorInfo] = []
     violations: list[Violation] = []
     quota: list[error_details_pb2.QuotaFailure.Violation] = []
