@@ -17,7 +17,7 @@ import grpc
 from coordinator.config import NodeEndpoint
 from protos import convert
 from protos.catalog import DatasetSchema
-from protos.errors import AccordError, DeadlineExceeded, Unavailable
+from protos.errors import AccordError, DeadlineExceeded, InternalError, Unavailable
 from protos.model import QueryRequest
 from protos.release import Release
 from protos.rpcstatus import error_from_rpc
@@ -74,6 +74,13 @@ class NodeClient:
             self.last_error = ""
             return schemas
 
+    def mark_unreachable(self, reason: str) -> None:
+        """A query just failed to reach this node: report it as down until it answers again, and
+        refresh its catalog on the next use (the last known one still says what it holds)."""
+        with self._lock:
+            self.last_error = reason
+            self._catalog_at = 0.0
+
     def answer_future(self, request: QueryRequest, timeout: float) -> grpc.Future:
         return self._stub.Answer.future(convert.request_to_pb(request), timeout=timeout)
 
@@ -86,17 +93,28 @@ class FanOutResult:
 
 def fan_out(clients: Iterable[NodeClient], request: QueryRequest, deadline: float) -> FanOutResult:
     """Send ``request`` to every client at once and wait for all, each with ``deadline`` seconds."""
-    futures = {c.name: c.answer_future(request, deadline) for c in clients}
+    by_name = {c.name: c for c in clients}
+    futures = {name: c.answer_future(request, deadline) for name, c in by_name.items()}
     releases: dict[str, Release] = {}
     errors: dict[str, AccordError] = {}
     for name, future in futures.items():
         try:
-            reply = future.result()
+            release = convert.release_from_pb(future.result())
+            if release.node != name or release.query_id != request.query_id:
+                raise InternalError(
+                    f"node {name} answered as node {release.node!r} for query {release.query_id!r}"
+                )
         except grpc.RpcError as err:
             errors[name] = error_from_rpc(err, peer=f"node {name}")
-            log.warning("node %s did not answer query %s: %s", name, request.query_id, errors[name].message)
+            if isinstance(errors[name], Unavailable | DeadlineExceeded):
+                by_name[name].mark_unreachable(describe(errors[name]))
+        except AccordError as err:
+            # A malformed or mismatched reply costs this node's contribution, not the whole answer.
+            errors[name] = InternalError(f"node {name} sent a malformed release ({err.message})")
+        else:
+            releases[name] = release
             continue
-        releases[name] = convert.release_from_pb(reply)
+        log.warning("node %s did not answer query %s: %s", name, request.query_id, errors[name].message)
     return FanOutResult(releases, errors)
 
 

@@ -64,14 +64,16 @@ class CoordinatorService:
 
     def federated_catalog(self) -> tuple[dict[str, tuple[DatasetSchema, tuple[str, ...]]], dict[str, str]]:
         """Every dataset with its schema (from the first node holding it) and its holders, and the
-        nodes that could not be asked."""
+        nodes that could not be asked (a node that is down now is listed there, and its datasets
+        keep it as a holder from its last known catalog)."""
         datasets: dict[str, tuple[DatasetSchema, list[str]]] = {}
         unreachable: dict[str, str] = {}
         for name in sorted(self.clients):
             client = self.clients[name]
             schemas = client.catalog()
-            if schemas is None:
+            if schemas is None or client.last_error:
                 unreachable[name] = client.last_error or "unreachable"
+            if schemas is None:
                 continue
             for schema in schemas:
                 datasets.setdefault(schema.name, (schema, []))[1].append(name)

@@ -457,8 +457,9 @@ def test_stopped_node_is_named_in_a_partial_answer(
     small_fed: Federation, census: list[dict[str, Any]]
 ) -> None:
     """After district-a stops (RunningServer.stop), the answer combines county alone, is marked
-    partial and names district-a as missing; with require_all the query fails with PartialFailure
-    naming it, on the wire UNAVAILABLE with ErrorInfo(NODES_MISSING) listing it."""
+    partial and names district-a as missing, and the node list shows it unreachable at once; with
+    require_all the query fails with PartialFailure naming it, on the wire UNAVAILABLE with
+    ErrorInfo(NODES_MISSING) listing it."""
     sql = "SELECT COUNT(*) AS n FROM pums"
     with small_fed.client() as client:
         whole = client.query_release(sql, "1")
@@ -473,6 +474,9 @@ def test_stopped_node_is_named_in_a_partial_answer(
         table = client.query(sql, "1")
         assert table.schema.metadata[b"accord.partial"] == b"true"
         assert json.loads(table.schema.metadata[b"accord.missing"]).keys() == {"district-a"}
+        # the failed call marks the node down at once, not after the catalog cache expires
+        listed = {n["name"]: n for n in client.nodes()}
+        assert not listed["district-a"]["reachable"] and listed["county"]["reachable"]
 
         with pytest.raises(PartialFailure) as info:
             client.query_release(sql, "1", require_all=True)
