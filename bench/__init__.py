@@ -1,0 +1,1 @@
+"""Accord's benchmark programs (``make bench``, ``make bench-quick``); not part of the distribution."""
