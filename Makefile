@@ -29,6 +29,13 @@ test: lint typecheck
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q
 
+# Benchmarks are programs, not tests: results go to bench/results (summary.json, summary.md, PNGs).
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench.run --quick --out bench/results/quick
+
 protos: $(STAMP)
 	$(BIN)/python -m protos.codegen
 
