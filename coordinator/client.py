@@ -33,6 +33,7 @@ from protos.errors import ConfigError, DeadlineExceeded, Unavailable
 from protos.model import QueryRequest, parse_epsilon
 from protos.release import FederatedRelease
 from protos.rpcstatus import error_from_rpc
+from protos.timing import COORDINATOR_SECONDS, SLOWEST_NODE_SECONDS, ServerTiming, seconds_from_metadata
 from protos.transport import TlsFiles, secure_channel
 from protos.v1 import coordinator_pb2, coordinator_pb2_grpc
 
@@ -136,10 +137,15 @@ class AccordClient:
         self._channel.close()
 
     def _call(self, method: Any, request: Any, timeout: float, retry: bool) -> Any:
+        return self._call_with_metadata(method, request, timeout, retry)[0]
+
+    def _call_with_metadata(self, method: Any, request: Any, timeout: float, retry: bool) -> tuple[Any, Any]:
+        """The reply and the trailing metadata of the (last) attempt."""
         attempts = 1 + (self._retries if retry else 0)
         for attempt in range(attempts):
             try:
-                return method(request, timeout=timeout)
+                reply, call = method.with_call(request, timeout=timeout)
+                return reply, call.trailing_metadata()
             except grpc.RpcError as err:
                 error = error_from_rpc(err, peer=f"coordinator {self.address}")
                 # Only transport failures are retried: the same query id makes a retry safe.
@@ -158,10 +164,32 @@ class AccordClient:
         timeout: float = DEFAULT_TIMEOUT,
     ) -> FederatedRelease:
         """Run ``sql`` spending ``epsilon`` at each node; the combined release."""
+        return self.query_release_timed(
+            sql, epsilon, require_all=require_all, query_id=query_id, timeout=timeout
+        )[0]
+
+    def query_release_timed(
+        self,
+        sql: str,
+        epsilon: str | Fraction | float,
+        *,
+        require_all: bool = False,
+        query_id: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> tuple[FederatedRelease, ServerTiming]:
+        """Like :meth:`query_release`, with the coordinator's own time and the slowest node's time
+        for this query (see :mod:`protos.timing`): what benchmarks need to tell the federation's
+        overhead from the nodes' work."""
         eps = epsilon if isinstance(epsilon, Fraction) else parse_epsilon(str(epsilon))
         request = QueryRequest(query_id or str(uuid.uuid4()), sql, eps, require_all=require_all)
-        reply = self._call(self._stub.Submit, convert.request_to_pb(request), timeout, retry=True)
-        return convert.federated_from_pb(reply)
+        reply, trailing = self._call_with_metadata(
+            self._stub.Submit, convert.request_to_pb(request), timeout, retry=True
+        )
+        timing = ServerTiming(
+            coordinator_seconds=seconds_from_metadata(trailing, COORDINATOR_SECONDS),
+            slowest_node_seconds=seconds_from_metadata(trailing, SLOWEST_NODE_SECONDS),
+        )
+        return convert.federated_from_pb(reply), timing
 
     def query(
         self,

@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 
@@ -21,6 +21,7 @@ from protos.errors import AccordError, DeadlineExceeded, InternalError, Unavaila
 from protos.model import QueryRequest
 from protos.release import Release
 from protos.rpcstatus import error_from_rpc
+from protos.timing import NODE_SECONDS, seconds_from_metadata
 from protos.transport import TlsFiles, secure_channel
 from protos.v1 import node_pb2, node_pb2_grpc
 
@@ -89,6 +90,12 @@ class NodeClient:
 class FanOutResult:
     releases: dict[str, Release]
     errors: dict[str, AccordError]
+    # Each answering node's own handler time, as it reported it (see protos.timing).
+    node_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def slowest_node_seconds(self) -> float | None:
+        return max(self.node_seconds.values(), default=None)
 
 
 def fan_out(clients: Iterable[NodeClient], request: QueryRequest, deadline: float) -> FanOutResult:
@@ -97,6 +104,7 @@ def fan_out(clients: Iterable[NodeClient], request: QueryRequest, deadline: floa
     futures = {name: c.answer_future(request, deadline) for name, c in by_name.items()}
     releases: dict[str, Release] = {}
     errors: dict[str, AccordError] = {}
+    node_seconds: dict[str, float] = {}
     for name, future in futures.items():
         try:
             release = convert.release_from_pb(future.result())
@@ -113,9 +121,12 @@ def fan_out(clients: Iterable[NodeClient], request: QueryRequest, deadline: floa
             errors[name] = InternalError(f"node {name} sent a malformed release ({err.message})")
         else:
             releases[name] = release
+            seconds = seconds_from_metadata(future.trailing_metadata(), NODE_SECONDS)
+            if seconds is not None:
+                node_seconds[name] = seconds
             continue
         log.warning("node %s did not answer query %s: %s", name, request.query_id, errors[name].message)
-    return FanOutResult(releases, errors)
+    return FanOutResult(releases, errors, node_seconds)
 
 
 def holders(

@@ -80,6 +80,11 @@ class CoordinatorService:
         return {k: (s, tuple(n)) for k, (s, n) in sorted(datasets.items())}, unreachable
 
     def submit(self, caller: Identity, request: QueryRequest) -> FederatedRelease:
+        return self.submit_timed(caller, request)[0]
+
+    def submit_timed(self, caller: Identity, request: QueryRequest) -> tuple[FederatedRelease, float | None]:
+        """Like :meth:`submit`, with the slowest answering node's own time (seconds, as the nodes
+        reported it; ``None`` if none did)."""
         self.authorise(caller)
         query = parse(request.sql)
         found, unknown = holders(self.clients, query.dataset)
@@ -116,7 +121,7 @@ class CoordinatorService:
             len(result.releases),
             len(missing),
         )
-        return release
+        return release, result.slowest_node_seconds
 
     @staticmethod
     def _missing_message(missing: Mapping[str, str]) -> str:

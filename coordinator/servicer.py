@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import grpc
 
@@ -10,11 +11,18 @@ from coordinator.service import CoordinatorService
 from protos import convert
 from protos.errors import ResourceLimit
 from protos.rpcstatus import rpc_boundary
+from protos.timing import COORDINATOR_SECONDS, SLOWEST_NODE_SECONDS, format_seconds
 from protos.transport import peer_identity
 from protos.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 
 
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
+    """Thin: authenticate, convert, delegate to :class:`CoordinatorService`, convert back.
+
+    A successful ``Submit`` carries the coordinator's own handler time and the slowest node's
+    reported time as trailing metadata (see :mod:`protos.timing`).
+    """
+
     def __init__(self, service: CoordinatorService, max_in_flight: int = 32) -> None:
         self._service = service
         self._slots = threading.BoundedSemaphore(max_in_flight)
@@ -24,6 +32,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     def Submit(
         self, request: common_pb2.QueryRequest, context: grpc.ServicerContext
     ) -> coordinator_pb2.FederatedRelease:
+        started = time.perf_counter()
         caller = peer_identity(context)
         query = convert.request_from_pb(request)
         if not self._slots.acquire(blocking=False):
@@ -31,10 +40,15 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
                 f"the coordinator is already running {self._max_in_flight} queries; retry shortly"
             )
         try:
-            release = self._service.submit(caller, query)
+            release, slowest = self._service.submit_timed(caller, query)
         finally:
             self._slots.release()
-        return convert.federated_to_pb(release)
+        reply = convert.federated_to_pb(release)
+        trailing = [(COORDINATOR_SECONDS, format_seconds(time.perf_counter() - started))]
+        if slowest is not None:
+            trailing.append((SLOWEST_NODE_SECONDS, format_seconds(slowest)))
+        context.set_trailing_metadata(tuple(trailing))
+        return reply
 
     @rpc_boundary
     def ListNodes(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import grpc
 
@@ -11,6 +12,7 @@ from protos import convert
 from protos.errors import ResourceLimit
 from protos.release import Release
 from protos.rpcstatus import rpc_boundary
+from protos.timing import NODE_SECONDS, format_seconds
 from protos.transport import peer_identity
 from protos.v1 import common_pb2, node_pb2, node_pb2_grpc
 
@@ -25,6 +27,9 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
 
     ``max_in_flight`` bounds how many queries run at once; more are refused at once with
     RESOURCE_EXHAUSTED (the health service is not counted, so it keeps answering under load).
+
+    A successful ``Answer`` carries the node's own handler time as trailing metadata
+    (:data:`protos.timing.NODE_SECONDS`), so the coordinator can report its overhead honestly.
     """
 
     def __init__(self, service: NodeService, max_in_flight: int = 8) -> None:
@@ -41,6 +46,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
 
     @rpc_boundary
     def Answer(self, request: common_pb2.QueryRequest, context: grpc.ServicerContext) -> node_pb2.NodeRelease:
+        started = time.perf_counter()
         caller = peer_identity(context)
         self._service.admit(caller)
         query = convert.request_from_pb(request)
@@ -53,4 +59,6 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             payload = self._service.answer_once(caller, query, _serialize)
         finally:
             self._slots.release()
-        return node_pb2.NodeRelease.FromString(payload)
+        reply = node_pb2.NodeRelease.FromString(payload)
+        context.set_trailing_metadata(((NODE_SECONDS, format_seconds(time.perf_counter() - started)),))
+        return reply

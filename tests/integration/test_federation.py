@@ -13,6 +13,7 @@ import json
 import math
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from fractions import Fraction
@@ -51,6 +52,7 @@ from protos.errors import (
 from protos.model import QueryRequest
 from protos.release import Estimate, Mechanism, Release
 from protos.serving import RunningServer
+from protos.timing import NODE_SECONDS, seconds_from_metadata
 from protos.transport import TlsFiles, secure_channel
 from protos.v1 import coordinator_pb2, node_pb2, node_pb2_grpc
 from tests.conftest import TestPki
@@ -544,6 +546,25 @@ def test_retry_with_the_same_id_returns_the_same_release(pums_fed: Federation) -
         payload_2, _ = node_release(pums_fed, node, request)
         assert payload_1 == payload_2
         assert release_1.query_id == query_id and release_1.node == node
+
+
+def test_server_timings_travel_as_trailing_metadata(pums_fed: Federation) -> None:
+    """A node reports its own handler time (``accord-node-seconds``); the coordinator reports its
+    own time and the slowest node's (see protos.timing), and the client reads them. Each node's
+    time fits inside the coordinator's, which fits inside what the client measured."""
+    sql = "SELECT COUNT(*) AS n FROM pums"
+    with pums_fed.client() as client:
+        started = time.perf_counter()
+        release, timing = client.query_release_timed(sql, "0.5")
+        elapsed = time.perf_counter() - started
+    assert release.contributing_nodes == ("county", "district-a")
+    assert timing.coordinator_seconds is not None and timing.slowest_node_seconds is not None
+    assert 0 < timing.slowest_node_seconds <= timing.coordinator_seconds <= elapsed
+    channel, stub = pums_fed.node_stub("county")
+    with channel:
+        _, call = stub.Answer.with_call(request_pb(sql), timeout=TIMEOUT)
+    node_seconds = seconds_from_metadata(call.trailing_metadata(), NODE_SECONDS)
+    assert node_seconds is not None and node_seconds > 0
 
 
 def test_reusing_an_id_for_another_query_is_refused_end_to_end(pums_fed: Federation) -> None:
