@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,6 +79,10 @@ class LoadedDataset:
     needs_bounding: bool
     stamp: FileStamp
     report: CheckReport
+    proven_bounds: Mapping[str, tuple[int | float, int | float]] = field(default_factory=dict)
+    """Column → the declared ``(lower, upper)`` that the checks found *no* value outside of (no
+    NaN either), for this file stamp. Clamping such a column is the identity, so the renderer may
+    skip it (:func:`node.sqlrender.render`). Empty unless the checks proved it."""
 
     @property
     def name(self) -> str:
@@ -159,7 +164,12 @@ def load_dataset(config: DatasetConfig, con: duckdb.DuckDBPyConnection, version:
         report.rows,
         "bounding per query" if needs_bounding else "no bounding needed",
     )
-    return LoadedDataset(config, relation, needs_bounding, stamp, report)
+    proven = {
+        c.name: (c.lower, c.upper)
+        for c in config.schema.columns
+        if c.lower is not None and c.upper is not None and c.name not in report.out_of_bounds
+    }
+    return LoadedDataset(config, relation, needs_bounding, stamp, report, proven)
 
 
 def _drop(config: DatasetConfig, con: duckdb.DuckDBPyConnection, relation: str) -> None:

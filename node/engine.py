@@ -13,7 +13,9 @@ with the public group list of :func:`node.plan.group_keys`:
 
 Before each query the dataset file is ``stat``-ed; if its size, mtime or inode changed since the
 load-time checks, the checks run again (and the CSV table is reloaded) before answering, so the
-"nobody has more than k rows" shortcut that skips bounding is never applied to unchecked data.
+shortcuts the checks justify (skipping the bounding window when nobody has more than k rows,
+skipping the clamp of a column whose values all lie within its bounds) are never applied to
+unchecked data.
 The file is stat-ed again after the query; if it changed while the query ran (Parquet is read at
 query time) the query runs again on the re-checked file.
 """
@@ -72,7 +74,7 @@ class Engine:
         """Exact values of every measurement of ``query`` for every public group (one SQL query)."""
         for _ in range(_ATTEMPTS):
             loaded = self._current(query.dataset)
-            rendered = render(query, schema, loaded.needs_bounding, loaded.relation)
+            rendered = render(query, schema, loaded.needs_bounding, loaded.relation, loaded.proven_bounds)
             cur = self._con.cursor()
             try:
                 rows = cur.execute(rendered.sql, list(rendered.params)).fetchall()

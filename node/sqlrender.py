@@ -34,16 +34,29 @@ Semantics (the DP-critical part)
    When the load-time checks proved that every person has at most ``k`` rows and no NULL person
    id (and the file is unchanged since), the window is skipped: it would be the identity.
 3. **Measurements**: ``COUNT(*)`` counts bounded rows, ``COUNT(col)`` bounded rows where ``col``
-   is not NULL, ``SUM(col)`` sums ``LEAST(GREATEST(col, lower), upper)`` over the rows where
-   ``col`` is not NULL (NULLs contribute 0; note that ``GREATEST(NULL, lower)`` is ``lower``, hence
-   the explicit ``FILTER``). NaN clamps to ``upper`` (NaN sorts above every number). An empty
-   group's SUM is NULL in SQL and becomes 0 in :mod:`node.engine`.
+   is not NULL, ``SUM(col)`` sums ``col`` clamped to ``[lower, upper]`` over the rows where ``col``
+   is not NULL (NULLs contribute 0). The clamp is written ``CASE WHEN col < lower THEN lower WHEN
+   col > upper THEN upper ELSE col END``: it equals ``LEAST(GREATEST(col, lower), upper)`` for
+   every number (``lower <= upper`` is checked when the schema is built) and keeps NULL as NULL,
+   which ``SUM`` skips (``GREATEST(NULL, lower)`` would be ``lower``), and it is faster in
+   DuckDB. NaN clamps to ``upper`` (NaN compares above every number, in DuckDB and PostgreSQL),
+   infinities to the nearer bound. An empty group's SUM is NULL in SQL and becomes 0 in
+   :mod:`node.engine`.
+   **Proven bounds**: when the load-time checks found no value of ``col`` outside the declared
+   ``[lower, upper]`` and no NaN (``proven_bounds``, see :class:`node.catalog.LoadedDataset`;
+   valid only while the file is unchanged, which the engine checks before and after each query
+   exactly as for the bounding shortcut), the clamp maps every value to itself and is left out:
+   ``SUM(col)``. Bounding and WHERE only remove rows, so the rows summed are a subset of the rows
+   checked. The shortcut applies only when the proven bounds are the very bounds the query's
+   schema declares; sensitivity (:mod:`node.dp`) is unchanged, since it never depended on the
+   data.
 4. **GROUP BY** the query's grouping columns; the engine aligns the result rows to the public group
    list, so groups that are not public are dropped and empty public groups get 0.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from node.plan import MeasureKind, Measurement, distinct_measurements
@@ -100,9 +113,17 @@ class _Params:
         return f"CAST(${len(self.values)} AS {sql_type})"
 
 
-def render(query: Query, schema: DatasetSchema, needs_bounding: bool, relation: str) -> RenderedQuery:
+def render(
+    query: Query,
+    schema: DatasetSchema,
+    needs_bounding: bool,
+    relation: str,
+    proven_bounds: Mapping[str, tuple[int | float, int | float]] | None = None,
+) -> RenderedQuery:
     """One SELECT over ``relation`` (an already-quoted table or view name) computing every distinct
-    measurement of ``query`` per group. See the module docstring for the semantics."""
+    measurement of ``query`` per group. ``proven_bounds`` (column → ``(lower, upper)``) names the
+    columns the load-time checks proved to lie within those bounds, so their clamp is skipped.
+    See the module docstring for the semantics."""
     params = _Params()
     for name in query.columns_read:
         _spec(schema, name)
@@ -111,7 +132,7 @@ def render(query: Query, schema: DatasetSchema, needs_bounding: bool, relation: 
     measurements = distinct_measurements(query)
     select = [quote_ident(g) for g in query.group_by]
     for m in measurements:
-        select.append(_measure(m, schema, params))
+        select.append(_measure(m, schema, params, proven_bounds or {}))
 
     pid = quote_ident(schema.privacy_unit)
     conditions = []
@@ -148,7 +169,12 @@ def _spec(schema: DatasetSchema, name: str) -> ColumnSpec:
     return spec
 
 
-def _measure(m: Measurement, schema: DatasetSchema, params: _Params) -> str:
+def _measure(
+    m: Measurement,
+    schema: DatasetSchema,
+    params: _Params,
+    proven_bounds: Mapping[str, tuple[int | float, int | float]],
+) -> str:
     if m.column is None:
         return "count(*)"
     col = quote_ident(m.column)
@@ -160,11 +186,16 @@ def _measure(m: Measurement, schema: DatasetSchema, params: _Params) -> str:
             f"SUM/AVG of {m.column!r} needs a numeric column with declared lower/upper bounds",
             (Violation("select", f"{m.column} has no bounds"),),
         )
+    proven = proven_bounds.get(m.column)
+    if proven is not None and proven == (spec.lower, spec.upper):
+        # The load-time checks saw every value of the column inside these very bounds (module
+        # docstring, "Proven bounds"): the clamp is the identity. SUM skips NULLs by itself.
+        return f"sum({col})"
     sql_type = SQL_TYPES[spec.type]
     lo, hi = params.add(spec.lower, sql_type), params.add(spec.upper, sql_type)
-    # GREATEST/LEAST skip NULL arguments (DuckDB and PostgreSQL): GREATEST(NULL, lo) is lo, so
-    # NULLs must be filtered out explicitly or they would each add the lower bound.
-    return f"sum(LEAST(GREATEST({col}, {lo}), {hi})) FILTER (WHERE {col} IS NOT NULL)"
+    # A NULL falls through to ELSE and stays NULL, so SUM skips it (unlike GREATEST(NULL, lo),
+    # which is lo); NaN compares above every number and clamps to the upper bound.
+    return f"sum(CASE WHEN {col} < {lo} THEN {lo} WHEN {col} > {hi} THEN {hi} ELSE {col} END)"
 
 
 def _predicate(p: Predicate, schema: DatasetSchema, params: _Params) -> str:
