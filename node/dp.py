@@ -126,11 +126,16 @@ def _d_in(sens: int | float, integer: bool) -> int | float:
     return int(sens) if integer else float(sens)
 
 
+@functools.lru_cache(maxsize=1024)
 def calibrate(sens: int | float, epsilon_m: Fraction, integer: bool) -> float:
     """The Laplace scale for ``sens``/``epsilon_m``, checked against OpenDP's own privacy map.
 
     ``sens / epsilon_m`` is rounded to a float; if OpenDP then reports a privacy loss above
     ``epsilon_m`` at ``d_in = sens`` (float rounding), the scale is nudged up one ulp at a time.
+
+    The result depends only on the arguments (the privacy map is deterministic), so it is cached:
+    a node sees the same few (sensitivity, epsilon) pairs again and again, and asking OpenDP's map
+    costs about as much as drawing the noise. Errors are not cached.
     """
     if epsilon_m <= 0:
         raise InternalError("epsilon per measurement must be positive")

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -32,6 +33,9 @@ from protos.release import Release
 from protos.sql import compile_query
 
 log = logging.getLogger(__name__)
+
+_COMPILED_QUERIES = 512
+"""How many distinct SQL texts keep their parsed, validated query (a few KB each at most)."""
 
 
 class NodeService:
@@ -51,6 +55,13 @@ class NodeService:
         self._allowed = frozenset(allowed_coordinators)
         self._store = store if store is not None else MemoryReleaseStore()
         self._id_locks = [threading.Lock() for _ in range(64)]
+        # Parsing is a pure function of the SQL text and this node's schemas (fixed for the life of
+        # the service), and the Query is immutable: repeated texts (dashboards, retries with a new
+        # id) skip sqlglot. Only successes are cached; a refusal is recomputed (and re-raised).
+        self._compile = functools.lru_cache(maxsize=_COMPILED_QUERIES)(self._compile_uncached)
+
+    def _compile_uncached(self, sql: str) -> Query:
+        return compile_query(sql, self._schemas)
 
     @property
     def schemas(self) -> tuple[DatasetSchema, ...]:
@@ -84,7 +95,7 @@ class NodeService:
         """
         started = time.perf_counter()
         self.admit(caller)  # before parsing: a caller the node does not serve gets no feedback
-        query = compile_query(request.sql, self._schemas)
+        query = self._compile(request.sql)
         self.authorise(caller, query)
         fp = fingerprint(f"{caller.role}/{caller.name}", request)
         with self._id_locks[hash(request.query_id) % len(self._id_locks)]:
