@@ -1,0 +1,1 @@
+"""The DP systems Accord is compared with: pinned requirements, their venvs and one worker each."""
