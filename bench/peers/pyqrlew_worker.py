@@ -12,6 +12,8 @@ Differences from Accord, reported in the row's note:
   delta = 1e-5, a weaker guarantee than Accord's pure epsilon-DP.
 * pyqrlew treats the table size as public metadata (its ``Size`` statistics); we give it the row
   count from the Parquet footer.
+* pyqrlew charges each statistic the whole budget it is given (``AVG`` is a noisy ``SUM`` and a
+  noisy ``COUNT``): a mean gets (epsilon/2, delta/2) so the query spends (epsilon, delta) in total.
 * Privacy unit ``_PRIVACY_UNIT_ROW_`` with max multiplicity 1: the file has one row per person, so
   this is Accord's person-level unit, without the per-person hashing and grouping pyqrlew would
   add for an identifier column.
@@ -88,11 +90,19 @@ def load(path: str, spec: dict[str, Any], eps: float) -> tuple[Any, pyqrlew.Data
     return _open(path, spec, in_memory=True)
 
 
+def _stats(spec: dict[str, Any]) -> int:
+    """How many noisy statistics pyqrlew releases, each charged the whole (epsilon, delta) it is
+    given (its DpEvent for AVG composes two Gaussian events at the full budget)."""
+    return 2 if spec["agg"] == "mean" else 1
+
+
 def _rewrite(ds: pyqrlew.Dataset, spec: dict[str, Any], eps: float) -> Any:
+    n = _stats(spec)
+    budget = {"epsilon": eps / n, "delta": DELTA / n}
     try:
         relation = ds.relation(spec["sql"])
         return relation.rewrite_with_differential_privacy(
-            ds, [(spec["table"], [], PRIVACY_UNIT)], {"epsilon": eps, "delta": DELTA}, max_multiplicity=1.0
+            ds, [(spec["table"], [], PRIVACY_UNIT)], budget, max_multiplicity=1.0
         )
     except (RuntimeError, ValueError) as err:
         raise Unsupported(f"pyqrlew cannot rewrite it: {err}") from None
@@ -122,7 +132,8 @@ PEER = Peer(
     notes=[
         f"(epsilon, delta={DELTA:g})-DP with Gaussian noise (Accord: pure epsilon-DP, Laplace)",
         "row-level privacy unit, max multiplicity 1 (one row per person in the file); table size "
-        "given as public metadata; regions as public possible values",
+        "given as public metadata; regions as public possible values; AVG = SUM + COUNT each at "
+        "half the budget",
     ],
 )
 
