@@ -110,7 +110,7 @@ def test_violations_rejected_with_counts_never_values(tmp_path: Path) -> None:
     )
     with pytest.raises(DataError) as info:
         load_dataset(dataset(path, COLS), duckdb.connect())
-    msg = info.value.message
+    msg = info.value.message.replace(str(path), "<file>")  # the temp path may hold "-7" (pytest-7x)
     assert "1 row(s) have no value in the privacy unit column" in msg
     assert "column 'age': 2 row(s) lie outside the declared [lower, upper] bounds" in msg
     assert "column 'score': 2 row(s)" in msg  # 2.5 and NaN
