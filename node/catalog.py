@@ -55,6 +55,10 @@ class CheckReport:
     out_of_bounds: dict[str, int] = field(default_factory=dict)
     undeclared_categories: dict[str, int] = field(default_factory=dict)
     persons_over_limit: int = 0
+    bounded_rows: int | None = None
+    """Rows left after per-person bounding: the sum over persons (with a person id) of
+    ``min(rows, max_rows_per_person)``, i.e. the exact ``COUNT(*)`` of the whole dataset as the
+    engine would compute it. None when not computed."""
 
     @property
     def violations(self) -> list[str]:
@@ -289,7 +293,9 @@ def _check(config: DatasetConfig, con: duckdb.DuckDBPyConnection, relation: str)
         )
         totals.append(f"sum(__accord_c{i})")
     params.append(schema.max_rows_per_person)
-    totals.append(f"count(*) FILTER (WHERE __accord_pid IS NOT NULL AND __accord_n > ${len(params)})")
+    k = f"CAST(${len(params)} AS BIGINT)"
+    totals.append(f"sum(LEAST(__accord_n, {k})) FILTER (WHERE __accord_pid IS NOT NULL)")
+    totals.append(f"count(*) FILTER (WHERE __accord_pid IS NOT NULL AND __accord_n > {k})")
     sql = (
         f"SELECT {', '.join(totals)} FROM "
         f"(SELECT {pid} AS __accord_pid, {', '.join(per_person)} "
@@ -307,4 +313,5 @@ def _check(config: DatasetConfig, con: duckdb.DuckDBPyConnection, relation: str)
         out_of_bounds={c.name: n for c, n in zip(bounded, oob, strict=True) if n},
         undeclared_categories={c.name: n for c, n in zip(categorical, cats, strict=True) if n},
         persons_over_limit=values[-1],
+        bounded_rows=values[-2],
     )

@@ -17,7 +17,9 @@ shortcuts the checks justify (skipping the bounding window when nobody has more 
 skipping the clamp of a column whose values all lie within its bounds) are never applied to
 unchecked data.
 The file is stat-ed again after the query; if it changed while the query ran (Parquet is read at
-query time) the query runs again on the re-checked file.
+query time) the query runs again on the re-checked file. A query that only asks ``COUNT(*)`` of the
+whole dataset is answered from the exact counts of the load-time checks (see
+:func:`_checked_count`), under the same stamp checks.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 import duckdb
 
 from node.catalog import FileStamp, LoadedDataset, file_stamp, load_dataset
-from node.plan import MeasureKind, Measurement, group_keys
+from node.plan import MeasureKind, Measurement, distinct_measurements, group_keys
 from node.sqlrender import render
 from protos.catalog import ColumnType, DatasetSchema
 from protos.errors import DataError, InternalError, NotFound, Unavailable, Violation
@@ -74,22 +76,28 @@ class Engine:
         """Exact values of every measurement of ``query`` for every public group (one SQL query)."""
         for _ in range(_ATTEMPTS):
             loaded = self._current(query.dataset)
-            rendered = render(query, schema, loaded.needs_bounding, loaded.relation, loaded.proven_bounds)
-            cur = self._con.cursor()
-            try:
-                rows = cur.execute(rendered.sql, list(rendered.params)).fetchall()
-            except duckdb.CatalogException:
-                # A CSV reload on another thread may have dropped the table this query named.
-                if self.dataset(query.dataset).relation != loaded.relation:
-                    continue
-                raise
-            except duckdb.Error as err:
-                log.error("query on dataset %s failed in DuckDB (%s)", query.dataset, type(err).__name__)
-                raise InternalError(f"the engine failed on dataset {query.dataset!r}") from None
-            finally:
-                cur.close()
+            total = _checked_count(query, schema, loaded)
+            if total is not None:
+                measurements = distinct_measurements(query)
+                rows: list[tuple[object, ...]] = [(total,)]
+            else:
+                rendered = render(query, schema, loaded.needs_bounding, loaded.relation, loaded.proven_bounds)
+                cur = self._con.cursor()
+                try:
+                    rows = cur.execute(rendered.sql, list(rendered.params)).fetchall()
+                except duckdb.CatalogException:
+                    # A CSV reload on another thread may have dropped the table this query named.
+                    if self.dataset(query.dataset).relation != loaded.relation:
+                        continue
+                    raise
+                except duckdb.Error as err:
+                    log.error("query on dataset %s failed in DuckDB (%s)", query.dataset, type(err).__name__)
+                    raise InternalError(f"the engine failed on dataset {query.dataset!r}") from None
+                finally:
+                    cur.close()
+                measurements = rendered.measurements
             if self._stamp(loaded) == loaded.stamp:
-                return _align(query, schema, rendered.measurements, rows)
+                return _align(query, schema, measurements, rows)
             log.info(
                 "dataset %s changed during a query; running it again on the re-checked file", query.dataset
             )
@@ -133,6 +141,26 @@ class Engine:
                 # Queries already running keep their snapshot (DuckDB MVCC); new ones use `fresh`.
                 self._con.cursor().execute(f"DROP TABLE IF EXISTS {loaded.relation}").close()
             return fresh
+
+
+def _checked_count(query: Query, schema: DatasetSchema, loaded: LoadedDataset) -> int | None:
+    """The exact ``COUNT(*)`` of the whole dataset, from the load-time checks, when that is all the
+    query asks (no WHERE, no GROUP BY): the checks counted every person's rows, so the count after
+    bounding is the sum of ``min(rows, k)`` over persons with an id, and without bounding it is
+    the number of rows. Like plain DuckDB answering ``count(*)`` from a Parquet footer, this reads
+    no data; it holds while the file stamp is unchanged, which :meth:`Engine.execute` checks as for
+    every query. None when the query asks anything else or the checks were for another schema."""
+    if query.where is not None or query.group_by:
+        return None
+    if any(m.kind is not MeasureKind.COUNT or m.column is not None for m in distinct_measurements(query)):
+        return None
+    checked = loaded.config.schema
+    if (checked.privacy_unit, checked.max_rows_per_person) != (
+        schema.privacy_unit,
+        schema.max_rows_per_person,
+    ):
+        return None
+    return loaded.report.bounded_rows if loaded.needs_bounding else loaded.report.rows
 
 
 def _unavailable(name: str) -> Unavailable:

@@ -33,6 +33,12 @@ Semantics (the DP-critical part)
    person's allowance is spent on the rows the query is actually about.
    When the load-time checks proved that every person has at most ``k`` rows and no NULL person
    id (and the file is unchanged since), the window is skipped: it would be the identity.
+   Two rewrites give the same bounded table, only cheaper: the person id is left out of the
+   window's ORDER BY list (it is the partition key, constant within a partition; it stays inside
+   ``hash()``, so the chosen rows do not change), and when the query only counts rows
+   (``COUNT(*)``, no GROUP BY) which rows a person keeps cannot matter, only how many:
+   ``min(n, k)`` of the ``n`` rows the person has after WHERE, so the statement sums
+   ``LEAST(count(*), k)`` per person instead of numbering rows.
 3. **Measurements**: ``COUNT(*)`` counts bounded rows, ``COUNT(col)`` bounded rows where ``col``
    is not NULL, ``SUM(col)`` sums ``col`` clamped to ``[lower, upper]`` over the rows where ``col``
    is not NULL (NULLs contribute 0). The clamp is written ``CASE WHEN col < lower THEN lower WHEN
@@ -144,11 +150,21 @@ def render(
     if needs_bounding:
         read = [quote_ident(c) for c in sorted(query.columns_read | {schema.privacy_unit})]
         keep = params.add(schema.max_rows_per_person, "BIGINT")
-        order = ", ".join([f"hash({', '.join(read)})", *read])
         inner_where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        if not query.group_by and all(m.kind is MeasureKind.COUNT and m.column is None for m in measurements):
+            # Only COUNT(*): each person contributes min(rows after WHERE, k), whichever rows are kept.
+            per_person = f"(SELECT count(*) AS n FROM {relation}{inner_where} GROUP BY {pid}) AS per_person"
+            counts = ", ".join(f"sum(LEAST(n, {keep}))" for _ in measurements)
+            return RenderedQuery(
+                f"SELECT {counts} FROM {per_person}", tuple(params.values), query.group_by, measurements
+            )
+        # The partition key is constant within a partition: ordering by it again changes nothing.
+        tie_break = [c for c in read if c != pid]
+        row_hash = "hash(" + ", ".join(read) + ")"
+        order = f" ORDER BY {', '.join([row_hash, *tie_break])}" if tie_break else ""
         source = (
             f"(SELECT {', '.join(read)} FROM {relation}{inner_where} "
-            f"QUALIFY row_number() OVER (PARTITION BY {pid} ORDER BY {order}) <= {keep}) AS bounded"
+            f"QUALIFY row_number() OVER (PARTITION BY {pid}{order}) <= {keep}) AS bounded"
         )
         conditions = []
     sql = f"SELECT {', '.join(select)} FROM {source}"
