@@ -102,10 +102,15 @@ class Cluster:
     def node_address(self, name: str) -> str:
         return f"127.0.0.1:{self.node_ports[name]}"
 
+    def pid(self, name: str) -> int:
+        """The process id of the node or coordinator called ``name`` (coordinators are named
+        ``coordinator-<number of nodes>``)."""
+        return next(p.popen.pid for p in self.processes if p.name == name)
+
     @contextlib.contextmanager
     def coordinator(self, nodes: Sequence[str], deadline_seconds: int = 30) -> Iterator[str]:
-        """A coordinator process serving ``nodes`` and every analyst; yields its address and stops
-        it when the block ends."""
+        """A coordinator process (named ``coordinator-<len(nodes)>``) serving ``nodes`` and every
+        analyst; yields its address and stops it when the block ends."""
         config = self.root / f"coordinator-{len(nodes)}.toml"
         config.write_text(
             coordinator_config_toml(

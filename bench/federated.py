@@ -16,7 +16,11 @@ validation, fan-out and combination, gRPC's own (de)serialisation and the client
 95th percentiles are taken over the per-query differences, not differences of medians.
 
 Also in ``extra``: ``slowest_node_p50_s`` and ``coordinator_p50_s`` (the coordinator's own
-handler time), so the overhead can be split into "coordinator" and "analyst hop".
+handler time), so the overhead can be split into "coordinator" and "analyst hop"; and the CPU
+time the coordinator process and all N node processes together spent per query
+(``coordinator_cpu_s``, ``nodes_cpu_s``; means, from the kernel's per-process accounting). On a
+shared, busy machine wall-clock times swing with the neighbours' load, while CPU per query
+measures our own work.
 
     python -m bench.federated --quick          # 1 and 2 nodes, small slices
     python -m bench.federated --nodes 8        # one node count
@@ -27,6 +31,8 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import asdict
+
+import psutil
 
 from bench.cluster import EPSILON, Cluster, federation, node_rows
 from bench.common import BenchConfig, Row, median, p95, write_json
@@ -52,17 +58,23 @@ def measure(
     slowest: dict[str, list[float]] = {task: [] for task in QUERIES}
     coordinator: dict[str, list[float]] = {task: [] for task in QUERIES}
     partial: dict[str, int] = dict.fromkeys(QUERIES, 0)
+    cpu: dict[str, list[float]] = {task: [0.0, 0.0] for task in QUERIES}  # coordinator, nodes
     with (
         fed.coordinator(fed.node_names[:n]) as address,
         AccordClient(address, fed.analyst_tls(analyst)) as client,
     ):
+        coordinator_proc = psutil.Process(fed.pid(f"coordinator-{n}"))
+        node_procs = [psutil.Process(fed.pid(name)) for name in fed.node_names[:n]]
         for i in range(WARMUP_ROUNDS + n_rounds):
             for task, sql in QUERIES.items():
+                before = _cpu(coordinator_proc), sum(_cpu(p) for p in node_procs)
                 started = time.perf_counter()
                 release, timing = client.query_release_timed(sql, EPSILON, timeout=60)
                 elapsed = time.perf_counter() - started
                 if i < WARMUP_ROUNDS:
                     continue
+                cpu[task][0] += _cpu(coordinator_proc) - before[0]
+                cpu[task][1] += sum(_cpu(p) for p in node_procs) - before[1]
                 if release.partial or len(release.contributing_nodes) != n:
                     partial[task] += 1
                 latency[task].append(elapsed)
@@ -73,7 +85,13 @@ def measure(
                     coordinator[task].append(timing.coordinator_seconds)
     out = []
     for task in QUERIES:
-        extra: dict[str, object] = {"rows_per_node": rows_per_node, "queries": len(latency[task])}
+        queries = len(latency[task])
+        extra: dict[str, object] = {
+            "rows_per_node": rows_per_node,
+            "queries": queries,
+            "coordinator_cpu_s": cpu[task][0] / queries,
+            "nodes_cpu_s": cpu[task][1] / queries,
+        }
         if overhead[task]:
             extra.update(
                 overhead_p50_s=median(overhead[task]),
@@ -104,6 +122,12 @@ def measure(
     return out
 
 
+def _cpu(proc: psutil.Process) -> float:
+    """User + system CPU seconds of ``proc`` so far (its threads included)."""
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
 def run(
     cfg: BenchConfig, node_counts: tuple[int, ...] | None = None, n_rounds: int | None = None
 ) -> list[Row]:
@@ -129,6 +153,9 @@ def _line(r: Row) -> str:
             f"  slowest node {e['slowest_node_p50_s'] * ms:6.1f} ms"
             f"  coordinator {e.get('coordinator_p50_s', float('nan')) * ms:6.1f} ms"
         )
+    parts.append(
+        f"cpu/query: coordinator {e['coordinator_cpu_s'] * ms:5.1f} ms nodes {e['nodes_cpu_s'] * ms:5.1f} ms"
+    )
     if r.note:
         parts.append(r.note)
     return "  ".join(parts)
