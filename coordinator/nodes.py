@@ -2,6 +2,11 @@
 
 Every call carries a deadline. A node that is down, slow or refuses is reported by name with a
 reason; it never blocks the others.
+
+The fan-out runs each node's call as a blocking call on a long-lived thread pool
+(:class:`FanOutPool`). gRPC's ``.future()`` would start a fresh polling thread per channel for
+every query (the thread exits whenever the channel has no call left): a quarter of the
+coordinator's CPU per node and query went there. The pool's threads are started once.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from concurrent import futures
 from dataclasses import dataclass, field
 
 import grpc
@@ -23,7 +29,7 @@ from protos.release import Release
 from protos.rpcstatus import error_from_rpc
 from protos.timing import NODE_SECONDS, seconds_from_metadata
 from protos.transport import TlsFiles, secure_channel
-from protos.v1 import node_pb2, node_pb2_grpc
+from protos.v1 import common_pb2, node_pb2, node_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +88,33 @@ class NodeClient:
             self.last_error = reason
             self._catalog_at = 0.0
 
-    def answer_future(self, request: QueryRequest, timeout: float) -> grpc.Future:
-        return self._stub.Answer.future(convert.request_to_pb(request), timeout=timeout)
+    def answer(self, request: common_pb2.QueryRequest, deadline_at: float) -> tuple[Release, float | None]:
+        """Ask this node (blocking) until the monotonic time ``deadline_at``: its release and the
+        handler time it reported (see :mod:`protos.timing`). Raises ``grpc.RpcError`` for a failed
+        call and :class:`AccordError` for a malformed reply."""
+        timeout = deadline_at - time.monotonic()
+        if timeout <= 0:  # the call waited for a pool thread past its deadline
+            raise DeadlineExceeded(f"node {self.name}: deadline exceeded before the call could start")
+        reply, call = self._stub.Answer.with_call(request, timeout=timeout)
+        return convert.release_from_pb(reply), seconds_from_metadata(call.trailing_metadata(), NODE_SECONDS)
+
+
+class FanOutPool:
+    """The threads that make the coordinator's calls to its nodes, started once and reused.
+
+    ``size`` bounds the calls in flight at once; a call beyond it waits for a thread, and its
+    deadline still counts from the start of its query."""
+
+    def __init__(self, size: int) -> None:
+        self._pool = futures.ThreadPoolExecutor(max_workers=max(1, size), thread_name_prefix="accord-fanout")
+
+    def submit(
+        self, client: NodeClient, request: common_pb2.QueryRequest, deadline_at: float
+    ) -> futures.Future[tuple[Release, float | None]]:
+        return self._pool.submit(client.answer, request, deadline_at)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass(frozen=True)
@@ -98,16 +129,21 @@ class FanOutResult:
         return max(self.node_seconds.values(), default=None)
 
 
-def fan_out(clients: Iterable[NodeClient], request: QueryRequest, deadline: float) -> FanOutResult:
-    """Send ``request`` to every client at once and wait for all, each with ``deadline`` seconds."""
+def fan_out(
+    clients: Iterable[NodeClient], request: QueryRequest, deadline: float, pool: FanOutPool
+) -> FanOutResult:
+    """Send ``request`` to every client at once (on ``pool``) and wait for all, within ``deadline``
+    seconds from now."""
+    deadline_at = time.monotonic() + deadline
     by_name = {c.name: c for c in clients}
-    futures = {name: c.answer_future(request, deadline) for name, c in by_name.items()}
+    message = convert.request_to_pb(request)  # the same bytes for every node, built once
+    pending = {name: pool.submit(c, message, deadline_at) for name, c in by_name.items()}
     releases: dict[str, Release] = {}
     errors: dict[str, AccordError] = {}
     node_seconds: dict[str, float] = {}
-    for name, future in futures.items():
+    for name, future in pending.items():
         try:
-            release = convert.release_from_pb(future.result())
+            release, seconds = future.result()
             if release.node != name or release.query_id != request.query_id:
                 raise InternalError(
                     f"node {name} answered as node {release.node!r} for query {release.query_id!r}"
@@ -116,12 +152,16 @@ def fan_out(clients: Iterable[NodeClient], request: QueryRequest, deadline: floa
             errors[name] = error_from_rpc(err, peer=f"node {name}")
             if isinstance(errors[name], Unavailable | DeadlineExceeded):
                 by_name[name].mark_unreachable(describe(errors[name]))
+        except DeadlineExceeded as err:  # never started: waited for a pool thread too long
+            errors[name] = err
+            by_name[name].mark_unreachable(describe(err))
+        except futures.CancelledError:  # the coordinator is shutting down
+            errors[name] = Unavailable(f"node {name}: the coordinator is shutting down")
         except AccordError as err:
             # A malformed or mismatched reply costs this node's contribution, not the whole answer.
             errors[name] = InternalError(f"node {name} sent a malformed release ({err.message})")
         else:
             releases[name] = release
-            seconds = seconds_from_metadata(future.trailing_metadata(), NODE_SECONDS)
             if seconds is not None:
                 node_seconds[name] = seconds
             continue
