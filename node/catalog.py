@@ -5,11 +5,13 @@ CSV files are loaded once into a TABLE with the declared column types. Either wa
 exactly the declared columns under their declared names, typed ``BIGINT``/``DOUBLE``/``BOOLEAN``/
 ``VARCHAR`` (integer columns keep the file's integer width); extra file columns are not exposed.
 
-At load (and again whenever the file's size, mtime or inode change) one aggregate-only scan checks:
+At load (and again whenever the file's size, mtime or inode change) aggregate-only scans check:
 the privacy unit is never NULL, numeric columns stay within their declared bounds, categorical
-columns only hold declared categories (or NULL), and counts the persons with more than
-``max_rows_per_person`` rows. Too many rows per person is not an error (the engine bounds
-contributions), but when nobody exceeds the limit the engine may skip the bounding window.
+columns only hold declared categories (or NULL), and count the persons with more than
+``max_rows_per_person`` rows (in passes over the person-id column, so that the memory this
+takes stays bounded however many persons there are). Too many rows per person is not an error
+(the engine bounds contributions), but when nobody exceeds the limit the engine may skip the
+bounding window.
 Violations of bounds, categories or the person id are errors with ``on_violation = "reject"`` and
 warnings with ``"clamp"`` (bounds are clamped at query time; undeclared categories fall outside
 every public group; rows without a person id are dropped at query time).
@@ -264,8 +266,10 @@ def _create_csv_table(
 
 
 def _check(config: DatasetConfig, con: duckdb.DuckDBPyConnection, relation: str) -> CheckReport:
-    """One scan, aggregates only: per person the row count and the count of each violation, then
-    totals over persons. Bounds and categories are bound parameters."""
+    """Aggregates only, bounds and categories as bound parameters. First one streaming scan counts
+    the rows, the rows without a person id and each column's violations (no grouping, so its
+    memory does not grow with the data); then the rows per person are counted (see
+    :func:`_per_person`)."""
     schema = config.schema
     pid = quote_ident(schema.privacy_unit)
     params: list[object] = []
@@ -274,44 +278,58 @@ def _check(config: DatasetConfig, con: duckdb.DuckDBPyConnection, relation: str)
         params.append(value)
         return f"CAST(${len(params)} AS {SQL_TYPES[spec.type]})"
 
-    per_person = ["count(*) AS __accord_n"]
-    totals = ["sum(__accord_n)", "sum(__accord_n) FILTER (WHERE __accord_pid IS NULL)"]
+    totals = ["count(*)", f"count(*) FILTER (WHERE {pid} IS NULL)"]
     bounded = [c for c in schema.columns if c.lower is not None]
     categorical = [c for c in schema.columns if c.categories is not None]
-    for i, spec in enumerate(bounded):
+    for spec in bounded:
         col = quote_ident(spec.name)
         lo, hi = param(spec.lower, spec), param(spec.upper, spec)
         nan = f" OR isnan({col})" if spec.type is ColumnType.FLOAT else ""
-        per_person.append(f"count(*) FILTER (WHERE {col} < {lo} OR {col} > {hi}{nan}) AS __accord_b{i}")
-        totals.append(f"sum(__accord_b{i})")
-    for i, spec in enumerate(categorical):
+        totals.append(f"count(*) FILTER (WHERE {col} < {lo} OR {col} > {hi}{nan})")
+    for spec in categorical:
         assert spec.categories is not None
         col = quote_ident(spec.name)
         items = ", ".join(param(v, spec) for v in spec.categories)
-        per_person.append(
-            f"count(*) FILTER (WHERE {col} IS NOT NULL AND {col} NOT IN ({items})) AS __accord_c{i}"
-        )
-        totals.append(f"sum(__accord_c{i})")
-    params.append(schema.max_rows_per_person)
-    k = f"CAST(${len(params)} AS BIGINT)"
-    totals.append(f"sum(LEAST(__accord_n, {k})) FILTER (WHERE __accord_pid IS NOT NULL)")
-    totals.append(f"count(*) FILTER (WHERE __accord_pid IS NOT NULL AND __accord_n > {k})")
-    sql = (
-        f"SELECT {', '.join(totals)} FROM "
-        f"(SELECT {pid} AS __accord_pid, {', '.join(per_person)} "
-        f"FROM {relation} GROUP BY {pid}) AS per_person"
-    )
-    row = con.execute(sql, params).fetchone()
+        totals.append(f"count(*) FILTER (WHERE {col} IS NOT NULL AND {col} NOT IN ({items}))")
+    row = con.execute(f"SELECT {', '.join(totals)} FROM {relation}", params).fetchone()
     assert row is not None
     values = [int(v or 0) for v in row]
     rows, nulls = values[0], values[1]
     oob = values[2 : 2 + len(bounded)]
     cats = values[2 + len(bounded) : 2 + len(bounded) + len(categorical)]
+    over, bounded_rows = _per_person(con, relation, pid, schema.max_rows_per_person, rows - nulls)
     return CheckReport(
         rows=rows,
         null_units=nulls,
         out_of_bounds={c.name: n for c, n in zip(bounded, oob, strict=True) if n},
         undeclared_categories={c.name: n for c, n in zip(categorical, cats, strict=True) if n},
-        persons_over_limit=values[-1],
-        bounded_rows=values[-2],
+        persons_over_limit=over,
+        bounded_rows=bounded_rows,
     )
+
+
+_ROWS_PER_PASS = 2_000_000
+"""Rows of person ids counted per pass of :func:`_per_person` (bounds its hash table's memory)."""
+
+
+def _per_person(
+    con: duckdb.DuckDBPyConnection, relation: str, pid: str, k: int, rows: int
+) -> tuple[int, int]:
+    """``(persons with more than k rows, sum over persons of min(rows, k))``, rows without a person
+    id left out. Counting rows per person needs a hash table with one entry per person, which for
+    tens of millions of persons would cost far more memory than any query; so the persons are
+    split by ``hash(pid) % passes`` (every person falls in exactly one pass) into passes of about
+    :data:`_ROWS_PER_PASS` rows, each reading only the person-id column."""
+    passes = max(1, -(-rows // _ROWS_PER_PASS))
+    over = bounded_rows = 0
+    for i in range(passes):
+        part = f" AND hash({pid}) % {passes} = {i}" if passes > 1 else ""
+        row = con.execute(
+            "SELECT count(*) FILTER (WHERE n > CAST($1 AS BIGINT)), sum(LEAST(n, CAST($1 AS BIGINT))) "
+            f"FROM (SELECT count(*) AS n FROM {relation} WHERE {pid} IS NOT NULL{part} GROUP BY {pid})",
+            [k],
+        ).fetchone()
+        assert row is not None
+        over += int(row[0] or 0)
+        bounded_rows += int(row[1] or 0)
+    return over, bounded_rows

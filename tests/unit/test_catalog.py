@@ -170,3 +170,25 @@ def test_pums_bounds_hold() -> None:
     loaded = load_dataset(pums(), duckdb.connect())
     assert loaded.report.violations == []
     assert PUMS_DUP.exists()
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_rows_per_person_counted_in_passes_agree(monkeypatch: pytest.MonkeyPatch, k: int) -> None:
+    """Property: splitting the persons into passes (to bound memory) changes no count."""
+    import node.catalog
+
+    per_person = Counter(r["pid"] for r in pums_rows())
+    con = duckdb.connect()
+    one = load_dataset(pums(k), con).report
+    monkeypatch.setattr(node.catalog, "_ROWS_PER_PASS", 150)  # 1948 rows: 13 passes
+    many = load_dataset(pums(k), con).report
+    assert one == many
+    assert many.persons_over_limit == sum(1 for n in per_person.values() if n > k)
+    assert many.bounded_rows == sum(min(n, k) for n in per_person.values())
+
+
+def test_rows_without_a_person_id_are_not_counted_per_person(tmp_path: Path) -> None:
+    path = people(tmp_path, pid=["p1", None, "p1", None])
+    loaded = load_dataset(dataset(path, COLS, on_violation="clamp"), duckdb.connect())
+    assert loaded.report.null_units == 2
+    assert (loaded.report.persons_over_limit, loaded.report.bounded_rows) == (1, 1)
