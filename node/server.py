@@ -22,6 +22,9 @@ SERVICE_NAME = node_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name
 
 def build_service(config: NodeConfig) -> NodeService:
     con = duckdb.connect(":memory:")
+    # A server has no terminal: DuckDB's progress bar (long load checks, large windows) would write
+    # into its stdout. Cursors inherit the setting.
+    con.execute("SET enable_progress_bar = false")
     loaded = load_datasets(config.datasets, con)
     engine = Engine(con, loaded)
     schemas = {d.schema.name: d.schema for d in config.datasets}
