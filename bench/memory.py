@@ -1,8 +1,11 @@
 """Suite "memory": peak resident memory of a node answering queries, against plain DuckDB's.
 
 On the largest size in ``cfg.sizes`` (one row per person), each measurement is one fresh Python
-process, started for it alone and measured by the kernel's ``ru_maxrss`` of that child
-(:func:`os.wait4`), so nothing the benchmark itself holds is counted:
+process, started for it alone, which reports its own ``VmHWM`` (the kernel's high-water mark of
+its resident memory, from ``/proc/self/status``) when it is done. Not ``ru_maxrss``: Linux carries
+the *parent's* resident size over into the child's ``ru_maxrss`` at fork/exec, so a benchmark
+that just generated 10M rows would be charged to both children. Nothing the benchmark holds is
+counted:
 
 * ``accord``: start a node in-process from its config (load and check the dataset, as a real node
   does at start-up), then answer one query of each task of :data:`bench.data.QUERIES` through
@@ -29,7 +32,18 @@ from bench.data import COORDINATOR, QUERIES, ensure_dataset, node_config, plain_
 SUITE = "memory"
 TASK = "all_queries"
 
-_ACCORD_CHILD = """
+_HWM = """
+def _vm_hwm_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+"""
+
+_ACCORD_CHILD = (
+    _HWM
+    + """
 import json, sys, uuid
 from fractions import Fraction
 from node.config import load_node_config
@@ -44,28 +58,38 @@ def serialize(release):
     return convert.release_to_pb(release).SerializeToString(deterministic=True)
 for sql in queries:
     service.answer_once(who, QueryRequest(str(uuid.uuid4()), sql, Fraction(1)), serialize)
+print("VmHWM_MB", _vm_hwm_mb())
 """
+)
 
-_DUCKDB_CHILD = """
+_DUCKDB_CHILD = (
+    _HWM
+    + """
 import json, sys
 import duckdb
 con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
 for sql in json.loads(sys.argv[1]):
     con.execute(sql).fetchall()
+print("VmHWM_MB", _vm_hwm_mb())
 """
+)
 
 
 def peak_rss_mb(code: str, *args: str) -> tuple[float, float]:
-    """Run ``python -c code args...`` in a fresh process from the repository root; return its peak
-    resident memory in MB (``ru_maxrss`` of that child alone) and its wall time in seconds."""
+    """Run ``python -c code args...`` in a fresh process from the repository root; return the peak
+    resident memory it reported (MB, its ``VmHWM``) and its wall time in seconds."""
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, env=_env())
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=ROOT, env=_env(), capture_output=True, text=True, check=False
+    )
     elapsed = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"memory child exited with {proc.returncode}")
-    return usage.ru_maxrss / 1024, elapsed  # Linux reports KiB
+    if done.returncode != 0:
+        raise RuntimeError(f"memory child exited with {done.returncode}: {done.stderr[-2000:]}")
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("VmHWM_MB "):
+            return float(line.split()[1]), elapsed
+    raise RuntimeError("memory child did not report its peak")
 
 
 def _env() -> dict[str, str]:
@@ -82,9 +106,15 @@ def measure(cfg: BenchConfig, rows: int) -> list[Row]:
     reps = min(cfg.reps, 3)
     accord: list[float] = []
     duck: list[float] = []
+    accord_s: list[float] = []
+    duck_s: list[float] = []
     for _ in range(reps):  # interleaved, like every other comparison
-        accord.append(peak_rss_mb(_ACCORD_CHILD, *accord_args)[0])
-        duck.append(peak_rss_mb(_DUCKDB_CHILD, *duck_args)[0])
+        mb, seconds = peak_rss_mb(_ACCORD_CHILD, *accord_args)
+        accord.append(mb)
+        accord_s.append(seconds)
+        mb, seconds = peak_rss_mb(_DUCKDB_CHILD, *duck_args)
+        duck.append(mb)
+        duck_s.append(seconds)
     a, d = median(accord), median(duck)
     limit = 1.5 * d + 200
     print(
@@ -94,7 +124,15 @@ def measure(cfg: BenchConfig, rows: int) -> list[Row]:
     )
     what = "load + one query of each task, fresh process"
     return [
-        Row(SUITE, "duckdb", TASK, rows, peak_rss_mb=d, extra={"samples_mb": duck}, note=what),
+        Row(
+            SUITE,
+            "duckdb",
+            TASK,
+            rows,
+            peak_rss_mb=d,
+            extra={"samples_mb": duck, "process_seconds": round(median(duck_s), 2)},
+            note=what,
+        ),
         Row(
             SUITE,
             "accord",
@@ -104,6 +142,7 @@ def measure(cfg: BenchConfig, rows: int) -> list[Row]:
             peak_rss_mb=a,
             extra={
                 "samples_mb": accord,
+                "process_seconds": round(median(accord_s), 2),  # includes the load-time checks
                 "ratio_vs_duckdb": round(a / d, 3),
                 "limit_mb": round(limit, 1),
                 "met": a <= limit,
