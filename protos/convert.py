@@ -7,6 +7,7 @@ everything behind them works on :mod:`protos.model`, :mod:`protos.catalog` and
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from fractions import Fraction
@@ -18,6 +19,11 @@ from protos.release import Cell, Estimate, FederatedRelease, Mechanism, Release,
 from protos.v1 import common_pb2 as pb
 from protos.v1 import coordinator_pb2 as cpb
 from protos.v1 import node_pb2 as npb
+
+# Every request and release carries its epsilon as text, and a federation uses a handful of
+# values: parse each once (parse_epsilon is pure and Fractions are immutable; a refusal is not
+# cached and is raised again every time).
+_parse_epsilon = functools.lru_cache(maxsize=256)(parse_epsilon)
 
 # ---- literals ----------------------------------------------------------------------------------
 
@@ -67,7 +73,7 @@ def request_from_pb(msg: pb.QueryRequest) -> QueryRequest:
     return QueryRequest(
         query_id=msg.query_id,
         sql=msg.sql,
-        epsilon=parse_epsilon(msg.epsilon),
+        epsilon=_parse_epsilon(msg.epsilon),
         require_all=msg.require_all,
     )
 
@@ -257,7 +263,7 @@ def _rows_from_pb(
 def _epsilon_from_pb(text: str, what: str) -> Fraction:
     """The epsilon of a release; a malformed one is the sender's bug, not the caller's."""
     try:
-        return parse_epsilon(text)
+        return _parse_epsilon(text)
     except InvalidQuery as err:
         raise InternalError(f"{what} arrived with an invalid epsilon: {err.message}") from None
 

@@ -10,6 +10,7 @@ Message sizes are bounded on both sides by :data:`MAX_MESSAGE_BYTES`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +42,8 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 """Largest message either side sends or accepts (4 MiB); releases are small aggregates."""
 
 _AUTH_CERT_KEY = "x509_pem_cert"
+_KNOWN_CERTIFICATES = 1024
+"""Client certificates whose parsed form is kept (a federation has a handful of parties)."""
 
 
 @dataclass(frozen=True)
@@ -145,11 +148,24 @@ def peer_identity(context: grpc.ServicerContext, now: datetime | None = None) ->
             "no client certificate; connect over mTLS with a certificate from the federation CA",
             "NO_CLIENT_CERTIFICATE",
         )
-    cert = load_certificate(pems[0])
-    problem = validity_problem(cert, now)
+    pem = pems[0]
+    problem = validity_problem(_certificate(pem), now)  # checked on every call, against the clock
     if problem is not None:
         raise Unauthenticated(f"the client certificate {problem}", "CERTIFICATE_NOT_VALID")
-    return identity_from_certificate(cert)
+    return _identity(pem)
+
+
+# The same few client certificates arrive on every call: parse each once. Both are pure functions
+# of the PEM bytes (gRPC has already verified the chain); only successes are cached, so a bad
+# certificate is refused with the same error every time.
+@functools.lru_cache(maxsize=_KNOWN_CERTIFICATES)
+def _certificate(pem: bytes) -> x509.Certificate:
+    return load_certificate(pem)
+
+
+@functools.lru_cache(maxsize=_KNOWN_CERTIFICATES)
+def _identity(pem: bytes) -> Identity:
+    return identity_from_certificate(_certificate(pem))
 
 
 def require_role(context: grpc.ServicerContext, *roles: str) -> Identity:
