@@ -169,8 +169,11 @@ def _sigterm_unwinds() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def federation(cfg: BenchConfig, nodes: int, analysts: int, rows_per_node: int) -> Iterator[Cluster]:
-    """``nodes`` node processes serving their own slices, ready to answer; see the module docstring."""
+def federation(
+    cfg: BenchConfig, nodes: int, analysts: int, rows_per_node: int, node_workers: int = 8
+) -> Iterator[Cluster]:
+    """``nodes`` node processes serving their own slices, ready to answer; see the module docstring.
+    ``node_workers`` is each node's ``max_workers`` (queries it runs at once; more are refused)."""
     cfg.work.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="federation-", dir=cfg.work))
     cluster = Cluster(root, {}, tuple(analyst_name(i) for i in range(analysts)))
@@ -185,6 +188,7 @@ def federation(cfg: BenchConfig, nodes: int, analysts: int, rows_per_node: int) 
                     name=name,
                     pki=root / "certs",
                     coordinators=(COORDINATOR,),
+                    max_workers=node_workers,
                 )
                 proc = _spawn(name, _accord("node", "serve", "--config", str(config)), ROOT)
                 cluster.processes.append(proc)

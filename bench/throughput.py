@@ -6,6 +6,10 @@ Four ``accord node serve`` processes and one ``accord coordinator serve`` proces
 ``filtered_count`` of :data:`bench.data.QUERIES`, alternating, each with a fresh query id) as fast
 as answers come back, for a fixed window after a short warm-up under the same load.
 
+Each node is configured for this load as its operator would (``max_workers = 16``: as many
+queries at once as there are analysts; the default 8 would refuse the excess with
+RESOURCE_EXHAUSTED, and the coordinator would return partial answers).
+
 Reported: complete answers per second within the window (``qps``: an answer counts only when all
 four nodes contributed), the latency each analyst saw (p50, p95), and what went wrong (refusals,
 partial answers) in ``extra``, never silently dropped.
@@ -18,8 +22,11 @@ from __future__ import annotations
 import argparse
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import psutil
 
 from bench.cluster import EPSILON, federation, node_rows
 from bench.common import BenchConfig, Row, median, p95, write_json
@@ -80,8 +87,11 @@ def _analyst(
             tally.latencies.append(done - sent)
 
 
-def _load(clients: list[AccordClient], span: tuple[float, float]) -> list[_Tally]:
-    """Run one analyst thread per client; their tallies (an analyst's failure is re-raised)."""
+def _load(
+    clients: list[AccordClient], span: tuple[float, float], cpu: Callable[[], dict[str, float]]
+) -> tuple[list[_Tally], dict[str, float]]:
+    """Run one analyst thread per client: their tallies (an analyst's failure is re-raised) and the
+    CPU seconds each part of the system spent within the window (``cpu()`` samples them)."""
     start = threading.Barrier(len(clients) + 1)
     t0 = [0.0]
     results: list[_Tally | None] = [None] * len(clients)
@@ -98,14 +108,19 @@ def _load(clients: list[AccordClient], span: tuple[float, float]) -> list[_Tally
     for thread in threads:
         thread.start()
     t0[0] = time.perf_counter()
+    spent: dict[str, float] = {}
     try:
         start.wait()
+        time.sleep(max(0.0, t0[0] + span[0] - time.perf_counter()))
+        before = cpu()
+        time.sleep(max(0.0, t0[0] + span[1] - time.perf_counter()))
+        spent = {k: v - before[k] for k, v in cpu().items()}
     finally:
         for thread in threads:
             thread.join()
     if failures:
         raise failures[0]
-    return [r for r in results if r is not None]
+    return [r for r in results if r is not None], spent
 
 
 def measure(cfg: BenchConfig, seconds: float | None = None) -> Row:
@@ -113,7 +128,9 @@ def measure(cfg: BenchConfig, seconds: float | None = None) -> Row:
     rows_per_node = node_rows(cfg)
     clients: list[AccordClient] = []
     with (
-        federation(cfg, nodes=NODES, analysts=ANALYSTS, rows_per_node=rows_per_node) as fed,
+        federation(
+            cfg, nodes=NODES, analysts=ANALYSTS, rows_per_node=rows_per_node, node_workers=ANALYSTS
+        ) as fed,
         fed.coordinator(fed.node_names) as address,
     ):
         try:
@@ -121,7 +138,16 @@ def measure(cfg: BenchConfig, seconds: float | None = None) -> Row:
                 clients.append(AccordClient(address, fed.analyst_tls(analyst)))
                 # Connect and let the coordinator fetch the catalogs before the clock starts.
                 clients[-1].query_release(QUERIES["count"], EPSILON, timeout=60)
-            tallies = _load(clients, (warmup(cfg), warmup(cfg) + seconds))
+            procs = {
+                "analysts": [psutil.Process()],
+                "coordinator": [psutil.Process(fed.pid(f"coordinator-{NODES}"))],
+                "nodes": [psutil.Process(fed.pid(n)) for n in fed.node_names],
+            }
+
+            def cpu() -> dict[str, float]:
+                return {k: sum(sum(p.cpu_times()[:2]) for p in ps) for k, ps in procs.items()}
+
+            tallies, spent = _load(clients, (warmup(cfg), warmup(cfg) + seconds), cpu)
         finally:
             for client in clients:
                 client.close()
@@ -138,6 +164,8 @@ def measure(cfg: BenchConfig, seconds: float | None = None) -> Row:
         "answers": len(latencies),
         "partial": partial,
         "errors": sum(errors.values()),
+        # CPU seconds per complete answer, by part (this process runs only the analyst threads)
+        **{f"{k}_cpu_s": v / max(1, len(latencies)) for k, v in spent.items()},
     }
     note = ""
     if errors or partial:
@@ -170,9 +198,10 @@ def _line(r: Row) -> str:
         if r.median_s is not None and r.p95_s is not None
         else "no answers"
     )
+    cpu = ", ".join(f"{k[:-6]} {v * 1000:.1f} ms" for k, v in e.items() if k.endswith("_cpu_s"))
     return (
         f"{r.task} at {r.nodes} nodes, {e['analysts']} analysts: {e['qps']:.0f} q/s "
-        f"({e['answers']} answers in {e['window_s']:.0f} s), {lat}  {r.note}"
+        f"({e['answers']} answers in {e['window_s']:.0f} s), {lat}; CPU per answer: {cpu}  {r.note}"
     )
 
 
