@@ -20,7 +20,10 @@ handler time), so the overhead can be split into "coordinator" and "analyst hop"
 time the coordinator process and all N node processes together spent per query
 (``coordinator_cpu_s``, ``nodes_cpu_s``; means, from the kernel's per-process accounting). On a
 shared, busy machine wall-clock times swing with the neighbours' load, while CPU per query
-measures our own work.
+measures our own work. (The kernel counts CPU in 10 ms ticks: these are means over many
+queries.) ``cpu_floor_s`` is that CPU divided by the machine's cores: no schedule of the N+1
+processes could answer faster on this machine, however parallel the fan-out. When the nodes
+outnumber the cores, latency grows with N because of it.
 
     python -m bench.federated --quick          # 1 and 2 nodes, small slices
     python -m bench.federated --nodes 8        # one node count
@@ -29,6 +32,7 @@ measures our own work.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from dataclasses import asdict
 
@@ -91,6 +95,7 @@ def measure(
             "queries": queries,
             "coordinator_cpu_s": cpu[task][0] / queries,
             "nodes_cpu_s": cpu[task][1] / queries,
+            "cpu_floor_s": (cpu[task][0] + cpu[task][1]) / queries / (os.cpu_count() or 1),
         }
         if overhead[task]:
             extra.update(
