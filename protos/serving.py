@@ -4,6 +4,13 @@ Both the node and the coordinator: listen only on an mTLS port that requires cli
 certificates; bound message sizes and concurrent RPCs; expose the standard health service and
 server reflection; and on SIGTERM/SIGINT report ``NOT_SERVING`` first, then stop accepting calls
 and let in-flight ones finish within a grace period.
+
+Concurrent RPCs are bounded by :class:`_CallLimit`, not by grpc's ``maximum_concurrent_rpcs``:
+grpc counts health checks too, so a burst of queries would make the load balancer's probes fail
+(``RESOURCE_EXHAUSTED "Concurrent RPC limit exceeded!"``) exactly when the server is merely busy.
+Health checks are never counted, and the worker pool keeps threads beyond the limit, so they are
+answered however busy the server is; every other call beyond the limit is refused at once with
+``RESOURCE_EXHAUSTED`` and a message saying to retry.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from types import FrameType
@@ -21,12 +28,16 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from protos.errors import ConfigError
+from protos.errors import ConfigError, ResourceLimit
+from protos.rpcstatus import to_status
 from protos.transport import MAX_MESSAGE_BYTES, TlsFiles, check_certificate_files, server_credentials
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 10.0
+SPARE_WORKERS = 4
+"""Worker threads kept beyond ``max_concurrent_rpcs``, so that extra calls are refused at once."""
+_HEALTH_PREFIX = f"/{health.SERVICE_NAME}/"
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,58 @@ class RunningServer:
         self.server.stop(grace).wait()
 
 
+class _CallLimit(grpc.ServerInterceptor):  # type: ignore[misc]
+    """At most ``limit`` calls (health checks not counted) run at once; more are refused at once.
+
+    A call is counted from the moment a worker thread starts it until it returns (a streaming
+    call: until its last message). Calls waiting for a worker are not counted: a slot taken
+    before the worker starts would leak whenever gRPC drops the call first (client cancelled,
+    undecodable request). :func:`start_server` keeps :data:`SPARE_WORKERS` threads beyond the
+    limit, so waiting is brief and extra calls are refused rather than queued.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._slots = threading.BoundedSemaphore(limit)
+
+    def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
+        handler = continuation(details)
+        if handler is None or str(details.method).startswith(_HEALTH_PREFIX):
+            return handler
+        if handler.unary_unary is not None:
+            return handler._replace(unary_unary=self._unary(handler.unary_unary))
+        if handler.stream_unary is not None:
+            return handler._replace(stream_unary=self._unary(handler.stream_unary))
+        if handler.unary_stream is not None:
+            return handler._replace(unary_stream=self._stream(handler.unary_stream))
+        return handler._replace(stream_stream=self._stream(handler.stream_stream))
+
+    def _enter(self, context: grpc.ServicerContext) -> None:
+        if not self._slots.acquire(blocking=False):
+            busy = ResourceLimit(f"the server is already handling {self._limit} calls; retry shortly")
+            context.abort_with_status(to_status(busy))
+
+    def _unary(self, behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        def bounded(request: Any, context: grpc.ServicerContext) -> Any:
+            self._enter(context)
+            try:
+                return behavior(request, context)
+            finally:
+                self._slots.release()
+
+        return bounded
+
+    def _stream(self, behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Iterator[Any]]:
+        def bounded(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            self._enter(context)
+            try:
+                yield from behavior(request, context)
+            finally:
+                self._slots.release()
+
+        return bounded
+
+
 def start_server(
     bindings: Sequence[ServiceBinding],
     listen: str,
@@ -64,11 +127,17 @@ def start_server(
     max_workers: int = 16,
     max_concurrent_rpcs: int = 64,
 ) -> RunningServer:
-    """Start serving ``bindings`` on ``listen`` (``host:port``; port 0 picks a free one) over mTLS."""
+    """Start serving ``bindings`` on ``listen`` (``host:port``; port 0 picks a free one) over mTLS.
+
+    At most ``max_concurrent_rpcs`` calls other than health checks run at once (see
+    :class:`_CallLimit`); the worker pool has ``max_workers`` threads, raised if needed to
+    ``max_concurrent_rpcs`` + :data:`SPARE_WORKERS` so that extra calls are refused, not queued.
+    """
     check_certificate_files(tls)
+    workers = max(max_workers, max_concurrent_rpcs + SPARE_WORKERS)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="accord-rpc"),
-        maximum_concurrent_rpcs=max_concurrent_rpcs,
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="accord-rpc"),
+        interceptors=[_CallLimit(max_concurrent_rpcs)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -77,8 +146,8 @@ def start_server(
     )
     for binding in bindings:
         binding.register(server)
-    # The health service gets its own small thread pool so that it answers even when every
-    # worker thread is busy with queries.
+    # Watch streams run on a small pool of their own; Check is answered by the spare workers,
+    # which _CallLimit never lets other calls occupy.
     health_servicer = health.HealthServicer(
         experimental_non_blocking=True,
         experimental_thread_pool=futures.ThreadPoolExecutor(
