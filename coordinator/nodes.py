@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 
 CATALOG_TTL_SECONDS = 30.0
 CATALOG_DEADLINE_SECONDS = 5.0
+RECONNECT_BACKOFF_MS = (250, 1000)
+"""First and longest wait (ms) between attempts to reconnect to a node that went away. gRPC's
+defaults grow to two minutes: a node restarted after a minute down would stay out of answers for
+as long again."""
 
 
 def describe(err: AccordError) -> str:
@@ -52,22 +56,60 @@ class NodeClient:
     def __init__(self, endpoint: NodeEndpoint, tls: TlsFiles) -> None:
         self.endpoint = endpoint
         self.name = endpoint.name
-        self._channel = secure_channel(endpoint.address, tls, expected_name=endpoint.name)
+        first, longest = RECONNECT_BACKOFF_MS
+        self._channel = secure_channel(
+            endpoint.address,
+            tls,
+            expected_name=endpoint.name,
+            options=[
+                ("grpc.initial_reconnect_backoff_ms", first),
+                ("grpc.max_reconnect_backoff_ms", longest),
+            ],
+        )
         self._stub = node_pb2_grpc.NodeServiceStub(self._channel)
         self._lock = threading.Lock()
         self._catalog: tuple[DatasetSchema, ...] | None = None
         self._catalog_at = 0.0
+        self._refreshing = False
         self.last_error: str = ""
 
     def close(self) -> None:
         self._channel.close()
 
-    def catalog(self, max_age: float = CATALOG_TTL_SECONDS) -> tuple[DatasetSchema, ...] | None:
+    def catalog(
+        self, max_age: float = CATALOG_TTL_SECONDS, wait: bool = True
+    ) -> tuple[DatasetSchema, ...] | None:
         """The node's datasets (cached for ``max_age`` s); the last known ones if it is down now,
-        or None if it has never answered."""
+        or None if it has never answered.
+
+        With ``wait=False`` (the query path) a stale catalog is returned at once and refreshed in
+        the background: a node that hangs must not hold a query up for the catalog deadline on top
+        of the query's own. Only a node never heard from is asked while the caller waits.
+        """
         with self._lock:
-            if self._catalog is not None and time.monotonic() - self._catalog_at < max_age:
-                return self._catalog
+            known = self._catalog
+            if known is not None and time.monotonic() - self._catalog_at < max_age:
+                return known
+            if known is not None and not wait:
+                if not self._refreshing:
+                    self._refreshing = True
+                    threading.Thread(target=self._refresh, daemon=True, name=f"catalog-{self.name}").start()
+                return known
+        return self._fetch()
+
+    def _refresh(self) -> None:
+        try:
+            self._fetch()
+        except AccordError as err:  # a malformed catalog: keep the last known one
+            self.last_error = err.message
+            log.warning("node %s: unusable catalog: %s", self.name, err.message)
+        except ValueError:  # the channel was closed: the coordinator is shutting down
+            log.debug("node %s: catalog refresh after close", self.name)
+        finally:
+            with self._lock:
+                self._refreshing = False
+
+    def _fetch(self) -> tuple[DatasetSchema, ...] | None:
         try:
             reply = self._stub.GetCatalog(node_pb2.GetCatalogRequest(), timeout=CATALOG_DEADLINE_SECONDS)
         except grpc.RpcError as err:
@@ -180,7 +222,7 @@ def holders(
     found: dict[str, DatasetSchema] = {}
     unknown: dict[str, str] = {}
     for name, client in clients.items():
-        schemas = client.catalog()
+        schemas = client.catalog(wait=False)
         if schemas is None:
             unknown[name] = f"unreachable ({client.last_error or 'no catalog yet'})"
             continue
