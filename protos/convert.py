@@ -8,7 +8,6 @@ everything behind them works on :mod:`protos.model`, :mod:`protos.catalog` and
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Iterable, Mapping
 from fractions import Fraction
 
@@ -184,19 +183,20 @@ def _estimate_from_pb(msg: pb.Estimate) -> Estimate:
     mech = _MECH_FROM_PB.get(msg.mechanism)
     if mech is None:
         raise InternalError("an estimate arrived without a known mechanism")
-    for x in (msg.value, msg.noise_scale, msg.ci_low, msg.ci_high):
-        if math.isnan(x):
-            raise InternalError("an estimate arrived with NaN")
-    return Estimate(msg.value, msg.noise_scale, msg.ci_low, msg.ci_high, mech)
+    # Each field is read once (every read builds a Python float); NaN is the only float that is
+    # not equal to itself.
+    value, scale, low, high = msg.value, msg.noise_scale, msg.ci_low, msg.ci_high
+    if value != value or scale != scale or low != low or high != high:
+        raise InternalError("an estimate arrived with NaN")
+    return Estimate(value, scale, low, high, mech)
 
 
 def _cell_to_pb(cell: Cell) -> pb.Cell:
-    msg = pb.Cell(estimate=_estimate_to_pb(cell.estimate))
-    if cell.sum is not None:
-        msg.sum.CopyFrom(_estimate_to_pb(cell.sum))
-    if cell.count is not None:
-        msg.count.CopyFrom(_estimate_to_pb(cell.count))
-    return msg
+    return pb.Cell(
+        estimate=_estimate_to_pb(cell.estimate),
+        sum=None if cell.sum is None else _estimate_to_pb(cell.sum),  # None: the field stays unset
+        count=None if cell.count is None else _estimate_to_pb(cell.count),
+    )
 
 
 def _cell_from_pb(msg: pb.Cell) -> Cell:
@@ -247,14 +247,17 @@ def _rows_from_pb(
     aggregates = len(columns) - groups
     rows = []
     for r in msgs:
-        if len(r.group) != groups or len(r.cells) != aggregates:
+        group, cells = r.group, r.cells
+        if len(group) != groups or len(cells) != aggregates:
             raise InternalError(
-                f"a release row arrived with {len(r.group)} group value(s) and {len(r.cells)} cell(s) "
+                f"a release row arrived with {len(group)} group value(s) and {len(cells)} cell(s) "
                 f"for {groups} group column(s) and {aggregates} aggregate(s)"
             )
+        # List comprehensions, not generators: cheaper for these short sequences, and releases
+        # are converted once per node per query on the coordinator.
         rows.append(
             ReleaseRow(
-                group=tuple(value_from_pb(v) for v in r.group), cells=tuple(_cell_from_pb(c) for c in r.cells)
+                group=tuple([value_from_pb(v) for v in group]), cells=tuple([_cell_from_pb(c) for c in cells])
             )
         )
     return tuple(rows)
