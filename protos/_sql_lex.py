@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 MAX_SQL_LENGTH = 64 * 1024
 """Longest accepted query text, in characters."""
 MAX_NESTING = 32
-"""Deepest accepted nesting of brackets ``( [ {``, and longest run of unary ``NOT``/``-``/``+``."""
+"""Deepest accepted nesting of brackets ``( [ {``, and longest run of unary ``NOT``/``-``/``+``.
+Square brackets and braces (arrays, subscripts, structs: never accepted) may also appear at most
+this many times in all: sqlglot types a chain of subscripts ``x[1][1]...`` in quadratic time."""
 MAX_PREDICATES = 1000
 """Most predicate nodes (comparisons, IN, BETWEEN, IS NULL, AND, OR, NOT) in a WHERE clause."""
 MAX_IN_LIST = 1000
@@ -50,7 +52,7 @@ class _Limits:
     """Counts one pass over the query's tokens and refuses as soon as a limit is crossed."""
 
     def __init__(self) -> None:
-        self.depth = self.chain = self.commas = self.booleans = self.tokens = 0
+        self.depth = self.chain = self.commas = self.booleans = self.tokens = self.brackets = 0
 
     def token(self) -> None:
         self.tokens += 1
@@ -70,6 +72,16 @@ class _Limits:
                 f"{MAX_NESTING}. Remove redundant parentheses",
                 "sql",
                 "nested too deeply",
+            )
+
+    def bracket(self) -> None:
+        self.brackets += 1
+        if self.brackets > MAX_NESTING:
+            refuse(
+                f"the query has more than {MAX_NESTING} square brackets or braces; Accord's SQL has no "
+                "arrays, subscripts or structs: compare columns with plain literals or use IN (...)",
+                "sql",
+                "too many brackets",
             )
 
     def close(self) -> None:
@@ -178,6 +190,8 @@ def prescan(text: str) -> None:
             limits.chain = 0
             if kind == "open":
                 limits.open()
+                if m.group() != "(":
+                    limits.bracket()
             elif kind == "close":
                 limits.close()
             elif kind == "comma":
@@ -206,6 +220,8 @@ def _check_tokens(tokens: Iterable[Token]) -> None:
         limits.chain = 0
         if kind in _OPEN:
             limits.open()
+            if kind is not TokenType.L_PAREN:
+                limits.bracket()
         elif kind in _CLOSE:
             limits.close()
         elif kind is TokenType.COMMA:
@@ -264,7 +280,8 @@ def run_sqlglot(text: str) -> exp.Expr:
     except (SqlglotError, ValueError, TypeError, KeyError, IndexError, AttributeError, AssertionError):
         log.debug("sqlglot could not parse a query", exc_info=True)
         refuse(f"the SQL could not be parsed; write {SHAPE}", "sql", "unparseable")
-    found = [s for s in statements if s is not None]
+    # A comment after the last semicolon comes back as an empty Semicolon "statement" carrying it.
+    found = [s for s in statements if s is not None and not isinstance(s, exp.Semicolon)]
     if not found:
         refuse(f"the query contains no statement; write {SHAPE}", "sql", "no statement")
     if len(found) > 1:

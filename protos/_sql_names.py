@@ -121,7 +121,17 @@ ALLOWED = (
 )
 
 
+_SNIPPET_NODES = 200
+"""Largest subtree rendered back to SQL for a message; a bigger one is named by its type only."""
+
+
 def snippet(node: exp.Expr) -> str:
+    # Messages show at most 60 characters, but rendering costs the whole subtree: a hostile query
+    # at the token limit (``a IS NULL IS NULL ...``) would spend most of a second rendering one
+    # deep tree, so big subtrees are counted (iteratively, stopping early) and not rendered.
+    for count, _ in enumerate(node.walk(), 1):
+        if count > _SNIPPET_NODES:
+            return type(node).__name__
     try:
         text = node.sql(dialect="duckdb")
     except (SqlglotError, RecursionError, ValueError, TypeError, KeyError, AttributeError):

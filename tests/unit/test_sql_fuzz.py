@@ -1,5 +1,12 @@
 """Property tests for protos.sql: nothing but InvalidQuery ever escapes, and generated valid
-queries parse to exactly the tree they were generated from."""
+queries parse to exactly the tree they were generated from.
+
+The oracle, the catalog and the newer generators (grammar-based over a realistic catalog,
+meaning-preserving rewrites, injected refused constructs, byte and token mutations) live in
+:mod:`tests.fuzz.sqlfuzz`, shared with the long run in ``tests/fuzz`` (``make test-slow``). Every
+text goes through both :func:`protos.sql.parse` and :func:`protos.sql.compile_query`; an accepted
+query must re-validate, read only declared columns and render to the node's SQL.
+"""
 
 from __future__ import annotations
 
@@ -30,9 +37,29 @@ from protos.model import (
     Predicate,
     Query,
 )
-from protos.sql import MAX_NESTING, parse
+from protos.sql import MAX_NESTING, compile_query, parse
+from tests.fuzz.sqlfuzz import (
+    CATALOG,
+    INJECTION_NAMES,
+    INJECTIONS,
+    Generated,
+    byte_mutated,
+    check,
+    check_accepted,
+    compile_outcome,
+    injected,
+    rewritten,
+    token_mutated,
+    valid_ish,
+    valid_queries,
+)
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# The grammar-based generators below draw a lot per example: fewer examples keep `make test` quick;
+# tests/fuzz/test_sql_long.py runs the same properties for many more (`make test-slow`).
+GRAMMAR = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 
 VALID = [
     "SELECT COUNT(*) FROM pums",
@@ -51,11 +78,10 @@ VOCABULARY = [
 
 
 def parse_or_refuse(text: str) -> Query | None:
-    try:
-        return parse(text)
-    except InvalidQuery as err:
-        assert err.message and err.violations
-        return None
+    """parse() and compile_query() of ``text``: the accepted query (its invariants checked) or
+    None for a typed refusal; any other exception fails the test."""
+    outcome = check(text)
+    return outcome if isinstance(outcome, Query) else None
 
 
 @pytest.fixture(autouse=True)
@@ -66,12 +92,16 @@ def _quiet_sqlglot() -> None:
 @FUZZ
 @given(st.text(max_size=200))
 def test_random_text_only_raises_invalid_query(text: str) -> None:
+    """Property: arbitrary unicode text is either accepted (with valid invariants) or refused with
+    InvalidQuery, by parse and by compile_query alike."""
     parse_or_refuse(text)
 
 
 @FUZZ
 @given(st.lists(st.sampled_from(VOCABULARY), max_size=40).map(" ".join))
 def test_random_token_soup_only_raises_invalid_query(text: str) -> None:
+    """Property: any sequence of SQL words, operators and hostile fragments yields a query or
+    InvalidQuery, nothing else."""
     parse_or_refuse(text)
 
 
@@ -96,6 +126,8 @@ def mutated(draw: st.DrawFn) -> str:
 @FUZZ
 @given(mutated())
 def test_mutated_queries_only_raise_invalid_query(text: str) -> None:
+    """Property: valid queries with characters deleted, inserted, duplicated or replaced yield a
+    query or InvalidQuery, nothing else."""
     parse_or_refuse(text)
 
 
@@ -123,6 +155,8 @@ def _real_depth(text: str) -> int | None:
 @FUZZ
 @given(st.lists(st.sampled_from(NOISE), max_size=12).map("".join))
 def test_whatever_sqlglot_would_nest_too_deeply_is_refused(noise: str) -> None:
+    """Property: whatever strings, comments or quotes precede it, parenthesis nesting deeper than
+    MAX_NESTING (as sqlglot's own tokenizer counts it) is refused as too deep."""
     text = "SELECT COUNT(*) FROM t WHERE " + noise + "(" * (MAX_NESTING + 1) + "a = 1"
     depth = _real_depth(text)
     assume(depth is not None and depth > MAX_NESTING)
@@ -256,5 +290,107 @@ def queries(draw: st.DrawFn) -> tuple[str, Query]:
 @FUZZ
 @given(queries())
 def test_generated_queries_parse_to_the_expected_tree(case: tuple[str, Query]) -> None:
+    """Property: every query generated from the accepted grammar parses to exactly the tree it was
+    generated from (aliases, flattening, flipped comparisons, literals of every type)."""
     text, expected = case
     assert parse(text) == expected
+
+
+# ---- against a realistic catalog (tests.fuzz.sqlfuzz) -----------------------------------------
+
+
+@GRAMMAR
+@given(valid_queries())
+def test_catalog_queries_compile_to_the_expected_tree(query: Generated) -> None:
+    """Property: a type-correct query generated over the catalog compiles to exactly its expected
+    tree, re-validates, reads only declared non-identifying columns and renders to node SQL."""
+    compiled = compile_query(query.text, CATALOG)
+    assert compiled == query.expected
+    check_accepted(compiled, query.text)
+
+
+@GRAMMAR
+@given(st.data())
+def test_rewritten_queries_compile_to_the_same_tree(data: st.DataObject) -> None:
+    """Property (metamorphic): separators, comments between tokens, keyword case, redundant
+    parentheses around WHERE, FROM-first order and a trailing semicolon do not change the tree."""
+    query = data.draw(valid_queries())
+    text = data.draw(rewritten(query))
+    assert compile_query(text, CATALOG) == query.expected, text
+
+
+@GRAMMAR
+@given(st.data())
+def test_injected_refused_constructs_are_refused(data: st.DataObject) -> None:
+    """Property: putting any construct outside the subset (joins, subqueries, CTEs, windows, ORDER
+    BY, LIMIT, set operations, casts, odd strings, parameters, huge numbers, deep nesting...) into
+    a valid query makes compile_query refuse it with InvalidQuery, never accept or crash."""
+    query = data.draw(valid_queries())
+    name, text = data.draw(injected(query))
+    outcome = compile_outcome(text)
+    assert isinstance(outcome, InvalidQuery), (name, text, outcome)
+
+
+_BASE = Generated(
+    select=(["sex"], ["COUNT", "(", "*", ")"]),
+    dataset=["pums"],
+    where=["age", ">=", "18"],
+    group=(["sex"],),
+    expected=Query(
+        "pums",
+        (GroupColumn("sex", "sex"), Aggregate(AggregateFunction.COUNT, None, "count")),
+        ("sex",),
+        Comparison("age", ComparisonOp.GE, 18),
+    ),
+    schema=CATALOG["pums"],
+)
+
+
+def test_base_query_of_the_injections_is_accepted() -> None:
+    """Property: the query every injection below starts from is itself accepted as expected (so a
+    refusal below is the injected construct's doing)."""
+    assert compile_query(_BASE.text, CATALOG) == _BASE.expected
+
+
+@pytest.mark.parametrize("name", INJECTION_NAMES)
+def test_each_refused_construct_is_refused(name: str) -> None:
+    """Property: each construct in the injection catalogue, added to an accepted query, is refused
+    with InvalidQuery by compile_query (every construct checked, not just those hypothesis draws)."""
+    text = INJECTIONS[name](_BASE, "age")
+    outcome = compile_outcome(text)
+    assert isinstance(outcome, InvalidQuery), (name, text, outcome)
+
+
+@GRAMMAR
+@given(valid_ish())
+def test_valid_ish_text_only_yields_a_query_or_invalid_query(text: str) -> None:
+    """Property: valid queries perturbed by grammar-aware noise (odd unicode whitespace, NUL,
+    hostile literals and escapes, dropped/doubled tokens, extra clauses, semicolons) yield an
+    accepted query with valid invariants or InvalidQuery, from parse and compile_query alike."""
+    check(text)
+
+
+@GRAMMAR
+@given(byte_mutated())
+def test_byte_mutations_only_yield_a_query_or_invalid_query(text: str) -> None:
+    """Property: byte-level mutations of valid queries (bit flips, NUL, invalid UTF-8 decoded with
+    surrogateescape, deleted/duplicated/swapped/spliced ranges) yield a query or InvalidQuery."""
+    check(text)
+
+
+@GRAMMAR
+@given(token_mutated())
+def test_token_mutations_only_yield_a_query_or_invalid_query(text: str) -> None:
+    """Property: token-level mutations of valid queries (insert, delete, duplicate, swap, replace)
+    yield a query or InvalidQuery."""
+    check(text)
+
+
+def test_comment_after_the_final_semicolon_is_accepted() -> None:
+    """Property (regression found by the rewriting fuzzer): a comment after the statement's final
+    semicolon is not a second statement; two real statements are still refused."""
+    expected = parse("SELECT COUNT(*) FROM pums")
+    for tail in ("; -- done", ";\n-- done", "; /* done */", "; /* a */ ; -- b"):
+        assert parse("SELECT COUNT(*) FROM pums" + tail) == expected
+    with pytest.raises(InvalidQuery, match="2 statements"):
+        parse("SELECT COUNT(*) FROM pums; /* a */ SELECT COUNT(*) FROM pums")
