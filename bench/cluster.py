@@ -119,6 +119,7 @@ class Cluster:
                 listen_port=0,
                 deadline_seconds=deadline_seconds,
                 analysts=self.analysts,
+                report_node_timings=True,  # the overhead measurement needs the nodes' own times
             ),
             encoding="utf-8",
         )

@@ -7,6 +7,8 @@ listen = "127.0.0.1:50050"
 deadline_seconds = 10           # per-node deadline for each query
 max_workers = 16                # optional
 max_in_flight = 32              # optional: queries answered at once; more get RESOURCE_EXHAUSTED
+report_node_timings = false     # optional: send analysts the slowest node's own execution time
+                                # (a data-dependent number; for benchmarking, off by default)
 
 [tls]
 cert = "certs/coordinators/coordinator.pem"
@@ -55,6 +57,7 @@ class CoordinatorConfig:
     deadline_seconds: float = 10.0
     max_workers: int = 16
     max_in_flight: int = 32
+    report_node_timings: bool = False
 
 
 class _Reader:
@@ -138,7 +141,9 @@ def load_coordinator_config(path: str | Path) -> CoordinatorConfig:
         if section not in data:
             raise ConfigError(f"{path}: missing [{section}] section; see the README for an example")
     co = _Reader(path, "coordinator", data["coordinator"])
-    co.check_keys({"name", "listen", "deadline_seconds", "max_workers", "max_in_flight"})
+    co.check_keys(
+        {"name", "listen", "deadline_seconds", "max_workers", "max_in_flight", "report_node_timings"}
+    )
     name = co.get("name", str, required=True)
     if not _NAME.match(name):
         raise co.error("name", "use lower-case letters, digits and '-' (the certificate name)")
@@ -148,6 +153,7 @@ def load_coordinator_config(path: str | Path) -> CoordinatorConfig:
         raise co.error("deadline_seconds", "must be between 0 and 3600 seconds")
     max_workers = co.get("max_workers", int, 16)
     max_in_flight = co.get("max_in_flight", int, 32)
+    report_node_timings = co.get("report_node_timings", bool, False)
     for key, value in (("max_workers", max_workers), ("max_in_flight", max_in_flight)):
         if value < 1:
             raise co.error(key, "must be at least 1")
@@ -189,4 +195,5 @@ def load_coordinator_config(path: str | Path) -> CoordinatorConfig:
         deadline_seconds=deadline,
         max_workers=max_workers,
         max_in_flight=max_in_flight,
+        report_node_timings=report_node_timings,
     )

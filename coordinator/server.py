@@ -20,7 +20,9 @@ def start_coordinator(
 ) -> tuple[RunningServer, CoordinatorService]:
     """Start the coordinator; ``listen`` overrides the config (tests pass ``127.0.0.1:0``)."""
     service = CoordinatorService.from_config(config)
-    servicer = CoordinatorServicer(service, max_in_flight=config.max_in_flight)
+    servicer = CoordinatorServicer(
+        service, max_in_flight=config.max_in_flight, report_node_timings=config.report_node_timings
+    )
     running = start_server(
         [
             ServiceBinding(

@@ -19,11 +19,17 @@ from protos.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     """Thin: authenticate, convert, delegate to :class:`CoordinatorService`, convert back.
 
-    A successful ``Submit`` carries the coordinator's own handler time and the slowest node's
-    reported time as trailing metadata (see :mod:`protos.timing`).
+    A successful ``Submit`` carries the coordinator's own handler time as trailing metadata (see
+    :mod:`protos.timing`), and the slowest node's reported execution time only when the operator
+    set ``report_node_timings``: that number depends on the nodes' data (bounding, say, runs only
+    when someone has too many rows) and is released without noise, so analysts do not get it by
+    default.
     """
 
-    def __init__(self, service: CoordinatorService, max_in_flight: int = 32) -> None:
+    def __init__(
+        self, service: CoordinatorService, max_in_flight: int = 32, report_node_timings: bool = False
+    ) -> None:
+        self._report_node_timings = report_node_timings
         self._service = service
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._max_in_flight = max_in_flight
@@ -45,7 +51,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
             self._slots.release()
         reply = convert.federated_to_pb(release)
         trailing = [(COORDINATOR_SECONDS, format_seconds(time.perf_counter() - started))]
-        if slowest is not None:
+        if slowest is not None and self._report_node_timings:
             trailing.append((SLOWEST_NODE_SECONDS, format_seconds(slowest)))
         context.set_trailing_metadata(tuple(trailing))
         return reply

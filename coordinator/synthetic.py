@@ -505,16 +505,21 @@ def coordinator_config_toml(
     host: str = HOST,
     deadline_seconds: int = 10,
     analysts: Sequence[str] = (ANALYST,),
+    report_node_timings: bool = False,
 ) -> str:
     """The coordinator's TOML. Nodes and the listen port default to ``layout``'s."""
     if listen_port is None:
         listen_port = layout.ports[COORDINATOR] if layout is not None else DEFAULT_PORTS[COORDINATOR]
     nodes = layout.nodes if layout is not None else tuple(node_ports)
     cert, key = cert_paths("coordinators", COORDINATOR)
-    lines = _table(
-        "coordinator",
-        {"name": COORDINATOR, "listen": f"{host}:{listen_port}", "deadline_seconds": deadline_seconds},
-    )
+    settings: dict[str, object] = {
+        "name": COORDINATOR,
+        "listen": f"{host}:{listen_port}",
+        "deadline_seconds": deadline_seconds,
+    }
+    if report_node_timings:
+        settings["report_node_timings"] = True
+    lines = _table("coordinator", settings)
     lines += _table("tls", {"cert": cert, "key": key, "ca": CA_PATH})
     lines += _table("access", {"analysts": list(analysts)})
     for node in nodes:

@@ -549,17 +549,18 @@ def test_retry_with_the_same_id_returns_the_same_release(pums_fed: Federation) -
 
 
 def test_server_timings_travel_as_trailing_metadata(pums_fed: Federation) -> None:
-    """A node reports its own handler time (``accord-node-seconds``); the coordinator reports its
-    own time and the slowest node's (see protos.timing), and the client reads them. Each node's
-    time fits inside the coordinator's, which fits inside what the client measured."""
+    """A node reports its own handler time (``accord-node-seconds``) to the coordinator; the
+    coordinator reports its own time to the analyst, which fits inside what the client measured.
+    The slowest node's time (data-dependent, released without noise) is NOT sent to analysts
+    unless the operator sets ``report_node_timings`` (the benchmark does; tests/bench covers it)."""
     sql = "SELECT COUNT(*) AS n FROM pums"
     with pums_fed.client() as client:
         started = time.perf_counter()
         release, timing = client.query_release_timed(sql, "0.5")
         elapsed = time.perf_counter() - started
     assert release.contributing_nodes == ("county", "district-a")
-    assert timing.coordinator_seconds is not None and timing.slowest_node_seconds is not None
-    assert 0 < timing.slowest_node_seconds <= timing.coordinator_seconds <= elapsed
+    assert timing.coordinator_seconds is not None and 0 < timing.coordinator_seconds <= elapsed
+    assert timing.slowest_node_seconds is None
     channel, stub = pums_fed.node_stub("county")
     with channel:
         _, call = stub.Answer.with_call(request_pb(sql), timeout=TIMEOUT)

@@ -120,6 +120,17 @@ def test_minimal_config_takes_the_defaults(conf_dir: Path) -> None:
     cfg = load_coordinator_config(write(conf_dir.parent, text))
     assert (cfg.deadline_seconds, cfg.max_workers, cfg.max_in_flight) == (10.0, 16, 32)
     assert cfg.listen == "127.0.0.1:0"
+    assert cfg.report_node_timings is False  # node timings reach analysts only when asked for
+
+
+def test_report_node_timings_is_an_explicit_boolean(conf_dir: Path) -> None:
+    """Property: report_node_timings turns on only with `true`, and a non-boolean is refused."""
+    text = valid_text(conf_dir).replace("max_workers = 4\n", "max_workers = 4\nreport_node_timings = true\n")
+    assert load_coordinator_config(write(conf_dir.parent, text)).report_node_timings is True
+    bad = text.replace("report_node_timings = true", 'report_node_timings = "yes"')
+    with pytest.raises(ConfigError) as info:
+        load_coordinator_config(write(conf_dir.parent, bad))
+    assert "coordinator.report_node_timings" in info.value.message and "bool" in info.value.message
 
 
 # ---- every mistake: (what to change in the valid text, key named, words of the fix) ---------
