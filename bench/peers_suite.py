@@ -150,7 +150,7 @@ def spec(task: str, schema: DatasetSchema) -> dict[str, Any]:
     }
 
 
-def schema_of(cfg: BenchConfig, data: Path) -> DatasetSchema:
+def schema_of(data: Path) -> DatasetSchema:
     config = load_node_config(node_config(data))
     dataset = config.dataset(DATASET)
     assert dataset is not None
@@ -279,7 +279,7 @@ def run(
     rows: list[Row] = []
     for n in sizes or cfg.sizes:
         data = ensure_dataset(cfg, n, multi=False)
-        schema = schema_of(cfg, data)
+        schema = schema_of(data)
         for system in systems:
             for task in tasks:
                 row = measure(system, pythons[system], data, n, task, schema, cfg)
