@@ -62,7 +62,7 @@ ROWS = 20_000
 
 
 def releases(cfg: BenchConfig) -> int:
-    return 400 if cfg.quick else 3000
+    return 200 if cfg.quick else 3000
 
 
 # ---- predictions -------------------------------------------------------------------------------
