@@ -15,7 +15,7 @@ Accord's rows in suite ``local`` do (the node reads the Parquet file at query ti
 
 Repetitions are ``cfg.reps`` after ``cfg.warmup``, except where a peer is too slow for that
 (:data:`CAPS`, written into the row's note): SmartNoise copies the whole table into SQLite on every
-end-to-end release (about 12 s per million rows here).
+end-to-end release (15-25 s per million rows here).
 
 A peer that cannot be installed, a query it cannot express, or a worker that fails or times out
 still yields a row, with ``median_s`` None and a note saying why: nothing is dropped silently.
@@ -68,23 +68,20 @@ CAPS: dict[str, tuple[Cap, ...]] = {
         Cap(
             5_000_000, 0, 2, "SmartNoise copies the table into SQLite on every release (minutes at 10M rows)"
         ),
-        Cap(500_000, 0, 3, "SmartNoise copies the table into SQLite on every release (~12 s per 1M rows)"),
+        Cap(500_000, 0, 3, "SmartNoise copies the table into SQLite on every release (15-25 s at 1M rows)"),
     ),
     "pyqrlew": (Cap(5_000_000, 1, 3, "pyqrlew takes tens of seconds per release at 10M rows"),),
 }
 
 
 def plan(system: str, rows: int, cfg: BenchConfig) -> tuple[int, int, str]:
-    """(warmup, reps, note) for ``system`` at ``rows``."""
-    for cap in CAPS.get(system, ()):
-        if rows >= cap.min_rows and (cap.reps < cfg.reps or cap.warmup < cfg.warmup):
-            return (
-                min(cap.warmup, cfg.warmup),
-                min(cap.reps, cfg.reps),
-                f"capped at {min(cap.reps, cfg.reps)} rep(s) after {min(cap.warmup, cfg.warmup)} "
-                f"warm-up: {cap.why}",
-            )
-    return cfg.warmup, cfg.reps, ""
+    """(warmup, reps, note) for ``system`` at ``rows``: the config's, or the most specific cap's
+    when that is lower (the note then says so and why)."""
+    cap = next((c for c in CAPS.get(system, ()) if rows >= c.min_rows), None)
+    if cap is None or (cap.reps >= cfg.reps and cap.warmup >= cfg.warmup):
+        return cfg.warmup, cfg.reps, ""
+    warmup, reps = min(cap.warmup, cfg.warmup), min(cap.reps, cfg.reps)
+    return warmup, reps, f"capped at {reps} rep(s) after {warmup} warm-up: {cap.why}"
 
 
 # ---- the query spec the workers receive --------------------------------------------------------
