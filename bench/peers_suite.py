@@ -76,7 +76,10 @@ CAPS: dict[str, tuple[Cap, ...]] = {
 
 def plan(system: str, rows: int, cfg: BenchConfig) -> tuple[int, int, str]:
     """(warmup, reps, note) for ``system`` at ``rows``: the config's, or the most specific cap's
-    when that is lower (the note then says so and why)."""
+    when that is lower (the note then says so and why). Quick mode only checks that each peer runs:
+    one repetition, no warm-up (a SmartNoise start alone takes seconds)."""
+    if cfg.quick:
+        return 0, 1, "quick mode: 1 rep, no warm-up"
     cap = next((c for c in CAPS.get(system, ()) if rows >= c.min_rows), None)
     if cap is None or (cap.reps >= cfg.reps and cap.warmup >= cfg.warmup):
         return cfg.warmup, cfg.reps, ""
