@@ -21,8 +21,10 @@ fixed one-row-per-person file (:data:`ROWS` rows):
 
 Rows: ``system="accord"``, ``error`` = measured MAE, ``extra`` = ``predicted``,
 ``ratio_to_prediction``, ``ratio_se`` (standard error of that ratio from the finite number of
-releases), ``opendp_error``, ``ratio_to_opendp``, the noise scales. One ``opendp-polars`` row per
-(task, epsilon) carries OpenDP's own error and prediction from its stated scales.
+releases), ``opendp_error``, ``ratio_to_opendp`` and its standard error ``ratio_to_opendp_se``
+(two finite averages of equal mechanisms differ by a few percent: ``ratio_to_opendp`` up to
+1 + 2 x its standard error is no evidence of a worse mechanism), the noise scales. One
+``opendp-polars`` row per (task, epsilon) carries OpenDP's own error and its stated scales' prediction.
 
     python -m bench.accuracy --quick
 """
@@ -222,6 +224,7 @@ def opendp_row(
         "predicted": predicted,
         "ratio_to_prediction": mae / predicted if predicted else None,
         "ratio_se": se / predicted if predicted else None,
+        "mae_se": se,
         "releases": n,
         "scales": scales,
     }
@@ -245,7 +248,11 @@ def run(cfg: BenchConfig) -> list[Row]:
             if theirs.error:
                 mine.extra["opendp_error"] = theirs.error
                 assert mine.error is not None
-                mine.extra["ratio_to_opendp"] = mine.error / theirs.error
+                ratio = mine.error / theirs.error
+                mine.extra["ratio_to_opendp"] = ratio
+                mine.extra["ratio_to_opendp_se"] = ratio * math.hypot(
+                    mine.extra["mae_se"] / mine.error, theirs.extra["mae_se"] / theirs.error
+                )
             else:
                 mine.note += f"; no OpenDP comparison ({theirs.note})"
             for r in (mine, theirs):
