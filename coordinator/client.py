@@ -26,6 +26,7 @@ from typing import Any
 
 import grpc
 
+from coordinator.nodes import RECONNECT_BACKOFF_MS
 from coordinator.table import to_arrow
 from protos import convert
 from protos.catalog import DatasetSchema
@@ -116,7 +117,16 @@ class AccordClient:
         self, address: str, tls: TlsFiles, coordinator_name: str = "coordinator", retries: int = 2
     ) -> None:
         self.address = address
-        self._channel = secure_channel(address, tls, expected_name=coordinator_name)
+        first, longest = RECONNECT_BACKOFF_MS  # a restarted coordinator is found again within a second
+        self._channel = secure_channel(
+            address,
+            tls,
+            expected_name=coordinator_name,
+            options=[
+                ("grpc.initial_reconnect_backoff_ms", first),
+                ("grpc.max_reconnect_backoff_ms", longest),
+            ],
+        )
         self._stub = coordinator_pb2_grpc.CoordinatorServiceStub(self._channel)
         self._retries = retries
 
