@@ -168,6 +168,7 @@ def accord_row(node: AccordNode, task: str, epsilon: float, n: int) -> Row:
             "predicted": predicted,
             "ratio_to_prediction": mae / predicted if predicted else None,
             "ratio_se": se / predicted if predicted else None,
+            "mae_se": se,
             "releases": n,
             "truth": truth,
             **scales,
