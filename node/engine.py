@@ -14,8 +14,8 @@ with the public group list of :func:`node.plan.group_keys`:
 Before each query the dataset file is ``stat``-ed; if its size, mtime or inode changed since the
 load-time checks, the checks run again (and the CSV table is reloaded) before answering, so the
 shortcuts the checks justify (skipping the bounding window when nobody has more than k rows,
-skipping the clamp of a column whose values all lie within its bounds) are never applied to
-unchecked data.
+skipping the clamp of a column whose values all lie within its bounds, the per-person row ranks
+that replace the bounding window) are never applied to unchecked data.
 The file is stat-ed again after the query; if it changed while the query ran (Parquet is read at
 query time) the query runs again on the re-checked file. A query that only asks ``COUNT(*)`` of the
 whole dataset is answered from the exact counts of the load-time checks (see
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from node.catalog import FileStamp, LoadedDataset, file_stamp, load_dataset
+from node.catalog import FileStamp, LoadedDataset, drop_ranks, file_stamp, load_dataset
 from node.plan import MeasureKind, Measurement, distinct_measurements, group_keys
 from node.sqlrender import render
 from protos.catalog import ColumnType, DatasetSchema
@@ -81,13 +81,16 @@ class Engine:
                 measurements = distinct_measurements(query)
                 rows: list[tuple[object, ...]] = [(total,)]
             else:
-                rendered = render(query, schema, loaded.needs_bounding, loaded.relation, loaded.proven_bounds)
+                rendered = render(
+                    query, schema, loaded.needs_bounding, loaded.relation, loaded.proven_bounds, loaded.ranks
+                )
                 cur = self._con.cursor()
                 try:
                     rows = cur.execute(rendered.sql, list(rendered.params)).fetchall()
                 except duckdb.CatalogException:
-                    # A CSV reload on another thread may have dropped the table this query named.
-                    if self.dataset(query.dataset).relation != loaded.relation:
+                    # A reload on another thread may have dropped a table this query named (the
+                    # CSV table, the rank table).
+                    if self.dataset(query.dataset) is not loaded:
                         continue
                     raise
                 except duckdb.Error as err:
@@ -137,9 +140,14 @@ class Engine:
             self._failed.pop(name, None)
             self._versions[name] = version
             self._datasets[name] = fresh
-            if fresh.relation != loaded.relation:
-                # Queries already running keep their snapshot (DuckDB MVCC); new ones use `fresh`.
-                self._con.cursor().execute(f"DROP TABLE IF EXISTS {loaded.relation}").close()
+            # Queries already running keep their snapshot (DuckDB MVCC); new ones use `fresh`.
+            cur = self._con.cursor()
+            try:
+                if fresh.relation != loaded.relation:
+                    cur.execute(f"DROP TABLE IF EXISTS {loaded.relation}")
+                drop_ranks(loaded, cur)
+            finally:
+                cur.close()
             return fresh
 
 

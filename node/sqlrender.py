@@ -4,7 +4,8 @@ This module is pure: it knows the query model and the dataset schema, and produc
 list of bound parameters. It does not execute anything, so another backend (a future PostgreSQL
 push-down) can reuse it with a different dialect. The SQL uses only standard constructs plus
 DuckDB's ``hash()`` and ``QUALIFY`` for bounding (both have PostgreSQL equivalents: ``hashtext``/
-``md5`` and a sub-select).
+``md5`` and a sub-select) and, for load-time ranks, ``POSITIONAL JOIN`` (a backend without it passes
+no ranks and gets the window).
 
 Safety rules
 ------------
@@ -21,24 +22,34 @@ Semantics (the DP-critical part)
    UNKNOWN is UNKNOWN).
 2. **Per-person contribution bounding** (when ``needs_bounding``): rows whose privacy unit is NULL
    are dropped (they cannot be attributed to a person, so they cannot be bounded), and of the rows
-   left each person keeps at most ``k = max_rows_per_person``, chosen by
-   ``ROW_NUMBER() OVER (PARTITION BY pid ORDER BY hash(<read columns>), <read columns>)``.
+   left each person keeps at most ``k = max_rows_per_person``: the first ``k`` in the order
+   ``hash(<every declared column>), <every declared column but the person id>`` (columns by name;
+   :func:`bounding_order`), i.e. the reference statement is
+   ``QUALIFY row_number() OVER (PARTITION BY pid ORDER BY <that order>) <= k``.
    The order depends only on the row's own values, never on other persons' rows, on physical
    order or on randomness: adding or removing one person changes only that person's rows in the
    bounded table, which is what the sensitivity analysis in :mod:`node.dp` assumes (each person
    moves any count by at most ``k`` and any clamped sum by at most ``k * max(|lower|, |upper|)``).
    Ordering by a hash rather than by the values themselves avoids systematically keeping, say,
    each person's smallest income. Ties are broken by the values, so only rows that are identical
-   in every column read tie, and those are interchangeable. Bounding comes after WHERE so that a
-   person's allowance is spent on the rows the query is actually about.
+   in every declared column tie, and those are interchangeable. The order does not depend on the
+   query, so it can be computed once at load. Bounding comes after WHERE so that a person's
+   allowance is spent on the rows the query is actually about.
    When the load-time checks proved that every person has at most ``k`` rows and no NULL person
-   id (and the file is unchanged since), the window is skipped: it would be the identity.
-   Two rewrites give the same bounded table, only cheaper: the person id is left out of the
-   window's ORDER BY list (it is the partition key, constant within a partition; it stays inside
-   ``hash()``, so the chosen rows do not change), and when the query only counts rows
-   (``COUNT(*)``, no GROUP BY) which rows a person keeps cannot matter, only how many:
-   ``min(n, k)`` of the ``n`` rows the person has after WHERE, so the statement sums
-   ``LEAST(count(*), k)`` per person instead of numbering rows.
+   id (and the file is unchanged since), bounding is skipped: it would be the identity.
+   Cheaper statements give the same bounded table:
+
+   * **Load-time ranks** (``ranks``, a :class:`RowRanks` built by :mod:`node.catalog`): a table
+     aligned row for row with the dataset holding each row's place in its person's order, joined
+     to the dataset by ``POSITIONAL JOIN``. Without WHERE the bounded table is the rows of place
+     ``<= k``: a filtered scan, no window. (With WHERE a person's kept rows are the first ``k``
+     *that WHERE keeps*, which the places alone do not give; numbering only the rows of persons
+     over the limit by their place was measured slower than the parallel window on 2 cores, so
+     queries with WHERE number rows per query.) Used only when the ranks were built for this very
+     privacy unit and ``k``.
+   * When the query only counts rows (``COUNT(*)``, no GROUP BY) which rows a person keeps cannot
+     matter, only how many: ``min(n, k)`` of the ``n`` rows the person has after WHERE, so the
+     statement sums ``LEAST(count(*), k)`` per person instead of numbering rows.
 3. **Measurements**: ``COUNT(*)`` counts bounded rows, ``COUNT(col)`` bounded rows where ``col``
    is not NULL, ``SUM(col)`` sums ``col`` clamped to ``[lower, upper]`` over the rows where ``col``
    is not NULL (NULLs contribute 0). The clamp is written ``CASE WHEN col < lower THEN lower WHEN
@@ -81,7 +92,7 @@ from protos.model import (
     Query,
 )
 
-__all__ = ["RenderedQuery", "quote_ident", "render"]
+__all__ = ["RenderedQuery", "RowRanks", "bounding_order", "quote_ident", "render"]
 
 SQL_TYPES = {
     ColumnType.INTEGER: "BIGINT",
@@ -110,6 +121,29 @@ class RenderedQuery:
     measurements: tuple[Measurement, ...]
 
 
+@dataclass(frozen=True)
+class RowRanks:
+    """A table aligned row for row with a dataset's relation (``relation POSITIONAL JOIN table``
+    pairs each row with its own entry): ``rank`` is the row's place, from 1, in its person's
+    bounding order (:func:`bounding_order`), capped at ``k + 1`` (only ``rank <= k`` is ever
+    asked), NULL for a row without a person id. Names are quoted."""
+
+    table: str
+    rank: str
+    privacy_unit: str
+    k: int
+
+
+def bounding_order(schema: DatasetSchema) -> str:
+    """The ORDER BY list that decides which rows a person keeps (module docstring, step 2):
+    ``hash`` of every declared column, then every declared column but the person id (the
+    partition key, constant within a partition), all by name."""
+    names = sorted(c.name for c in schema.columns)
+    cols = [quote_ident(n) for n in names]
+    ties = [quote_ident(n) for n in names if n != schema.privacy_unit]
+    return ", ".join([f"hash({', '.join(cols)})", *ties])
+
+
 class _Params:
     def __init__(self) -> None:
         self.values: list[object] = []
@@ -125,11 +159,13 @@ def render(
     needs_bounding: bool,
     relation: str,
     proven_bounds: Mapping[str, tuple[int | float, int | float]] | None = None,
+    ranks: RowRanks | None = None,
 ) -> RenderedQuery:
     """One SELECT over ``relation`` (an already-quoted table or view name) computing every distinct
     measurement of ``query`` per group. ``proven_bounds`` (column → ``(lower, upper)``) names the
-    columns the load-time checks proved to lie within those bounds, so their clamp is skipped.
-    See the module docstring for the semantics."""
+    columns the load-time checks proved to lie within those bounds, so their clamp is skipped;
+    ``ranks`` (when bounding) the load-time ranks of ``relation``'s rows. See the module docstring
+    for the semantics."""
     params = _Params()
     for name in query.columns_read:
         _spec(schema, name)
@@ -142,30 +178,38 @@ def render(
 
     pid = quote_ident(schema.privacy_unit)
     conditions = []
-    if needs_bounding:
-        conditions.append(f"{pid} IS NOT NULL")
     if where is not None:
         conditions.append(where)
     source = relation
     if needs_bounding:
-        read = [quote_ident(c) for c in sorted(query.columns_read | {schema.privacy_unit})]
+        read = ", ".join(quote_ident(c) for c in sorted(query.columns_read | {schema.privacy_unit}))
         keep = params.add(schema.max_rows_per_person, "BIGINT")
-        inner_where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        if not query.group_by and all(m.kind is MeasureKind.COUNT and m.column is None for m in measurements):
-            # Only COUNT(*): each person contributes min(rows after WHERE, k), whichever rows are kept.
-            per_person = f"(SELECT count(*) AS n FROM {relation}{inner_where} GROUP BY {pid}) AS per_person"
-            counts = ", ".join(f"sum(LEAST(n, {keep}))" for _ in measurements)
-            return RenderedQuery(
-                f"SELECT {counts} FROM {per_person}", tuple(params.values), query.group_by, measurements
-            )
-        # The partition key is constant within a partition: ordering by it again changes nothing.
-        tie_break = [c for c in read if c != pid]
-        row_hash = "hash(" + ", ".join(read) + ")"
-        order = f" ORDER BY {', '.join([row_hash, *tie_break])}" if tie_break else ""
-        source = (
-            f"(SELECT {', '.join(read)} FROM {relation}{inner_where} "
-            f"QUALIFY row_number() OVER (PARTITION BY {pid}{order}) <= {keep}) AS bounded"
+        counting = not query.group_by and all(
+            m.kind is MeasureKind.COUNT and m.column is None for m in measurements
         )
+        ranked = (
+            ranks is not None
+            and where is None
+            and ranks.privacy_unit == schema.privacy_unit
+            and ranks.k == schema.max_rows_per_person
+        )
+        if ranked:
+            assert ranks is not None
+            source = (
+                f"(SELECT {read} FROM {relation} POSITIONAL JOIN {ranks.table} "
+                f"WHERE {ranks.rank} <= {keep}) AS bounded"
+            )
+        else:
+            inner_where = _where([f"{pid} IS NOT NULL", where])
+            if counting:
+                # Each person contributes min(rows after WHERE, k), whichever rows are kept.
+                per_person = f"(SELECT count(*) AS n FROM {relation}{inner_where} GROUP BY {pid}) AS persons"
+                counts = ", ".join(f"sum(LEAST(n, {keep}))" for _ in measurements)
+                return RenderedQuery(
+                    f"SELECT {counts} FROM {per_person}", tuple(params.values), query.group_by, measurements
+                )
+            place = f"row_number() OVER (PARTITION BY {pid} ORDER BY {bounding_order(schema)})"
+            source = f"(SELECT {read} FROM {relation}{inner_where} QUALIFY {place} <= {keep}) AS bounded"
         conditions = []
     sql = f"SELECT {', '.join(select)} FROM {source}"
     if conditions:
@@ -173,6 +217,11 @@ def render(
     if query.group_by:
         sql += f" GROUP BY {', '.join(quote_ident(g) for g in query.group_by)}"
     return RenderedQuery(sql, tuple(params.values), query.group_by, measurements)
+
+
+def _where(conditions: list[str | None]) -> str:
+    present = [c for c in conditions if c is not None]
+    return f" WHERE {' AND '.join(present)}" if present else ""
 
 
 def _spec(schema: DatasetSchema, name: str) -> ColumnSpec:

@@ -1,7 +1,7 @@
 """The cheaper statements node.sqlrender writes for per-person contribution bounding give exactly
-what the documented window gives: ``row_number() OVER (PARTITION BY pid ORDER BY hash(<read
-columns>), <read columns>) <= k`` after WHERE, then the aggregates. The reference statement is
-written out here, independently of the renderer."""
+what the documented window gives: ``row_number() OVER (PARTITION BY pid ORDER BY hash(<every
+declared column, by name>), <every declared column but pid>) <= k`` after WHERE, then the
+aggregates. The reference statement is written out here, independently of the renderer."""
 
 from __future__ import annotations
 
@@ -50,9 +50,13 @@ CASES: list[tuple[tuple[Aggregate, ...], tuple[str, ...], Predicate | None, str]
 ]
 
 
-def _reference(con: duckdb.DuckDBPyConnection, relation: str, q: Query, where_sql: str, k: int) -> dict:
+def _reference(
+    con: duckdb.DuckDBPyConnection, relation: str, q: Query, where_sql: str, k: int, declared: list[str]
+) -> dict:
     read = sorted(q.columns_read | {"pid"})
     cols = ", ".join(f'"{c}"' for c in read)
+    every = ", ".join(f'"{c}"' for c in sorted(declared))
+    ties = ", ".join(f'"{c}"' for c in sorted(declared) if c != "pid")
     where = "pid IS NOT NULL" + (f" AND {where_sql}" if where_sql else "")
     measures = []
     for agg in q.aggregates:
@@ -66,25 +70,37 @@ def _reference(con: duckdb.DuckDBPyConnection, relation: str, q: Query, where_sq
     sql = (
         f"SELECT {groups + ', ' if groups else ''}{', '.join(measures)} FROM "
         f"(SELECT {cols} FROM {relation} WHERE {where} "
-        f"QUALIFY row_number() OVER (PARTITION BY pid ORDER BY hash({cols}), {cols}) <= {k})"
+        f"QUALIFY row_number() OVER (PARTITION BY pid ORDER BY hash({every}), {ties}) <= {k})"
         + (f" GROUP BY {groups}" if groups else "")
     )
     width = len(q.group_by)
     return {tuple(r[:width]): tuple(r[width:]) for r in con.execute(sql).fetchall()}
 
 
+@pytest.mark.parametrize("ranked", [True, False], ids=["load-time-ranks", "window"])
 @pytest.mark.parametrize("k", [1, 2, 3])
 @pytest.mark.parametrize(("aggs", "group_by", "where", "where_sql"), CASES)
 def test_rewritten_bounding_equals_the_documented_window(
-    k: int, aggs: tuple[Aggregate, ...], group_by: tuple[str, ...], where: Predicate | None, where_sql: str
+    ranked: bool,
+    k: int,
+    aggs: tuple[Aggregate, ...],
+    group_by: tuple[str, ...],
+    where: Predicate | None,
+    where_sql: str,
 ) -> None:
+    """Both ways the node bounds (load-time ranks joined by position, for queries without WHERE,
+    or numbering rows per query) keep exactly the rows of the documented window."""
     cfg = pums(k)
     con = duckdb.connect()
     loaded = load_dataset(cfg, con)
-    assert loaded.needs_bounding
+    assert loaded.needs_bounding and loaded.ranks is not None
+    if not ranked:
+        loaded = dataclasses.replace(loaded, ranks=None)
     q = Query("pums", (*(GroupColumn(g, g) for g in group_by), *aggs), group_by, where)
+    sql = render(q, cfg.schema, True, loaded.relation, loaded.proven_bounds, loaded.ranks).sql
+    assert ("POSITIONAL JOIN" in sql) == (ranked and where is None)
     got = Engine(con, {"pums": loaded}).execute(q, cfg.schema)
-    expected = _reference(con, loaded.relation, q, where_sql, k)
+    expected = _reference(con, loaded.relation, q, where_sql, k, [c.name for c in cfg.schema.columns])
     columns = list(got.values)
     for i, key in enumerate(group_keys(q, cfg.schema)):
         want = expected.get(key)
