@@ -12,7 +12,7 @@ columns only hold declared categories (or NULL), and count the persons with more
 takes stays bounded however many persons there are). Too many rows per person is not an error
 (the engine bounds contributions), but when nobody exceeds the limit the engine may skip the
 bounding window. When somebody does, each row's place in its person's bounding order is computed
-once, into a small table aligned row for row with the dataset (:func:`_build_ranks`), so that
+once, into a small table aligned row for row with the dataset (:func:`node.ranks.build_ranks`), so that
 queries without WHERE bound contributions with a filtered scan instead of numbering every row
 again.
 Violations of bounds, categories or the person id are errors with ``on_violation = "reject"`` and
@@ -25,7 +25,6 @@ person identifier.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 from collections.abc import Mapping
@@ -35,14 +34,14 @@ from pathlib import Path
 import duckdb
 
 from node.config import DatasetConfig
-from node.sqlrender import SQL_TYPES, RowRanks, bounding_order, quote_ident
+from node.ranks import build_ranks
+from node.sqlrender import SQL_TYPES, RowRanks, quote_ident
 from protos.catalog import ColumnSpec, ColumnType
 from protos.errors import DataError
 
 __all__ = [
     "CheckReport",
     "LoadedDataset",
-    "drop_ranks",
     "file_stamp",
     "load_dataset",
     "load_datasets",
@@ -185,7 +184,11 @@ def load_dataset(config: DatasetConfig, con: duckdb.DuckDBPyConnection, version:
             k,
         )
     needs_bounding = report.persons_over_limit > 0 or report.null_units > 0
-    ranks = _build_ranks(config, con, relation, positioned, report.rows, where) if needs_bounding else None
+    ranks = (
+        build_ranks(config, con, relation, positioned, report.rows, _passes(report.rows), where)
+        if needs_bounding
+        else None
+    )
     log.info(
         "%s: %d rows checked (%s)",
         where,
@@ -198,104 +201,6 @@ def load_dataset(config: DatasetConfig, con: duckdb.DuckDBPyConnection, version:
         if c.lower is not None and c.upper is not None and c.name not in report.out_of_bounds
     }
     return LoadedDataset(config, relation, needs_bounding, stamp, report, proven, ranks)
-
-
-_RANK_TABLES = itertools.count(1)
-"""Each rank table gets a new name, so a reload never touches the table running queries read."""
-
-
-def _free_name(base: str, taken: set[str]) -> str:
-    name = base
-    while name in taken:
-        name = "_" + name
-    return name
-
-
-def _rank_type(k: int) -> str:
-    return "UTINYINT" if k + 1 <= 0xFF else "USMALLINT" if k + 1 <= 0xFFFF else "UINTEGER"
-
-
-def _build_ranks(
-    config: DatasetConfig,
-    con: duckdb.DuckDBPyConnection,
-    relation: str,
-    positioned: str,
-    rows: int,
-    where: str,
-) -> RowRanks | None:
-    """Each row's place in its person's bounding order (:func:`node.sqlrender.bounding_order`),
-    capped at ``k + 1``, in a table with one row per dataset row in the dataset's own order, so
-    that ``relation POSITIONAL JOIN ranks`` pairs every row with its own entry.
-
-    ``positioned`` is the dataset's rows with their position (the Parquet row number, the CSV
-    table's rowid) as a ``{pos}`` column. Rows are numbered per person in passes over disjoint sets
-    of persons (``hash(pid) % passes``, as in :func:`_per_person`) so the window's memory stays
-    bounded, then put in position order. The pairing is then *verified*: a 32-bit hash of the
-    person id kept beside each entry must match the dataset row it is paired with, for every row.
-    If anything fails the dataset is still served, numbering rows per query (slower, the same
-    answers), and the operator is told. Returns None then."""
-    schema = config.schema
-    k = schema.max_rows_per_person
-    taken = {c.name for c in schema.columns}
-    names = ("accord_pos", "accord_rank", "accord_check")
-    pos, rank, check = (quote_ident(_free_name(n, taken)) for n in names)
-    number = next(_RANK_TABLES)
-    table = quote_ident(f"accord_{schema.name}__ranks{number}")
-    staging = quote_ident(f"accord_{schema.name}__ranks{number}__staging")
-    ordered = quote_ident(f"accord_{schema.name}__ranks{number}__ordered")
-    pid = quote_ident(schema.privacy_unit)
-    source = positioned.format(pos=pos)
-    pid_hash = f"CAST(hash({pid}) % 4294967296 AS UINTEGER)"
-    rank_type = _rank_type(k)
-    passes = max(1, -(-rows // _ROWS_PER_PASS))
-    try:
-        con.execute(f"CREATE TABLE {staging} ({pos} BIGINT, {rank} {rank_type}, {check} UINTEGER)")
-        con.execute(f"INSERT INTO {staging} SELECT {pos}, NULL, {pid_hash} FROM {source} WHERE {pid} IS NULL")
-        place = f"row_number() OVER (PARTITION BY {pid} ORDER BY {bounding_order(schema)})"
-        for i in range(passes):
-            part = f" AND hash({pid}) % {passes} = {i}" if passes > 1 else ""
-            con.execute(
-                f"INSERT INTO {staging} SELECT {pos}, CAST(LEAST({place}, $1 + 1) AS {rank_type}), "
-                f"{pid_hash} "
-                f"FROM {source} WHERE {pid} IS NOT NULL{part}",
-                [k],
-            )
-        con.execute(f"CREATE TABLE {ordered} AS SELECT {rank}, {check} FROM {staging} ORDER BY {pos}")
-        con.execute(f"DROP TABLE {staging}")
-        row = con.execute(
-            f"SELECT count(*), count(*) FILTER (WHERE {check} IS DISTINCT FROM {pid_hash} OR {rank} IS NULL "
-            f"AND {pid} IS NOT NULL) FROM {relation} POSITIONAL JOIN {ordered}"
-        ).fetchone()
-        assert row is not None
-        if (int(row[0]), int(row[1])) != (rows, 0):
-            log.warning(
-                "%s: the per-person row ranks did not line up with the file (%d of %d rows); "
-                "bounding contributions per query instead (slower, the same answers)",
-                where,
-                int(row[1]),
-                rows,
-            )
-            con.execute(f"DROP TABLE {ordered}")
-            return None
-        con.execute(f"CREATE TABLE {table} AS SELECT {rank} FROM {ordered}")
-        con.execute(f"DROP TABLE {ordered}")
-    except duckdb.Error as err:
-        log.warning(
-            "%s: could not rank rows per person at load (%s); bounding contributions per query instead "
-            "(slower, the same answers)",
-            where,
-            type(err).__name__,
-        )
-        for t in (staging, ordered, table):
-            con.execute(f"DROP TABLE IF EXISTS {t}")
-        return None
-    return RowRanks(table, rank, schema.privacy_unit, k)
-
-
-def drop_ranks(loaded: LoadedDataset, con: duckdb.DuckDBPyConnection) -> None:
-    """Drop a dataset's rank table (after a reload replaced it)."""
-    if loaded.ranks is not None:
-        con.execute(f"DROP TABLE IF EXISTS {loaded.ranks.table}")
 
 
 def _drop(config: DatasetConfig, con: duckdb.DuckDBPyConnection, relation: str) -> None:
@@ -326,7 +231,8 @@ def _missing(config: DatasetConfig, found: dict[str, str], where: str) -> None:
 def _create_parquet_view(
     config: DatasetConfig, con: duckdb.DuckDBPyConnection, relation: str, where: str
 ) -> str:
-    """Create the view; return its select list (what :func:`_build_ranks` reads with row positions)."""
+    """Create the view; return its select list (which :func:`node.ranks.build_ranks` reads with
+    row positions)."""
     source = f"read_parquet({_string_literal(str(config.path))})"
     found = _file_columns(con, source)
     _missing(config, found, where)
@@ -431,7 +337,12 @@ def _check(config: DatasetConfig, con: duckdb.DuckDBPyConnection, relation: str)
 
 
 _ROWS_PER_PASS = 2_000_000
-"""Rows of person ids counted per pass of :func:`_per_person` (bounds its hash table's memory)."""
+"""Rows per pass of :func:`_per_person` and of :func:`node.ranks.build_ranks` (bounds the memory
+their hash tables and windows take)."""
+
+
+def _passes(rows: int) -> int:
+    return max(1, -(-rows // _ROWS_PER_PASS))
 
 
 def _per_person(
@@ -442,7 +353,7 @@ def _per_person(
     tens of millions of persons would cost far more memory than any query; so the persons are
     split by ``hash(pid) % passes`` (every person falls in exactly one pass) into passes of about
     :data:`_ROWS_PER_PASS` rows, each reading only the person-id column."""
-    passes = max(1, -(-rows // _ROWS_PER_PASS))
+    passes = _passes(rows)
     over = bounded_rows = 0
     for i in range(passes):
         part = f" AND hash({pid}) % {passes} = {i}" if passes > 1 else ""

@@ -31,8 +31,9 @@ from dataclasses import dataclass
 
 import duckdb
 
-from node.catalog import FileStamp, LoadedDataset, drop_ranks, file_stamp, load_dataset
+from node.catalog import FileStamp, LoadedDataset, file_stamp, load_dataset
 from node.plan import MeasureKind, Measurement, distinct_measurements, group_keys
+from node.ranks import drop_ranks
 from node.sqlrender import render
 from protos.catalog import ColumnType, DatasetSchema
 from protos.errors import DataError, InternalError, NotFound, Unavailable, Violation
@@ -145,7 +146,7 @@ class Engine:
             try:
                 if fresh.relation != loaded.relation:
                     cur.execute(f"DROP TABLE IF EXISTS {loaded.relation}")
-                drop_ranks(loaded, cur)
+                drop_ranks(loaded.ranks, cur)
             finally:
                 cur.close()
             return fresh

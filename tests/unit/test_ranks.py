@@ -1,4 +1,4 @@
-"""Load-time per-person row ranks (node.catalog._build_ranks, used by node.sqlrender for queries
+"""Load-time per-person row ranks (node.ranks.build_ranks, used by node.sqlrender for queries
 without WHERE): the table is paired with the dataset row for row by ``POSITIONAL JOIN``, and the
 answers it gives are exactly those of numbering rows per query, on files with many row groups
 read by several threads, on CSV tables, with NULL person ids, after the file changes and when the
@@ -20,6 +20,7 @@ from node import catalog
 from node.catalog import load_dataset
 from node.config import DatasetConfig
 from node.engine import Engine
+from node.ranks import build_ranks
 from node.sqlrender import render
 from protos.catalog import ColumnSpec, ColumnType
 from protos.model import (
@@ -145,8 +146,8 @@ def test_a_pairing_that_does_not_line_up_is_refused(tmp_path: Path, caplog: pyte
         "(SELECT pid, region, v, x, (file_row_number * 7919) % 5000 AS {pos} "
         f"FROM read_parquet('{path}', file_row_number = true))"
     )
-    with caplog.at_level(logging.WARNING, logger="node.catalog"):
-        got = catalog._build_ranks(cfg, con, loaded.relation, shuffled, 5_000, "dataset 'd'")
+    with caplog.at_level(logging.WARNING, logger="node.ranks"):
+        got = build_ranks(cfg, con, loaded.relation, shuffled, 5_000, 1, "dataset 'd'")
     assert got is None
     assert "did not line up" in caplog.text
     after = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
