@@ -39,6 +39,7 @@ from coordinator.synthetic import (
     write_demo_federation,
 )
 from protos.transport import TlsFiles
+from tests.integration import processes
 
 PEOPLE = 2000
 EPSILON = "0.5"
@@ -454,18 +455,6 @@ def test_killed_node_require_all_fails_and_default_is_partial(
 # ---- accord demo ---------------------------------------------------------------------------
 
 
-def _survivors(marker: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
-        try:
-            cmdline = " ".join(proc.info["cmdline"] or ())
-            if marker in cmdline and proc.info["status"] != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
-
-
 def test_demo_smoke(tmp_path: Path) -> None:
     """Property: `accord demo --people 3000` exits 0, prints answers with intervals, a refusal and
     a PARTIAL answer after it kills a node, and leaves no process running from its folder."""
@@ -482,12 +471,12 @@ def test_demo_smoke(tmp_path: Path) -> None:
     survivors: list[psutil.Process] = []
     try:
         stdout, stderr = popen.communicate(timeout=120)
-        survivors = _survivors(str(demo_dir))  # looked at before any clean-up of ours
+        survivors = processes.survivors(str(demo_dir))  # looked at before any clean-up of ours
     finally:
         if popen.poll() is None:
             os.killpg(popen.pid, signal.SIGKILL)
             popen.communicate(timeout=10)
-        for leftover in _survivors(str(demo_dir)):  # only when the demo leaked (or we timed out)
+        for leftover in processes.survivors(str(demo_dir)):  # only when the demo leaked (or we timed out)
             leftover.kill()
     assert popen.returncode == 0, stderr[-3000:]
     assert "Traceback" not in stdout + stderr

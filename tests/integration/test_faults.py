@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
@@ -42,6 +41,7 @@ from protos.errors import AccordError, PartialFailure, ResourceLimit, Unavailabl
 from protos.release import FederatedRelease
 from tests.conftest import TestPki
 from tests.integration.federation import link_certs
+from tests.integration.processes import survivors
 
 NODES = ("county", "district-a", "district-b")
 VICTIM = "district-b"
@@ -145,18 +145,6 @@ def _node_truth(layout: DemoLayout) -> dict[str, dict[str, int]]:
     return out
 
 
-def _survivors(marker: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
-        try:
-            cmdline = " ".join(proc.info["cmdline"] or ())
-            if marker in cmdline and proc.info["status"] != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, pki: TestPki) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("faults")
@@ -181,7 +169,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, pki: TestPki) -> Iterator[
         yield c
     finally:
         c.stop_all()
-        leftovers = _survivors(str(root))
+        leftovers = survivors(str(root))
         for proc in leftovers:  # only if something leaked: do not leave it running
             proc.kill()
         assert [p.info["cmdline"] for p in leftovers] == []
