@@ -140,6 +140,17 @@ def _mae(values: list[float], truth: float) -> tuple[float, float]:
     return statistics.fmean(errs), se
 
 
+def _error_stats(mae: float, se: float, predicted: float | None, n: int) -> dict[str, Any]:
+    """The measured error against the prediction, with standard errors (both systems' rows)."""
+    return {
+        "predicted": predicted,
+        "ratio_to_prediction": mae / predicted if predicted else None,
+        "ratio_se": se / predicted if predicted else None,
+        "mae_se": se,
+        "releases": n,
+    }
+
+
 def accord_row(node: AccordNode, task: str, epsilon: float, n: int) -> Row:
     query = node.compile(QUERIES[task])
     exact = node.exact(query)
@@ -164,15 +175,7 @@ def accord_row(node: AccordNode, task: str, epsilon: float, n: int) -> Row:
         ROWS,
         epsilon=epsilon,
         error=mae,
-        extra={
-            "predicted": predicted,
-            "ratio_to_prediction": mae / predicted if predicted else None,
-            "ratio_se": se / predicted if predicted else None,
-            "mae_se": se,
-            "releases": n,
-            "truth": truth,
-            **scales,
-        },
+        extra={**_error_stats(mae, se, predicted, n), "truth": truth, **scales},
         note=f"prediction: {how}",
     )
     return row
@@ -221,14 +224,7 @@ def opendp_row(
         f"{m['aggregate']} {m['distribution']} {m['scale']:g}" for m in got["details"]["mechanisms"]
     )
     row.error = mae
-    row.extra = {
-        "predicted": predicted,
-        "ratio_to_prediction": mae / predicted if predicted else None,
-        "ratio_se": se / predicted if predicted else None,
-        "mae_se": se,
-        "releases": n,
-        "scales": scales,
-    }
+    row.extra = {**_error_stats(mae, se, predicted, n), "scales": scales}
     row.note = f"OpenDP's Polars context ({got.get('version', '')}), same file, query and epsilon"
     return row
 
