@@ -5,7 +5,7 @@ A federation lives in one folder::
 
     root/
       certs -> the session's development PKI (tests.conftest.pki)
-      data/PUMS_pid.csv, data/PUMS_dup.csv       copies of the shared census sample
+      data/PUMS_pid.csv, data/PUMS_dup.csv       copies of the census sample (tests/data/census)
       county.toml, district-a.toml, ...          node configs (relative paths)
       coordinator.toml                           written once the nodes' real ports are known
 
@@ -38,8 +38,8 @@ from protos.serving import RunningServer
 from protos.transport import TlsFiles, secure_channel
 from protos.v1 import coordinator_pb2_grpc, node_pb2_grpc
 from tests.conftest import TestPki
+from tests.paths import CENSUS
 
-SHARED_DATA = Path("/work/shared/data")
 PUMS_PID = "PUMS_pid.csv"  # 1,000 persons, one row each
 PUMS_DUP = "PUMS_dup.csv"  # the same 1,000 persons, 1-4 rows each
 LISTEN = "127.0.0.1:0"
@@ -60,7 +60,7 @@ def link_certs(root: Path, pki: TestPki) -> None:
 def copy_census(root: Path, *names: str) -> None:
     (root / "data").mkdir(parents=True, exist_ok=True)
     for name in names:
-        shutil.copyfile(SHARED_DATA / name, root / "data" / name)
+        shutil.copyfile(CENSUS / name, root / "data" / name)
 
 
 def pums_dataset_toml(

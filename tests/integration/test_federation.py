@@ -61,7 +61,6 @@ from tests.integration.federation import (
     PUMS_DUP,
     PUMS_PID,
     RACES,
-    SHARED_DATA,
     TIMEOUT,
     Federation,
     bounded_row_count,
@@ -79,6 +78,7 @@ from tests.integration.federation import (
     two_laplace_half_width,
     write,
 )
+from tests.paths import CENSUS
 
 FAR = 10  # noise scales: a released value further than this from the truth is a bug
 
@@ -132,12 +132,12 @@ def demo_fed(
 
 @pytest.fixture(scope="module")
 def census() -> list[dict[str, Any]]:
-    return read_census(SHARED_DATA / PUMS_PID)
+    return read_census(CENSUS / PUMS_PID)
 
 
 @pytest.fixture(scope="module")
 def census_dup() -> list[dict[str, Any]]:
-    return read_census(SHARED_DATA / PUMS_DUP)
+    return read_census(CENSUS / PUMS_DUP)
 
 
 # ---- helpers -----------------------------------------------------------------------------------

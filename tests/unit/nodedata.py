@@ -12,8 +12,9 @@ import pyarrow.parquet as pq
 
 from node.config import DatasetConfig
 from protos.catalog import ColumnSpec, ColumnType, DatasetSchema
+from tests.paths import CENSUS
 
-PUMS_DUP = Path("/work/shared/data/PUMS_dup.csv")
+PUMS_DUP = CENSUS / "PUMS_dup.csv"
 
 PUMS_COLUMNS = (
     ColumnSpec("pid", ColumnType.INTEGER),
