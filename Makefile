@@ -37,7 +37,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python -m bench.run --quick --out bench/results/quick
 
 protos: $(STAMP)
-	$(BIN)/python -m protos.codegen
+	$(BIN)/python -m accord.protos.codegen
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

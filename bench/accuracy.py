@@ -42,19 +42,19 @@ from typing import Any
 
 import duckdb
 
+from accord.node.catalog import load_datasets
+from accord.node.config import load_node_config
+from accord.node.engine import Engine, ExactAnswer
+from accord.node.plan import distinct_measurements
+from accord.node.release import build_release
+from accord.protos.catalog import DatasetSchema
+from accord.protos.model import Query
+from accord.protos.release import Cell, Mechanism
+from accord.protos.sql import compile_query
 from bench.common import BenchConfig, Row
 from bench.data import DATASET, QUERIES, ensure_dataset, node_config
 from bench.peers.venvs import ensure_venv
 from bench.peers_suite import run_worker, spec
-from node.catalog import load_datasets
-from node.config import load_node_config
-from node.engine import Engine, ExactAnswer
-from node.plan import distinct_measurements
-from node.release import build_release
-from protos.catalog import DatasetSchema
-from protos.model import Query
-from protos.release import Cell, Mechanism
-from protos.sql import compile_query
 
 SUITE = "accuracy"
 TASKS = ("count", "sum", "mean")

@@ -29,12 +29,12 @@ from types import FrameType
 
 import pyarrow.parquet as pq
 
+from accord.coordinator.demo import Process, _accord, _spawn
+from accord.coordinator.synthetic import coordinator_config_toml
+from accord.policies.pki import init_federation
+from accord.protos.transport import TlsFiles
 from bench.common import ROOT, BenchConfig
 from bench.data import COORDINATOR, ROW_GROUP, SEED, generate, node_config
-from coordinator.demo import Process, _accord, _spawn
-from coordinator.synthetic import coordinator_config_toml
-from policies.pki import init_federation
-from protos.transport import TlsFiles
 
 START_TIMEOUT = 180.0  # seconds for one server to print its port (16 nodes start at once)
 STOP_TIMEOUT = 20.0

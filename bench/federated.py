@@ -38,10 +38,10 @@ from dataclasses import asdict
 
 import psutil
 
+from accord.coordinator.client import AccordClient
 from bench.cluster import EPSILON, Cluster, federation, node_rows
 from bench.common import BenchConfig, Row, median, p95, write_json
 from bench.data import QUERIES
-from coordinator.client import AccordClient
 
 SUITE = "federated"
 WARMUP_ROUNDS = 2  # the first queries also fetch the catalogs and open the node channels

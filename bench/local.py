@@ -27,14 +27,14 @@ from pathlib import Path
 
 import duckdb
 
+from accord.node.config import load_node_config
+from accord.node.server import build_service
+from accord.protos import convert
+from accord.protos.identity import Identity
+from accord.protos.model import QueryRequest
+from accord.protos.release import Release
 from bench.common import BenchConfig, Row, median, p95
 from bench.data import COORDINATOR, QUERIES, ensure_dataset, node_config, plain_sql
-from node.config import load_node_config
-from node.server import build_service
-from protos import convert
-from protos.identity import Identity
-from protos.model import QueryRequest
-from protos.release import Release
 
 SUITE = "local"
 NOTES = {

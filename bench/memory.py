@@ -46,11 +46,11 @@ _ACCORD_CHILD = (
     + """
 import json, sys, uuid
 from fractions import Fraction
-from node.config import load_node_config
-from node.server import build_service
-from protos import convert
-from protos.identity import Identity
-from protos.model import QueryRequest
+from accord.node.config import load_node_config
+from accord.node.server import build_service
+from accord.protos import convert
+from accord.protos.identity import Identity
+from accord.protos.model import QueryRequest
 config, caller, queries = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 service = build_service(load_node_config(config))
 who = Identity("coordinator", caller)

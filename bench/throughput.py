@@ -28,11 +28,11 @@ from pathlib import Path
 
 import psutil
 
+from accord.coordinator.client import AccordClient
+from accord.protos.errors import AccordError
 from bench.cluster import EPSILON, federation, node_rows
 from bench.common import BenchConfig, Row, median, p95, write_json
 from bench.data import QUERIES
-from coordinator.client import AccordClient
-from protos.errors import AccordError
 
 SUITE = "throughput"
 NODES = 4

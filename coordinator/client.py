@@ -1,7 +1,7 @@
 """The analyst's Python client.
 
 ```python
-from coordinator.client import AccordClient
+from accord.coordinator.client import AccordClient
 
 with AccordClient.from_profile("~/.config/accord/profile.toml") as client:
     table = client.query("SELECT district, COUNT(*) FROM citizens GROUP BY district", epsilon="0.5")
@@ -26,17 +26,22 @@ from typing import Any
 
 import grpc
 
-from coordinator.nodes import RECONNECT_BACKOFF_MS
-from coordinator.table import to_arrow
-from protos import convert
-from protos.catalog import DatasetSchema
-from protos.errors import ConfigError, DeadlineExceeded, Unavailable
-from protos.model import QueryRequest, parse_epsilon
-from protos.release import FederatedRelease
-from protos.rpcstatus import error_from_rpc
-from protos.timing import COORDINATOR_SECONDS, SLOWEST_NODE_SECONDS, ServerTiming, seconds_from_metadata
-from protos.transport import TlsFiles, secure_channel
-from protos.v1 import coordinator_pb2, coordinator_pb2_grpc
+from accord.coordinator.nodes import RECONNECT_BACKOFF_MS
+from accord.coordinator.table import to_arrow
+from accord.protos import convert
+from accord.protos.catalog import DatasetSchema
+from accord.protos.errors import ConfigError, DeadlineExceeded, Unavailable
+from accord.protos.model import QueryRequest, parse_epsilon
+from accord.protos.release import FederatedRelease
+from accord.protos.rpcstatus import error_from_rpc
+from accord.protos.timing import (
+    COORDINATOR_SECONDS,
+    SLOWEST_NODE_SECONDS,
+    ServerTiming,
+    seconds_from_metadata,
+)
+from accord.protos.transport import TlsFiles, secure_channel
+from accord.protos.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 DEFAULT_PROFILE = Path("~/.config/accord/profile.toml")
 DEFAULT_TIMEOUT = 60.0

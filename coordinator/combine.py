@@ -33,10 +33,18 @@ import math
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 
-from coordinator import intervals
-from protos.errors import InternalError, Unavailable
-from protos.model import AggregateFunction, Literal
-from protos.release import Cell, Estimate, FederatedRelease, Mechanism, Release, ReleaseColumn, ReleaseRow
+from accord.coordinator import intervals
+from accord.protos.errors import InternalError, Unavailable
+from accord.protos.model import AggregateFunction, Literal
+from accord.protos.release import (
+    Cell,
+    Estimate,
+    FederatedRelease,
+    Mechanism,
+    Release,
+    ReleaseColumn,
+    ReleaseRow,
+)
 
 RATIO_PART_ALPHA = intervals.ALPHA / 2
 """Each part of a combined mean gets a 97.5% interval; both hold together with probability >= 95%."""

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from coordinator.client import AccordClient
-from coordinator.synthetic import coordinator_config_toml, write_demo_federation
-from coordinator.table import format_release
-from protos.errors import AccordError, Unavailable
-from protos.transport import TlsFiles
+from accord.coordinator.client import AccordClient
+from accord.coordinator.synthetic import coordinator_config_toml, write_demo_federation
+from accord.coordinator.table import format_release
+from accord.protos.errors import AccordError, Unavailable
+from accord.protos.transport import TlsFiles
 
 START_TIMEOUT = 120.0
 
@@ -99,7 +99,7 @@ class Process:
 
 
 def _accord(*args: str) -> list[str]:
-    return [sys.executable, "-m", "protos.cli", *args]
+    return [sys.executable, "-m", "accord.protos.cli", *args]
 
 
 def _spawn(name: str, args: list[str], cwd: Path) -> Process:

@@ -20,16 +20,16 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from coordinator.config import NodeEndpoint
-from protos import convert
-from protos.catalog import DatasetSchema
-from protos.errors import AccordError, DeadlineExceeded, InternalError, Unavailable
-from protos.model import QueryRequest
-from protos.release import Release
-from protos.rpcstatus import error_from_rpc
-from protos.timing import NODE_SECONDS, seconds_from_metadata
-from protos.transport import TlsFiles, secure_channel
-from protos.v1 import common_pb2, node_pb2, node_pb2_grpc
+from accord.coordinator.config import NodeEndpoint
+from accord.protos import convert
+from accord.protos.catalog import DatasetSchema
+from accord.protos.errors import AccordError, DeadlineExceeded, InternalError, Unavailable
+from accord.protos.model import QueryRequest
+from accord.protos.release import Release
+from accord.protos.rpcstatus import error_from_rpc
+from accord.protos.timing import NODE_SECONDS, seconds_from_metadata
+from accord.protos.transport import TlsFiles, secure_channel
+from accord.protos.v1 import common_pb2, node_pb2, node_pb2_grpc
 
 log = logging.getLogger(__name__)
 

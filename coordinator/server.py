@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from coordinator.config import CoordinatorConfig
-from coordinator.service import CoordinatorService
-from coordinator.servicer import CoordinatorServicer
-from protos.serving import RunningServer, ServiceBinding, start_server
-from protos.v1 import coordinator_pb2, coordinator_pb2_grpc
+from accord.coordinator.config import CoordinatorConfig
+from accord.coordinator.service import CoordinatorService
+from accord.coordinator.servicer import CoordinatorServicer
+from accord.protos.serving import RunningServer, ServiceBinding, start_server
+from accord.protos.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 log = logging.getLogger(__name__)
 

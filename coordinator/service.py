@@ -13,11 +13,11 @@ import functools
 import logging
 from collections.abc import Iterable, Mapping
 
-from coordinator.combine import combine
-from coordinator.config import CoordinatorConfig
-from coordinator.nodes import FanOutPool, NodeClient, describe, fan_out, holders
-from protos.catalog import DatasetSchema
-from protos.errors import (
+from accord.coordinator.combine import combine
+from accord.coordinator.config import CoordinatorConfig
+from accord.coordinator.nodes import FanOutPool, NodeClient, describe, fan_out, holders
+from accord.protos.catalog import DatasetSchema
+from accord.protos.errors import (
     AccordError,
     BudgetExhausted,
     InvalidQuery,
@@ -27,10 +27,10 @@ from protos.errors import (
     Unavailable,
     Violation,
 )
-from protos.identity import Identity
-from protos.model import Query, QueryRequest
-from protos.release import FederatedRelease
-from protos.sql import parse, validate
+from accord.protos.identity import Identity
+from accord.protos.model import Query, QueryRequest
+from accord.protos.release import FederatedRelease
+from accord.protos.sql import parse, validate
 
 log = logging.getLogger(__name__)
 

@@ -7,13 +7,13 @@ import time
 
 import grpc
 
-from coordinator.service import CoordinatorService
-from protos import convert
-from protos.errors import ResourceLimit
-from protos.rpcstatus import rpc_boundary
-from protos.timing import COORDINATOR_SECONDS, SLOWEST_NODE_SECONDS, format_seconds
-from protos.transport import peer_identity
-from protos.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
+from accord.coordinator.service import CoordinatorService
+from accord.protos import convert
+from accord.protos.errors import ResourceLimit
+from accord.protos.rpcstatus import rpc_boundary
+from accord.protos.timing import COORDINATOR_SECONDS, SLOWEST_NODE_SECONDS, format_seconds
+from accord.protos.transport import peer_identity
+from accord.protos.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 
 
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):

@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from protos.model import Literal as Value
-from protos.model import format_epsilon
-from protos.release import FederatedRelease, Mechanism
+from accord.protos.model import Literal as Value
+from accord.protos.model import format_epsilon
+from accord.protos.release import FederatedRelease, Mechanism
 
 Format = Literal["table", "csv", "json"]
 

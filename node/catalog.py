@@ -33,11 +33,11 @@ from pathlib import Path
 
 import duckdb
 
-from node.config import DatasetConfig
-from node.ranks import build_ranks
-from node.sqlrender import SQL_TYPES, RowRanks, quote_ident
-from protos.catalog import ColumnSpec, ColumnType
-from protos.errors import DataError
+from accord.node.config import DatasetConfig
+from accord.node.ranks import build_ranks
+from accord.node.sqlrender import SQL_TYPES, RowRanks, quote_ident
+from accord.protos.catalog import ColumnSpec, ColumnType
+from accord.protos.errors import DataError
 
 __all__ = [
     "CheckReport",

@@ -6,10 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from node.config import load_node_config
-from node.server import build_service, start_node
-from protos.serving import serve_until_signal
-from protos.transport import TlsFiles, check_certificate_files
+from accord.node.config import load_node_config
+from accord.node.server import build_service, start_node
+from accord.protos.serving import serve_until_signal
+from accord.protos.transport import TlsFiles, check_certificate_files
 
 
 def register(sub: Any) -> None:

@@ -48,9 +48,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from protos.catalog import ColumnSpec, ColumnType, DatasetSchema
-from protos.errors import ConfigError
-from protos.model import Literal
+from accord.protos.catalog import ColumnSpec, ColumnType, DatasetSchema
+from accord.protos.errors import ConfigError
+from accord.protos.model import Literal
 
 __all__ = ["DatasetConfig", "NodeConfig", "load_node_config"]
 

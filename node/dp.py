@@ -22,11 +22,11 @@ from typing import Any, Literal, overload
 
 import opendp.prelude as dp
 
-from node.plan import MeasureKind, Measurement, distinct_measurements
-from protos.catalog import ColumnType, DatasetSchema
-from protos.errors import InternalError
-from protos.model import Query
-from protos.release import Estimate, Mechanism
+from accord.node.plan import MeasureKind, Measurement, distinct_measurements
+from accord.protos.catalog import ColumnType, DatasetSchema
+from accord.protos.errors import InternalError
+from accord.protos.model import Query
+from accord.protos.release import Estimate, Mechanism
 
 dp.enable_features("contrib")
 

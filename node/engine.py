@@ -31,13 +31,13 @@ from dataclasses import dataclass
 
 import duckdb
 
-from node.catalog import FileStamp, LoadedDataset, file_stamp, load_dataset
-from node.plan import MeasureKind, Measurement, distinct_measurements, group_keys
-from node.ranks import drop_ranks
-from node.sqlrender import render
-from protos.catalog import ColumnType, DatasetSchema
-from protos.errors import DataError, InternalError, NotFound, Unavailable, Violation
-from protos.model import Literal, Query
+from accord.node.catalog import FileStamp, LoadedDataset, file_stamp, load_dataset
+from accord.node.plan import MeasureKind, Measurement, distinct_measurements, group_keys
+from accord.node.ranks import drop_ranks
+from accord.node.sqlrender import render
+from accord.protos.catalog import ColumnType, DatasetSchema
+from accord.protos.errors import DataError, InternalError, NotFound, Unavailable, Violation
+from accord.protos.model import Literal, Query
 
 __all__ = ["Engine", "ExactAnswer"]
 

@@ -13,8 +13,8 @@ import enum
 import itertools
 from dataclasses import dataclass
 
-from protos.catalog import DatasetSchema
-from protos.model import AggregateFunction, Literal, Query
+from accord.protos.catalog import DatasetSchema
+from accord.protos.model import AggregateFunction, Literal, Query
 
 
 class MeasureKind(enum.Enum):

@@ -14,8 +14,8 @@ import logging
 
 import duckdb
 
-from node.config import DatasetConfig
-from node.sqlrender import RowRanks, bounding_order, quote_ident
+from accord.node.config import DatasetConfig
+from accord.node.sqlrender import RowRanks, bounding_order, quote_ident
 
 __all__ = ["build_ranks", "drop_ranks"]
 

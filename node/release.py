@@ -12,12 +12,12 @@ from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Protocol
 
-from node import dp
-from node.plan import Measurement, distinct_measurements, measurements_for
-from protos.catalog import DatasetSchema
-from protos.errors import InternalError
-from protos.model import Aggregate, AggregateFunction, GroupColumn, Literal, Query
-from protos.release import Cell, Estimate, Mechanism, Release, ReleaseColumn, ReleaseRow
+from accord.node import dp
+from accord.node.plan import Measurement, distinct_measurements, measurements_for
+from accord.protos.catalog import DatasetSchema
+from accord.protos.errors import InternalError
+from accord.protos.model import Aggregate, AggregateFunction, GroupColumn, Literal, Query
+from accord.protos.release import Cell, Estimate, Mechanism, Release, ReleaseColumn, ReleaseRow
 
 RATIO_PART_ALPHA = dp.ALPHA / 2
 """Each part of a mean gets a (1 - alpha/2) interval; by the union bound both hold at once

@@ -6,14 +6,14 @@ import logging
 
 import duckdb
 
-from node.catalog import load_datasets
-from node.config import NodeConfig
-from node.engine import Engine
-from node.service import NodeService
-from node.servicer import NodeServicer
-from protos.serving import RunningServer, ServiceBinding, start_server
-from protos.transport import TlsFiles
-from protos.v1 import node_pb2, node_pb2_grpc
+from accord.node.catalog import load_datasets
+from accord.node.config import NodeConfig
+from accord.node.engine import Engine
+from accord.node.service import NodeService
+from accord.node.servicer import NodeServicer
+from accord.protos.serving import RunningServer, ServiceBinding, start_server
+from accord.protos.transport import TlsFiles
+from accord.protos.v1 import node_pb2, node_pb2_grpc
 
 log = logging.getLogger(__name__)
 

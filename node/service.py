@@ -22,15 +22,15 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from node.engine import Engine
-from node.release import build_release
-from node.store import MemoryReleaseStore, ReleaseStore, StoredRelease, fingerprint
-from protos.catalog import DatasetSchema
-from protos.errors import PermissionDenied
-from protos.identity import Identity
-from protos.model import Query, QueryRequest
-from protos.release import Release
-from protos.sql import compile_query
+from accord.node.engine import Engine
+from accord.node.release import build_release
+from accord.node.store import MemoryReleaseStore, ReleaseStore, StoredRelease, fingerprint
+from accord.protos.catalog import DatasetSchema
+from accord.protos.errors import PermissionDenied
+from accord.protos.identity import Identity
+from accord.protos.model import Query, QueryRequest
+from accord.protos.release import Release
+from accord.protos.sql import compile_query
 
 log = logging.getLogger(__name__)
 

@@ -7,14 +7,14 @@ import time
 
 import grpc
 
-from node.service import NodeService
-from protos import convert
-from protos.errors import ResourceLimit
-from protos.release import Release
-from protos.rpcstatus import rpc_boundary
-from protos.timing import NODE_SECONDS, format_seconds
-from protos.transport import peer_identity
-from protos.v1 import common_pb2, node_pb2, node_pb2_grpc
+from accord.node.service import NodeService
+from accord.protos import convert
+from accord.protos.errors import ResourceLimit
+from accord.protos.release import Release
+from accord.protos.rpcstatus import rpc_boundary
+from accord.protos.timing import NODE_SECONDS, format_seconds
+from accord.protos.transport import peer_identity
+from accord.protos.v1 import common_pb2, node_pb2, node_pb2_grpc
 
 
 def _serialize(release: Release) -> bytes:

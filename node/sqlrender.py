@@ -76,10 +76,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from node.plan import MeasureKind, Measurement, distinct_measurements
-from protos.catalog import ColumnSpec, ColumnType, DatasetSchema
-from protos.errors import InvalidQuery, NotFound, Violation
-from protos.model import (
+from accord.node.plan import MeasureKind, Measurement, distinct_measurements
+from accord.protos.catalog import ColumnSpec, ColumnType, DatasetSchema
+from accord.protos.errors import InvalidQuery, NotFound, Violation
+from accord.protos.model import (
     And,
     Between,
     Comparison,

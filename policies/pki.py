@@ -30,8 +30,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from protos.errors import ConfigError
-from protos.identity import NAME_PATTERN, ROLES, Identity
+from accord.protos.errors import ConfigError
+from accord.protos.identity import NAME_PATTERN, ROLES, Identity
 
 __all__ = [
     "CA_CERT",

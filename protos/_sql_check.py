@@ -5,10 +5,10 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 
-from protos._sql_lex import MAX_GROUPS, refuse
-from protos.catalog import ColumnSpec, ColumnType, DatasetSchema
-from protos.errors import InvalidQuery, NotFound, Violation
-from protos.model import (
+from accord.protos._sql_lex import MAX_GROUPS, refuse
+from accord.protos.catalog import ColumnSpec, ColumnType, DatasetSchema
+from accord.protos.errors import InvalidQuery, NotFound, Violation
+from accord.protos.model import (
     AggregateFunction,
     And,
     Between,

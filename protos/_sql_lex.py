@@ -18,7 +18,7 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, SqlglotError, TokenError
 from sqlglot.tokenizer_core import Token, TokenType
 
-from protos.errors import InvalidQuery, Violation
+from accord.protos.errors import InvalidQuery, Violation
 
 log = logging.getLogger(__name__)
 

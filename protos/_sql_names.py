@@ -8,7 +8,7 @@ from typing import NoReturn
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from protos._sql_lex import AGGS, SHAPE, refuse
+from accord.protos._sql_lex import AGGS, SHAPE, refuse
 
 # ---- naming refused constructs ---------------------------------------------------------------
 

@@ -7,18 +7,18 @@ import re
 
 from sqlglot import exp
 
-from protos._sql_lex import (
+from accord.protos._sql_lex import (
     MAX_IN_LIST,
     MAX_PREDICATES,
     refuse,
 )
-from protos._sql_names import (
+from accord.protos._sql_names import (
     CONSTRUCTS,
     column_name,
     snippet,
     strip_parens,
 )
-from protos.model import (
+from accord.protos.model import (
     And,
     Between,
     Comparison,

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 
-from protos.errors import AccordError
+from accord.protos.errors import AccordError
 
 
 def build_parser() -> argparse.ArgumentParser:

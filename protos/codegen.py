@@ -1,7 +1,7 @@
 """Regenerate the committed protobuf/gRPC Python code from ``protos/v1/*.proto``.
 
-    python -m protos.codegen          # rewrite protos/v1/*_pb2*.py and *.pyi
-    python -m protos.codegen --check  # exit 1 if the committed files differ from a fresh build
+    python -m accord.protos.codegen          # rewrite protos/v1/*_pb2*.py and *.pyi
+    python -m accord.protos.codegen --check  # exit 1 if the committed files differ from a fresh build
 
 The generator is pinned (``grpcio-tools`` in the ``dev`` extra of pyproject.toml) so that the
 output is byte-for-byte reproducible; the check is run by the test suite.
@@ -19,6 +19,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "protos" / "v1"
+IMPORT_PATH = Path("accord", "protos", "v1")
+"""Where protoc sees the files: the path mirrors the Python import path (``accord.protos.v1``), so
+the generated modules import each other as ``from accord.protos.v1 import common_pb2``. protoc
+reaches them through the ``accord/protos`` symbolic link."""
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
 
 
@@ -31,7 +35,7 @@ def generate(out_root: Path) -> list[Path]:
     from grpc_tools import protoc  # dev-only dependency: imported lazily
 
     include = str(resources.files("grpc_tools") / "_proto")
-    rels = [str(p.relative_to(ROOT)) for p in proto_files()]
+    rels = [str(IMPORT_PATH / p.name) for p in proto_files()]
     args = [
         "grpc_tools.protoc",
         f"-I{ROOT}",
@@ -43,7 +47,7 @@ def generate(out_root: Path) -> list[Path]:
     ]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed; see the messages above")
-    return sorted(p for p in (out_root / "protos" / "v1").iterdir() if p.name.endswith(GENERATED_SUFFIXES))
+    return sorted(p for p in (out_root / IMPORT_PATH).iterdir() if p.name.endswith(GENERATED_SUFFIXES))
 
 
 def committed_files() -> list[Path]:
@@ -69,9 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                 if p.name in have and not filecmp.cmp(p, PROTO_DIR / p.name, shallow=False)
             ]
             if problems:
-                print(
-                    "generated protobuf code is out of date; run `python -m protos.codegen`:", file=sys.stderr
-                )
+                print("generated protobuf code is out of date; run `make protos`:", file=sys.stderr)
                 for line in problems:
                     print(f"  {line}", file=sys.stderr)
                 return 1

@@ -11,13 +11,21 @@ import functools
 from collections.abc import Iterable, Mapping
 from fractions import Fraction
 
-from protos.catalog import ColumnSpec, ColumnType, DatasetSchema
-from protos.errors import ConfigError, InternalError, InvalidQuery, Violation
-from protos.model import AggregateFunction, Literal, QueryRequest, parse_epsilon
-from protos.release import Cell, Estimate, FederatedRelease, Mechanism, Release, ReleaseColumn, ReleaseRow
-from protos.v1 import common_pb2 as pb
-from protos.v1 import coordinator_pb2 as cpb
-from protos.v1 import node_pb2 as npb
+from accord.protos.catalog import ColumnSpec, ColumnType, DatasetSchema
+from accord.protos.errors import ConfigError, InternalError, InvalidQuery, Violation
+from accord.protos.model import AggregateFunction, Literal, QueryRequest, parse_epsilon
+from accord.protos.release import (
+    Cell,
+    Estimate,
+    FederatedRelease,
+    Mechanism,
+    Release,
+    ReleaseColumn,
+    ReleaseRow,
+)
+from accord.protos.v1 import common_pb2 as pb
+from accord.protos.v1 import coordinator_pb2 as cpb
+from accord.protos.v1 import node_pb2 as npb
 
 # Every request and release carries its epsilon as text, and a federation uses a handful of
 # values: parse each once (parse_epsilon is pure and Fractions are immutable; a refusal is not

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
-from protos.errors import Unauthenticated
+from accord.protos.errors import Unauthenticated
 
 __all__ = [
     "NAME_PATTERN",

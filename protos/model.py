@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TypeAlias
 
-from protos.errors import InvalidQuery, Violation
+from accord.protos.errors import InvalidQuery, Violation
 
 # A literal that may appear in a WHERE clause or as a public category / group key.
 Literal: TypeAlias = str | int | float | bool | None

@@ -11,7 +11,7 @@ import enum
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from protos.model import AggregateFunction, Literal
+from accord.protos.model import AggregateFunction, Literal
 
 CONFIDENCE = 0.95  # the level of every interval Accord reports
 

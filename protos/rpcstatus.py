@@ -19,7 +19,7 @@ from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from protos.errors import (
+from accord.protos.errors import (
     AccordError,
     BudgetExhausted,
     DeadlineExceeded,

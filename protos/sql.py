@@ -37,8 +37,8 @@ from collections.abc import Mapping, Sequence
 
 from sqlglot import exp
 
-from protos._sql_check import unknown_name, validate
-from protos._sql_lex import (
+from accord.protos._sql_check import unknown_name, validate
+from accord.protos._sql_lex import (
     AGGS,
     MAX_GROUPS,
     MAX_IN_LIST,
@@ -52,7 +52,7 @@ from protos._sql_lex import (
     refuse,
     run_sqlglot,
 )
-from protos._sql_names import (
+from accord.protos._sql_names import (
     ALLOWED,
     CONSTRUCTS,
     SELECT_CLAUSES,
@@ -64,10 +64,10 @@ from protos._sql_names import (
     refuse_node,
     snippet,
 )
-from protos._sql_where import WhereConverter
-from protos.catalog import DatasetSchema
-from protos.errors import NotFound
-from protos.model import (
+from accord.protos._sql_where import WhereConverter
+from accord.protos.catalog import DatasetSchema
+from accord.protos.errors import NotFound
+from accord.protos.model import (
     Aggregate,
     AggregateFunction,
     GroupColumn,

@@ -22,8 +22,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
 
-from protos.errors import ConfigError, PermissionDenied, Unauthenticated
-from protos.identity import Identity, identity_from_certificate, load_certificate, validity_problem
+from accord.protos.errors import ConfigError, PermissionDenied, Unauthenticated
+from accord.protos.identity import Identity, identity_from_certificate, load_certificate, validity_problem
 
 __all__ = [
     "MAX_MESSAGE_BYTES",

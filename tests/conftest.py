@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from policies.pki import CA_CERT, CA_KEY, init_federation, leaf_paths
-from protos.transport import TlsFiles
+from accord.policies.pki import CA_CERT, CA_KEY, init_federation, leaf_paths
+from accord.protos.transport import TlsFiles
 
 PKI_COORDINATOR = "coordinator"
 PKI_NODES = ("county", "district-a", "district-b")

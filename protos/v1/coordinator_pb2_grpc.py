@@ -3,8 +3,8 @@
 import grpc
 import warnings
 
-from protos.v1 import common_pb2 as protos_dot_v1_dot_common__pb2
-from protos.v1 import coordinator_pb2 as protos_dot_v1_dot_coordinator__pb2
+from accord.protos.v1 import common_pb2 as accord_dot_protos_dot_v1_dot_common__pb2
+from accord.protos.v1 import coordinator_pb2 as accord_dot_protos_dot_v1_dot_coordinator__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -19,7 +19,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in protos/v1/coordinator_pb2_grpc.py depends on'
+        + ' but the generated code in accord/protos/v1/coordinator_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -37,18 +37,18 @@ class CoordinatorServiceStub:
         """
         self.Submit = channel.unary_unary(
                 '/accord.v1.CoordinatorService/Submit',
-                request_serializer=protos_dot_v1_dot_common__pb2.QueryRequest.SerializeToString,
-                response_deserializer=protos_dot_v1_dot_coordinator__pb2.FederatedRelease.FromString,
+                request_serializer=accord_dot_protos_dot_v1_dot_common__pb2.QueryRequest.SerializeToString,
+                response_deserializer=accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedRelease.FromString,
                 _registered_method=True)
         self.ListNodes = channel.unary_unary(
                 '/accord.v1.CoordinatorService/ListNodes',
-                request_serializer=protos_dot_v1_dot_coordinator__pb2.ListNodesRequest.SerializeToString,
-                response_deserializer=protos_dot_v1_dot_coordinator__pb2.ListNodesResponse.FromString,
+                request_serializer=accord_dot_protos_dot_v1_dot_coordinator__pb2.ListNodesRequest.SerializeToString,
+                response_deserializer=accord_dot_protos_dot_v1_dot_coordinator__pb2.ListNodesResponse.FromString,
                 _registered_method=True)
         self.GetCatalog = channel.unary_unary(
                 '/accord.v1.CoordinatorService/GetCatalog',
-                request_serializer=protos_dot_v1_dot_coordinator__pb2.FederatedCatalogRequest.SerializeToString,
-                response_deserializer=protos_dot_v1_dot_coordinator__pb2.FederatedCatalogResponse.FromString,
+                request_serializer=accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedCatalogRequest.SerializeToString,
+                response_deserializer=accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedCatalogResponse.FromString,
                 _registered_method=True)
 
 
@@ -81,18 +81,18 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Submit': grpc.unary_unary_rpc_method_handler(
                     servicer.Submit,
-                    request_deserializer=protos_dot_v1_dot_common__pb2.QueryRequest.FromString,
-                    response_serializer=protos_dot_v1_dot_coordinator__pb2.FederatedRelease.SerializeToString,
+                    request_deserializer=accord_dot_protos_dot_v1_dot_common__pb2.QueryRequest.FromString,
+                    response_serializer=accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedRelease.SerializeToString,
             ),
             'ListNodes': grpc.unary_unary_rpc_method_handler(
                     servicer.ListNodes,
-                    request_deserializer=protos_dot_v1_dot_coordinator__pb2.ListNodesRequest.FromString,
-                    response_serializer=protos_dot_v1_dot_coordinator__pb2.ListNodesResponse.SerializeToString,
+                    request_deserializer=accord_dot_protos_dot_v1_dot_coordinator__pb2.ListNodesRequest.FromString,
+                    response_serializer=accord_dot_protos_dot_v1_dot_coordinator__pb2.ListNodesResponse.SerializeToString,
             ),
             'GetCatalog': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCatalog,
-                    request_deserializer=protos_dot_v1_dot_coordinator__pb2.FederatedCatalogRequest.FromString,
-                    response_serializer=protos_dot_v1_dot_coordinator__pb2.FederatedCatalogResponse.SerializeToString,
+                    request_deserializer=accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedCatalogRequest.FromString,
+                    response_serializer=accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedCatalogResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -120,8 +120,8 @@ class CoordinatorService:
             request,
             target,
             '/accord.v1.CoordinatorService/Submit',
-            protos_dot_v1_dot_common__pb2.QueryRequest.SerializeToString,
-            protos_dot_v1_dot_coordinator__pb2.FederatedRelease.FromString,
+            accord_dot_protos_dot_v1_dot_common__pb2.QueryRequest.SerializeToString,
+            accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedRelease.FromString,
             options,
             channel_credentials,
             insecure,
@@ -147,8 +147,8 @@ class CoordinatorService:
             request,
             target,
             '/accord.v1.CoordinatorService/ListNodes',
-            protos_dot_v1_dot_coordinator__pb2.ListNodesRequest.SerializeToString,
-            protos_dot_v1_dot_coordinator__pb2.ListNodesResponse.FromString,
+            accord_dot_protos_dot_v1_dot_coordinator__pb2.ListNodesRequest.SerializeToString,
+            accord_dot_protos_dot_v1_dot_coordinator__pb2.ListNodesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -174,8 +174,8 @@ class CoordinatorService:
             request,
             target,
             '/accord.v1.CoordinatorService/GetCatalog',
-            protos_dot_v1_dot_coordinator__pb2.FederatedCatalogRequest.SerializeToString,
-            protos_dot_v1_dot_coordinator__pb2.FederatedCatalogResponse.FromString,
+            accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedCatalogRequest.SerializeToString,
+            accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedCatalogResponse.FromString,
             options,
             channel_credentials,
             insecure,

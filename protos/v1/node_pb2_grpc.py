@@ -3,8 +3,8 @@
 import grpc
 import warnings
 
-from protos.v1 import common_pb2 as protos_dot_v1_dot_common__pb2
-from protos.v1 import node_pb2 as protos_dot_v1_dot_node__pb2
+from accord.protos.v1 import common_pb2 as accord_dot_protos_dot_v1_dot_common__pb2
+from accord.protos.v1 import node_pb2 as accord_dot_protos_dot_v1_dot_node__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -19,7 +19,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in protos/v1/node_pb2_grpc.py depends on'
+        + ' but the generated code in accord/protos/v1/node_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -37,13 +37,13 @@ class NodeServiceStub:
         """
         self.GetCatalog = channel.unary_unary(
                 '/accord.v1.NodeService/GetCatalog',
-                request_serializer=protos_dot_v1_dot_node__pb2.GetCatalogRequest.SerializeToString,
-                response_deserializer=protos_dot_v1_dot_node__pb2.GetCatalogResponse.FromString,
+                request_serializer=accord_dot_protos_dot_v1_dot_node__pb2.GetCatalogRequest.SerializeToString,
+                response_deserializer=accord_dot_protos_dot_v1_dot_node__pb2.GetCatalogResponse.FromString,
                 _registered_method=True)
         self.Answer = channel.unary_unary(
                 '/accord.v1.NodeService/Answer',
-                request_serializer=protos_dot_v1_dot_common__pb2.QueryRequest.SerializeToString,
-                response_deserializer=protos_dot_v1_dot_node__pb2.NodeRelease.FromString,
+                request_serializer=accord_dot_protos_dot_v1_dot_common__pb2.QueryRequest.SerializeToString,
+                response_deserializer=accord_dot_protos_dot_v1_dot_node__pb2.NodeRelease.FromString,
                 _registered_method=True)
 
 
@@ -69,13 +69,13 @@ def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'GetCatalog': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCatalog,
-                    request_deserializer=protos_dot_v1_dot_node__pb2.GetCatalogRequest.FromString,
-                    response_serializer=protos_dot_v1_dot_node__pb2.GetCatalogResponse.SerializeToString,
+                    request_deserializer=accord_dot_protos_dot_v1_dot_node__pb2.GetCatalogRequest.FromString,
+                    response_serializer=accord_dot_protos_dot_v1_dot_node__pb2.GetCatalogResponse.SerializeToString,
             ),
             'Answer': grpc.unary_unary_rpc_method_handler(
                     servicer.Answer,
-                    request_deserializer=protos_dot_v1_dot_common__pb2.QueryRequest.FromString,
-                    response_serializer=protos_dot_v1_dot_node__pb2.NodeRelease.SerializeToString,
+                    request_deserializer=accord_dot_protos_dot_v1_dot_common__pb2.QueryRequest.FromString,
+                    response_serializer=accord_dot_protos_dot_v1_dot_node__pb2.NodeRelease.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -103,8 +103,8 @@ class NodeService:
             request,
             target,
             '/accord.v1.NodeService/GetCatalog',
-            protos_dot_v1_dot_node__pb2.GetCatalogRequest.SerializeToString,
-            protos_dot_v1_dot_node__pb2.GetCatalogResponse.FromString,
+            accord_dot_protos_dot_v1_dot_node__pb2.GetCatalogRequest.SerializeToString,
+            accord_dot_protos_dot_v1_dot_node__pb2.GetCatalogResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -130,8 +130,8 @@ class NodeService:
             request,
             target,
             '/accord.v1.NodeService/Answer',
-            protos_dot_v1_dot_common__pb2.QueryRequest.SerializeToString,
-            protos_dot_v1_dot_node__pb2.NodeRelease.FromString,
+            accord_dot_protos_dot_v1_dot_common__pb2.QueryRequest.SerializeToString,
+            accord_dot_protos_dot_v1_dot_node__pb2.NodeRelease.FromString,
             options,
             channel_credentials,
             insecure,

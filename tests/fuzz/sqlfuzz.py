@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-from node.sqlrender import render
-from protos.catalog import ColumnSpec, ColumnType, DatasetSchema
-from protos.errors import InvalidQuery
-from protos.model import (
+from accord.node.sqlrender import render
+from accord.protos.catalog import ColumnSpec, ColumnType, DatasetSchema
+from accord.protos.errors import InvalidQuery
+from accord.protos.model import (
     Aggregate,
     AggregateFunction,
     And,
@@ -41,7 +41,7 @@ from protos.model import (
     Predicate,
     Query,
 )
-from protos.sql import MAX_IN_LIST, MAX_NESTING, MAX_PREDICATES, compile_query, parse, validate
+from accord.protos.sql import MAX_IN_LIST, MAX_NESTING, MAX_PREDICATES, compile_query, parse, validate
 
 INTEGER, FLOAT, BOOLEAN, STRING = ColumnType.INTEGER, ColumnType.FLOAT, ColumnType.BOOLEAN, ColumnType.STRING
 
@@ -166,7 +166,7 @@ def check_accepted(query: Query, text: str, catalog: Mapping[str, DatasetSchema]
 
 
 def _refused(err: InvalidQuery) -> InvalidQuery:
-    assert type(err).__module__ == "protos.errors", type(err)
+    assert type(err).__module__ == "accord.protos.errors", type(err)
     assert isinstance(err.message, str) and err.message
     assert err.violations and all(v.field and v.description for v in err.violations)
     return err

@@ -28,15 +28,15 @@ from typing import Any
 
 import grpc
 
-from coordinator.client import AccordClient
-from coordinator.config import load_coordinator_config
-from coordinator.server import start_coordinator
-from coordinator.service import CoordinatorService
-from node.config import load_node_config
-from node.server import start_node
-from protos.serving import RunningServer
-from protos.transport import TlsFiles, secure_channel
-from protos.v1 import coordinator_pb2_grpc, node_pb2_grpc
+from accord.coordinator.client import AccordClient
+from accord.coordinator.config import load_coordinator_config
+from accord.coordinator.server import start_coordinator
+from accord.coordinator.service import CoordinatorService
+from accord.node.config import load_node_config
+from accord.node.server import start_node
+from accord.protos.serving import RunningServer
+from accord.protos.transport import TlsFiles, secure_channel
+from accord.protos.v1 import coordinator_pb2_grpc, node_pb2_grpc
 from tests.conftest import TestPki
 from tests.paths import CENSUS
 

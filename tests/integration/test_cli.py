@@ -29,16 +29,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from coordinator.client import AccordClient
-from coordinator.demo import Process, _spawn
-from coordinator.synthetic import (
+from accord.coordinator.client import AccordClient
+from accord.coordinator.demo import Process, _spawn
+from accord.coordinator.synthetic import (
     NODES,
     DemoLayout,
     coordinator_config_toml,
     node_config_toml,
     write_demo_federation,
 )
-from protos.transport import TlsFiles
+from accord.protos.transport import TlsFiles
 from tests.integration import processes
 
 PEOPLE = 2000
@@ -50,7 +50,7 @@ DISTRICTS = ("Northbrook", "Southdale")
 
 _SCRIPT = Path(sys.executable).with_name("accord")
 # The installed console script when there is one (what users run), else the same entry point.
-ACCORD = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "protos.cli"]
+ACCORD = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "accord.protos.cli"]
 
 
 def _env(home: Path) -> dict[str, str]:

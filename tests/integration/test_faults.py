@@ -32,13 +32,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from coordinator.client import AccordClient
-from coordinator.config import NodeEndpoint
-from coordinator.demo import Process, _accord, _spawn
-from coordinator.nodes import RECONNECT_BACKOFF_MS, NodeClient
-from coordinator.synthetic import DemoLayout, coordinator_config_toml, write_demo_federation
-from protos.errors import AccordError, PartialFailure, ResourceLimit, Unavailable
-from protos.release import FederatedRelease
+from accord.coordinator.client import AccordClient
+from accord.coordinator.config import NodeEndpoint
+from accord.coordinator.demo import Process, _accord, _spawn
+from accord.coordinator.nodes import RECONNECT_BACKOFF_MS, NodeClient
+from accord.coordinator.synthetic import DemoLayout, coordinator_config_toml, write_demo_federation
+from accord.protos.errors import AccordError, PartialFailure, ResourceLimit, Unavailable
+from accord.protos.release import FederatedRelease
 from tests.conftest import TestPki
 from tests.integration.federation import link_certs
 from tests.integration.processes import survivors

@@ -30,18 +30,18 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
-from coordinator.client import AccordClient
-from coordinator.config import load_coordinator_config
-from coordinator.server import SERVICE_NAME as COORDINATOR_SERVICE
-from coordinator.server import start_coordinator
-from coordinator.synthetic import NODES as DEMO_NODES
-from coordinator.synthetic import DemoLayout, coordinator_config_toml, write_demo_federation
-from node.config import load_node_config
-from node.server import SERVICE_NAME as NODE_SERVICE
-from node.server import start_node
-from policies.pki import issue
-from protos import convert
-from protos.errors import (
+from accord.coordinator.client import AccordClient
+from accord.coordinator.config import load_coordinator_config
+from accord.coordinator.server import SERVICE_NAME as COORDINATOR_SERVICE
+from accord.coordinator.server import start_coordinator
+from accord.coordinator.synthetic import NODES as DEMO_NODES
+from accord.coordinator.synthetic import DemoLayout, coordinator_config_toml, write_demo_federation
+from accord.node.config import load_node_config
+from accord.node.server import SERVICE_NAME as NODE_SERVICE
+from accord.node.server import start_node
+from accord.policies.pki import issue
+from accord.protos import convert
+from accord.protos.errors import (
     ConfigError,
     DataError,
     InvalidQuery,
@@ -49,12 +49,12 @@ from protos.errors import (
     PartialFailure,
     PermissionDenied,
 )
-from protos.model import QueryRequest
-from protos.release import Estimate, Mechanism, Release
-from protos.serving import RunningServer
-from protos.timing import NODE_SECONDS, seconds_from_metadata
-from protos.transport import TlsFiles, secure_channel
-from protos.v1 import coordinator_pb2, node_pb2, node_pb2_grpc
+from accord.protos.model import QueryRequest
+from accord.protos.release import Estimate, Mechanism, Release
+from accord.protos.serving import RunningServer
+from accord.protos.timing import NODE_SECONDS, seconds_from_metadata
+from accord.protos.transport import TlsFiles, secure_channel
+from accord.protos.v1 import coordinator_pb2, node_pb2, node_pb2_grpc
 from tests.conftest import TestPki
 from tests.integration.federation import (
     LISTEN,

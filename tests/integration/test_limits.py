@@ -32,20 +32,20 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
-import coordinator.client
-import coordinator.nodes
-from coordinator.config import load_coordinator_config
-from coordinator.server import SERVICE_NAME as COORDINATOR_SERVICE
-from coordinator.server import start_coordinator
-from node.engine import Engine
-from node.server import SERVICE_NAME as NODE_SERVICE
-from protos import convert
-from protos.errors import ResourceLimit
-from protos.model import QueryRequest
-from protos.serving import RunningServer
-from protos.sql import MAX_SQL_LENGTH
-from protos.transport import MAX_MESSAGE_BYTES, TlsFiles, secure_channel
-from protos.v1 import coordinator_pb2_grpc, node_pb2, node_pb2_grpc
+from accord.coordinator import client as coordinator_client
+from accord.coordinator import nodes as coordinator_nodes
+from accord.coordinator.config import load_coordinator_config
+from accord.coordinator.server import SERVICE_NAME as COORDINATOR_SERVICE
+from accord.coordinator.server import start_coordinator
+from accord.node.engine import Engine
+from accord.node.server import SERVICE_NAME as NODE_SERVICE
+from accord.protos import convert
+from accord.protos.errors import ResourceLimit
+from accord.protos.model import QueryRequest
+from accord.protos.serving import RunningServer
+from accord.protos.sql import MAX_SQL_LENGTH
+from accord.protos.transport import MAX_MESSAGE_BYTES, TlsFiles, secure_channel
+from accord.protos.v1 import coordinator_pb2_grpc, node_pb2, node_pb2_grpc
 from tests.conftest import TestPki
 from tests.integration.federation import (
     LISTEN,
@@ -396,8 +396,8 @@ def test_every_outgoing_call_carries_a_deadline(
     def recorded(*args: Any, **kwargs: Any) -> grpc.Channel:
         return grpc.intercept_channel(secure_channel(*args, **kwargs), recorder)
 
-    monkeypatch.setattr(coordinator.nodes, "secure_channel", recorded)
-    monkeypatch.setattr(coordinator.client, "secure_channel", recorded)
+    monkeypatch.setattr(coordinator_nodes, "secure_channel", recorded)
+    monkeypatch.setattr(coordinator_client, "secure_channel", recorded)
     fed = start_small_federation(census_root(tmp_path, pki), pki, {}, {})
     try:
         with fed.client() as client:
@@ -407,7 +407,7 @@ def test_every_outgoing_call_carries_a_deadline(
     finally:
         fed.stop()
     limits = {
-        "/accord.v1.NodeService/GetCatalog": coordinator.nodes.CATALOG_DEADLINE_SECONDS,
+        "/accord.v1.NodeService/GetCatalog": coordinator_nodes.CATALOG_DEADLINE_SECONDS,
         "/accord.v1.NodeService/Answer": fed.service.config.deadline_seconds,
         "/accord.v1.CoordinatorService/GetCatalog": 7,
         "/accord.v1.CoordinatorService/ListNodes": 7,
@@ -647,8 +647,8 @@ _LAUNCHER = '''
 """`accord node serve` with the engine held at a FIFO: prints ENGINE ENTERED, then waits."""
 import sys
 
-from node.engine import Engine
-from protos.cli import main
+from accord.node.engine import Engine
+from accord.protos.cli import main
 
 fifo = sys.argv[1]
 execute = Engine.execute

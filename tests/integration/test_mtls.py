@@ -29,15 +29,15 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
-from coordinator.client import AccordClient
-from coordinator.config import NodeEndpoint
-from coordinator.nodes import NodeClient
-from policies.pki import IssuedCert, init_federation, issue, leaf_paths
-from protos import convert
-from protos.errors import PermissionDenied, Unauthenticated, Unavailable
-from protos.identity import Identity, identity_from_pem
-from protos.model import QueryRequest
-from protos.transport import (
+from accord.coordinator.client import AccordClient
+from accord.coordinator.config import NodeEndpoint
+from accord.coordinator.nodes import NodeClient
+from accord.policies.pki import IssuedCert, init_federation, issue, leaf_paths
+from accord.protos import convert
+from accord.protos.errors import PermissionDenied, Unauthenticated, Unavailable
+from accord.protos.identity import Identity, identity_from_pem
+from accord.protos.model import QueryRequest
+from accord.protos.transport import (
     MAX_MESSAGE_BYTES,
     TlsFiles,
     channel_credentials,
@@ -47,7 +47,7 @@ from protos.transport import (
     secure_channel,
     server_credentials,
 )
-from protos.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2, node_pb2_grpc
+from accord.protos.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2, node_pb2_grpc
 from tests.conftest import TestPki
 from tests.integration.federation import (
     PUMS_PID,
@@ -207,7 +207,7 @@ def test_message_size_is_bounded(server: str, pki: TestPki) -> None:
 
 def test_channel_credentials_need_readable_files(pki: TestPki, tmp_path: Path) -> None:
     """Property: a missing certificate file is a ConfigError saying it does not exist."""
-    from protos.errors import ConfigError
+    from accord.protos.errors import ConfigError
 
     with pytest.raises(ConfigError, match="does not exist"):
         channel_credentials(TlsFiles(tmp_path / "x.pem", pki.coordinator.key, pki.ca_cert))

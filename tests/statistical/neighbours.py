@@ -31,14 +31,14 @@ import numpy as np
 import pyarrow as pa
 from numpy.typing import NDArray
 
-from node.catalog import load_dataset
-from node.engine import Engine, ExactAnswer
-from node.plan import Measurement, distinct_measurements, measurements_for
-from node.release import build_release
-from protos.catalog import ColumnSpec, ColumnType, DatasetSchema
-from protos.model import AggregateFunction, Literal, Query
-from protos.release import Release
-from protos.sql import compile_query
+from accord.node.catalog import load_dataset
+from accord.node.engine import Engine, ExactAnswer
+from accord.node.plan import Measurement, distinct_measurements, measurements_for
+from accord.node.release import build_release
+from accord.protos.catalog import ColumnSpec, ColumnType, DatasetSchema
+from accord.protos.model import AggregateFunction, Literal, Query
+from accord.protos.release import Release
+from accord.protos.sql import compile_query
 from tests.statistical.audit import Sampler
 from tests.unit.nodedata import PUMS_COLUMNS, PUMS_DUP, dataset, pums_rows, write_csv, write_parquet
 

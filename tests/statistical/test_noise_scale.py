@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from node import dp
-from node.plan import MeasureKind, Measurement
-from node.release import ratio_estimate
-from protos.catalog import ColumnSpec, ColumnType, DatasetSchema
-from protos.release import Estimate, Mechanism
+from accord.node import dp
+from accord.node.plan import MeasureKind, Measurement
+from accord.node.release import ratio_estimate
+from accord.protos.catalog import ColumnSpec, ColumnType, DatasetSchema
+from accord.protos.release import Estimate, Mechanism
 from tests.statistical.neighbours import SCENARIO_IDS, SCENARIOS, Neighbours, prepare
 
 N = 20_000

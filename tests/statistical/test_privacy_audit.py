@@ -40,7 +40,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from node import dp
+from accord.node import dp
 from tests.statistical.audit import THRESHOLDS, AuditResult, audit, epsilon_lower_bound
 from tests.statistical.neighbours import SCENARIO_IDS, SCENARIOS, Neighbours, Prepared, prepare
 

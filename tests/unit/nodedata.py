@@ -10,8 +10,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from node.config import DatasetConfig
-from protos.catalog import ColumnSpec, ColumnType, DatasetSchema
+from accord.node.config import DatasetConfig
+from accord.protos.catalog import ColumnSpec, ColumnType, DatasetSchema
 from tests.paths import CENSUS
 
 PUMS_DUP = CENSUS / "PUMS_dup.csv"

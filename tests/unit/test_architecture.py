@@ -16,14 +16,20 @@ FORBIDDEN = {
 }
 
 
+def _top(module: str) -> str:
+    """The room an import lands in: ``accord.node.x`` -> ``node``; ``opendp.prelude`` -> ``opendp``."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "accord" and len(parts) > 1 else parts[0]
+
+
 def _imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names |= {a.name.split(".")[0] for a in node.names}
+            names |= {_top(a.name) for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
+            names.add(_top(node.module))
     return names
 
 

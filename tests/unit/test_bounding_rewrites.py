@@ -12,12 +12,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from node.catalog import load_dataset
-from node.engine import Engine
-from node.plan import MeasureKind, Measurement, group_keys
-from node.sqlrender import render
-from protos.catalog import ColumnSpec, ColumnType
-from protos.model import (
+from accord.node.catalog import load_dataset
+from accord.node.engine import Engine
+from accord.node.plan import MeasureKind, Measurement, group_keys
+from accord.node.sqlrender import render
+from accord.protos.catalog import ColumnSpec, ColumnType
+from accord.protos.model import (
     Aggregate,
     AggregateFunction,
     Between,

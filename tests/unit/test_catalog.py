@@ -10,9 +10,9 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from node.catalog import file_stamp, load_dataset, load_datasets
-from protos.catalog import ColumnSpec, ColumnType
-from protos.errors import DataError
+from accord.node.catalog import file_stamp, load_dataset, load_datasets
+from accord.protos.catalog import ColumnSpec, ColumnType
+from accord.protos.errors import DataError
 from tests.unit.nodedata import PUMS_DUP, dataset, pums, pums_rows, write_csv, write_parquet
 
 COLS = (
@@ -125,7 +125,7 @@ def test_violations_clamped_with_a_warning(tmp_path: Path, caplog: pytest.LogCap
         tmp_path, pid=["p1", None, "p3", "p3"], age=[30, 4000, -7, 60], district=["x", "y", "north", None]
     )
     con = duckdb.connect()
-    with caplog.at_level(logging.WARNING, logger="node.catalog"):
+    with caplog.at_level(logging.WARNING, logger="accord.node.catalog"):
         loaded = load_dataset(dataset(path, COLS, on_violation="clamp"), con)
     text = caplog.text
     assert "column 'age': 2 row(s)" in text and "column 'district': 2 row(s)" in text and "clamp" in text
@@ -175,12 +175,12 @@ def test_pums_bounds_hold() -> None:
 @pytest.mark.parametrize("k", [1, 2, 3])
 def test_rows_per_person_counted_in_passes_agree(monkeypatch: pytest.MonkeyPatch, k: int) -> None:
     """Property: splitting the persons into passes (to bound memory) changes no count."""
-    import node.catalog
+    from accord.node import catalog
 
     per_person = Counter(r["pid"] for r in pums_rows())
     con = duckdb.connect()
     one = load_dataset(pums(k), con).report
-    monkeypatch.setattr(node.catalog, "_ROWS_PER_PASS", 150)  # 1948 rows: 13 passes
+    monkeypatch.setattr(catalog, "_ROWS_PER_PASS", 150)  # 1948 rows: 13 passes
     many = load_dataset(pums(k), con).report
     assert one == many
     assert many.persons_over_limit == sum(1 for n in per_person.values() if n > k)

@@ -10,12 +10,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from node.catalog import load_dataset
-from node.engine import Engine
-from node.plan import MeasureKind, Measurement
-from node.sqlrender import render
-from protos.catalog import ColumnSpec, ColumnType, DatasetSchema
-from protos.model import Aggregate, AggregateFunction, Between, GroupColumn, Query
+from accord.node.catalog import load_dataset
+from accord.node.engine import Engine
+from accord.node.plan import MeasureKind, Measurement
+from accord.node.sqlrender import render
+from accord.protos.catalog import ColumnSpec, ColumnType, DatasetSchema
+from accord.protos.model import Aggregate, AggregateFunction, Between, GroupColumn, Query
 from tests.unit.nodedata import dataset, pums, write_parquet
 
 _CASE = "CASE WHEN"

@@ -7,11 +7,11 @@ from fractions import Fraction
 
 import pytest
 
-from coordinator import intervals
-from coordinator.combine import combine
-from protos.errors import InternalError, Unavailable
-from protos.model import AggregateFunction
-from protos.release import Cell, Estimate, Mechanism, Release, ReleaseColumn, ReleaseRow
+from accord.coordinator import intervals
+from accord.coordinator.combine import combine
+from accord.protos.errors import InternalError, Unavailable
+from accord.protos.model import AggregateFunction
+from accord.protos.release import Cell, Estimate, Mechanism, Release, ReleaseColumn, ReleaseRow
 
 D = Mechanism.DISCRETE_LAPLACE
 L = Mechanism.LAPLACE

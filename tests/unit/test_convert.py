@@ -13,14 +13,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protos import convert
-from protos.catalog import ColumnSpec, ColumnType, DatasetSchema
-from protos.errors import AccordError, InternalError, InvalidQuery
-from protos.model import MAX_EPSILON_TEXT, AggregateFunction, Literal, QueryRequest, parse_epsilon
-from protos.release import Cell, Estimate, FederatedRelease, Mechanism, Release, ReleaseColumn, ReleaseRow
-from protos.v1 import common_pb2 as pb
-from protos.v1 import coordinator_pb2 as cpb
-from protos.v1 import node_pb2 as npb
+from accord.protos import convert
+from accord.protos.catalog import ColumnSpec, ColumnType, DatasetSchema
+from accord.protos.errors import AccordError, InternalError, InvalidQuery
+from accord.protos.model import MAX_EPSILON_TEXT, AggregateFunction, Literal, QueryRequest, parse_epsilon
+from accord.protos.release import (
+    Cell,
+    Estimate,
+    FederatedRelease,
+    Mechanism,
+    Release,
+    ReleaseColumn,
+    ReleaseRow,
+)
+from accord.protos.v1 import common_pb2 as pb
+from accord.protos.v1 import coordinator_pb2 as cpb
+from accord.protos.v1 import node_pb2 as npb
 
 # Protobuf strings are UTF-8: lone surrogates cannot be encoded, so they are not valid text at all.
 TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)

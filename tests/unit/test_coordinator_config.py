@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.client import Profile, load_profile
-from coordinator.config import CoordinatorConfig, NodeEndpoint, load_coordinator_config
-from protos.errors import ConfigError
-from protos.transport import TlsFiles
+from accord.coordinator.client import Profile, load_profile
+from accord.coordinator.config import CoordinatorConfig, NodeEndpoint, load_coordinator_config
+from accord.protos.errors import ConfigError
+from accord.protos.transport import TlsFiles
 
 VALID = """
 [coordinator]

@@ -18,14 +18,14 @@ from typing import Any
 import duckdb
 import pytest
 
-from node.catalog import LoadedDataset, load_dataset
-from node.config import DatasetConfig
-from node.engine import Engine, ExactAnswer
-from node.plan import MeasureKind, Measurement, group_keys
-from node.sqlrender import render
-from protos.catalog import ColumnSpec, ColumnType
-from protos.errors import InvalidQuery, NotFound, Unavailable
-from protos.model import (
+from accord.node.catalog import LoadedDataset, load_dataset
+from accord.node.config import DatasetConfig
+from accord.node.engine import Engine, ExactAnswer
+from accord.node.plan import MeasureKind, Measurement, group_keys
+from accord.node.sqlrender import render
+from accord.protos.catalog import ColumnSpec, ColumnType
+from accord.protos.errors import InvalidQuery, NotFound, Unavailable
+from accord.protos.model import (
     Aggregate,
     AggregateFunction,
     And,

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from coordinator.config import NodeEndpoint
-from coordinator.nodes import FanOutPool, NodeClient, fan_out
-from protos import convert
-from protos.errors import DeadlineExceeded, InternalError
-from protos.model import AggregateFunction, QueryRequest
-from protos.release import Release, ReleaseColumn
+from accord.coordinator.config import NodeEndpoint
+from accord.coordinator.nodes import FanOutPool, NodeClient, fan_out
+from accord.protos import convert
+from accord.protos.errors import DeadlineExceeded, InternalError
+from accord.protos.model import AggregateFunction, QueryRequest
+from accord.protos.release import Release, ReleaseColumn
 from tests.conftest import TestPki
 
 REQUEST = QueryRequest("q-1", "SELECT COUNT(*) FROM t", Fraction(1))

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from coordinator import intervals
-from protos.release import Mechanism
+from accord.coordinator import intervals
+from accord.protos.release import Mechanism
 
 L = Mechanism.LAPLACE
 D = Mechanism.DISCRETE_LAPLACE

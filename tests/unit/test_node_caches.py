@@ -9,14 +9,14 @@ from fractions import Fraction
 import duckdb
 import pytest
 
-from node import dp
-from node.catalog import load_datasets
-from node.engine import Engine
-from node.service import NodeService
-from protos.errors import InvalidQuery, NotFound
-from protos.identity import Identity
-from protos.model import QueryRequest
-from protos.release import Release
+from accord.node import dp
+from accord.node.catalog import load_datasets
+from accord.node.engine import Engine
+from accord.node.service import NodeService
+from accord.protos.errors import InvalidQuery, NotFound
+from accord.protos.identity import Identity
+from accord.protos.model import QueryRequest
+from accord.protos.release import Release
 from tests.unit.nodedata import pums
 
 CALLER = Identity("coordinator", "coordinator")

@@ -205,7 +205,7 @@ def test_demo_generator_stays_off_the_query_path() -> None:
                     if isinstance(node, ast.Import)
                     else []
                 )
-                if any(n == "coordinator.synthetic" for n in names):
+                if any(n == "accord.coordinator.synthetic" for n in names):
                     importers.append(file.relative_to(ROOT).as_posix())
     assert sorted(set(importers)) == ["coordinator/demo.py"]
 
@@ -224,8 +224,8 @@ def test_opendp_runs_with_contrib_only() -> None:
     probe = (
         "import importlib, pkgutil\n"
         f"for pkg in {PACKAGES!r}:\n"
-        "    root = importlib.import_module(pkg)\n"
-        "    for info in pkgutil.walk_packages(root.__path__, pkg + '.'):\n"
+        "    root = importlib.import_module('accord.' + pkg)\n"
+        "    for info in pkgutil.walk_packages(root.__path__, root.__name__ + '.'):\n"
         "        importlib.import_module(info.name)\n"
         "import opendp.mod\n"
         "print(','.join(sorted(opendp.mod.GLOBAL_FEATURES)))\n"

@@ -15,11 +15,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from policies import pki_cli
-from policies.pki import create_ca, init_federation, issue, leaf_paths
-from protos.errors import AccordError, ConfigError, Unauthenticated
-from protos.identity import Identity, identity_from_pem
-from protos.transport import TlsFiles, check_certificate_files
+from accord.policies import pki_cli
+from accord.policies.pki import create_ca, init_federation, issue, leaf_paths
+from accord.protos.errors import AccordError, ConfigError, Unauthenticated
+from accord.protos.identity import Identity, identity_from_pem
+from accord.protos.transport import TlsFiles, check_certificate_files
 from tests.conftest import TestPki
 
 NOW = datetime.now(UTC)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from protos.v1 import common_pb2, coordinator_pb2, node_pb2
+from accord.protos.v1 import common_pb2, coordinator_pb2, node_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
 ALLOWED = {common_pb2.AGGREGATE, common_pb2.METADATA, common_pb2.STATUS}
@@ -17,7 +17,7 @@ ALLOWED = {common_pb2.AGGREGATE, common_pb2.METADATA, common_pb2.STATUS}
 def test_generated_code_matches_proto_files() -> None:
     """Property: the committed *_pb2 files are exactly what the pinned generator makes today."""
     result = subprocess.run(
-        [sys.executable, "-m", "protos.codegen", "--check"],
+        [sys.executable, "-m", "accord.protos.codegen", "--check"],
         cwd=ROOT,
         capture_output=True,
         text=True,

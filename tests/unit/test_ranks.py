@@ -16,14 +16,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from node import catalog
-from node.catalog import load_dataset
-from node.config import DatasetConfig
-from node.engine import Engine
-from node.ranks import build_ranks
-from node.sqlrender import render
-from protos.catalog import ColumnSpec, ColumnType
-from protos.model import (
+from accord.node import catalog
+from accord.node.catalog import load_dataset
+from accord.node.config import DatasetConfig
+from accord.node.engine import Engine
+from accord.node.ranks import build_ranks
+from accord.node.sqlrender import render
+from accord.protos.catalog import ColumnSpec, ColumnType
+from accord.protos.model import (
     Aggregate,
     AggregateFunction,
     And,
@@ -33,7 +33,7 @@ from protos.model import (
     InList,
     Query,
 )
-from protos.sql import compile_query
+from accord.protos.sql import compile_query
 from tests.unit.nodedata import dataset, write_csv, write_parquet
 
 COLUMNS = (
@@ -146,7 +146,7 @@ def test_a_pairing_that_does_not_line_up_is_refused(tmp_path: Path, caplog: pyte
         "(SELECT pid, region, v, x, (file_row_number * 7919) % 5000 AS {pos} "
         f"FROM read_parquet('{path}', file_row_number = true))"
     )
-    with caplog.at_level(logging.WARNING, logger="node.ranks"):
+    with caplog.at_level(logging.WARNING, logger="accord.node.ranks"):
         got = build_ranks(cfg, con, loaded.relation, shuffled, 5_000, 1, "dataset 'd'")
     assert got is None
     assert "did not line up" in caplog.text

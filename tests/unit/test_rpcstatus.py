@@ -21,7 +21,7 @@ from grpc_status import rpc_status
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protos.errors import (
+from accord.protos.errors import (
     AccordError,
     BudgetExhausted,
     ConfigError,
@@ -37,8 +37,8 @@ from protos.errors import (
     Unavailable,
     Violation,
 )
-from protos.rpcstatus import DOMAIN, INTERNAL_MESSAGE, error_from_rpc, rpc_boundary, to_status
-from protos.transport import secure_channel
+from accord.protos.rpcstatus import DOMAIN, INTERNAL_MESSAGE, error_from_rpc, rpc_boundary, to_status
+from accord.protos.transport import secure_channel
 from tests.conftest import TestPki
 
 TIMEOUT = 10.0
@@ -91,7 +91,7 @@ class Server:
 @pytest.fixture(scope="module")
 def server(pki: TestPki) -> Iterator[Server]:
     """A real gRPC server with node ``county``'s certificate and a client channel (coordinator)."""
-    from protos.transport import server_credentials
+    from accord.protos.transport import server_credentials
 
     servicer = _Servicer()
     srv = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
@@ -304,7 +304,7 @@ def test_internal_errors_leave_as_internal_with_a_constant_message(
     """Property: an unexpected exception (or an Accord error that is not the caller's fault) leaves
     as INTERNAL with a constant message: its text, which may quote data, appears nowhere in the
     status, its details or the trailing metadata. The server log keeps the traceback."""
-    with caplog.at_level(logging.ERROR, logger="protos.rpcstatus"):
+    with caplog.at_level(logging.ERROR, logger="accord.protos.rpcstatus"):
         err = server.fail(make)
     assert err.code() is grpc.StatusCode.INTERNAL
     assert err.details() == INTERNAL_MESSAGE

@@ -27,12 +27,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from node import dp
-from node.catalog import load_dataset
-from node.engine import Engine, ExactAnswer
-from node.plan import MeasureKind, distinct_measurements
-from protos.catalog import ColumnSpec, ColumnType, DatasetSchema
-from protos.sql import compile_query
+from accord.node import dp
+from accord.node.catalog import load_dataset
+from accord.node.engine import Engine, ExactAnswer
+from accord.node.plan import MeasureKind, distinct_measurements
+from accord.protos.catalog import ColumnSpec, ColumnType, DatasetSchema
+from accord.protos.sql import compile_query
 from tests.unit.nodedata import dataset, write_parquet
 
 Row = tuple[str | None, str | None, int | float | None, int | float | None]  # (pid, g, x, y)

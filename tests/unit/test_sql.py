@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from protos._sql_lex import prescan
-from protos.catalog import ColumnSpec, ColumnType, DatasetSchema
-from protos.errors import InvalidQuery, NotFound
-from protos.model import (
+from accord.protos._sql_lex import prescan
+from accord.protos.catalog import ColumnSpec, ColumnType, DatasetSchema
+from accord.protos.errors import InvalidQuery, NotFound
+from accord.protos.model import (
     Aggregate,
     AggregateFunction,
     And,
@@ -23,7 +23,7 @@ from protos.model import (
     Or,
     Query,
 )
-from protos.sql import (
+from accord.protos.sql import (
     MAX_GROUPS,
     MAX_IN_LIST,
     MAX_NESTING,

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from sqlglot.errors import SqlglotError
 from sqlglot.tokenizer_core import TokenType
 
-from protos.errors import InvalidQuery
-from protos.model import (
+from accord.protos.errors import InvalidQuery
+from accord.protos.model import (
     Aggregate,
     AggregateFunction,
     And,
@@ -37,7 +37,7 @@ from protos.model import (
     Predicate,
     Query,
 )
-from protos.sql import MAX_NESTING, compile_query, parse
+from accord.protos.sql import MAX_NESTING, compile_query, parse
 from tests.fuzz.sqlfuzz import (
     CATALOG,
     INJECTION_NAMES,

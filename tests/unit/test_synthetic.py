@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from coordinator.synthetic import (
+from accord.coordinator.synthetic import (
     DISTRICTS,
     NODES,
     cert_paths,

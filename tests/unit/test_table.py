@@ -9,9 +9,9 @@ from fractions import Fraction
 
 import pyarrow as pa
 
-from coordinator.table import column_names, format_release, to_arrow
-from protos.model import AggregateFunction
-from protos.release import Cell, Estimate, FederatedRelease, Mechanism, ReleaseColumn, ReleaseRow
+from accord.coordinator.table import column_names, format_release, to_arrow
+from accord.protos.model import AggregateFunction
+from accord.protos.release import Cell, Estimate, FederatedRelease, Mechanism, ReleaseColumn, ReleaseRow
 
 COLUMNS = (
     ReleaseColumn("district", None, "district"),
