@@ -47,10 +47,10 @@ from accord.node.config import load_node_config
 from accord.node.engine import Engine, ExactAnswer
 from accord.node.plan import distinct_measurements
 from accord.node.release import build_release
-from accord.protos.catalog import DatasetSchema
-from accord.protos.model import Query
-from accord.protos.release import Cell, Mechanism
-from accord.protos.sql import compile_query
+from accord.query.model import Query
+from accord.query.release import Cell, Mechanism
+from accord.query.schema import DatasetSchema
+from accord.query.sql import compile_query
 from bench.common import BenchConfig, Row
 from bench.data import DATASET, QUERIES, ensure_dataset, node_config
 from bench.peers.venvs import ensure_venv

@@ -2,7 +2,7 @@
 
 :func:`federation` writes a development PKI (:func:`policies.pki.init_federation`: a CA, one
 coordinator, ``nodes`` nodes and ``analysts`` analysts) and one Parquet slice per node (its own
-seed, :func:`bench.data.generate`), then starts every node as its own ``python -m protos.cli node
+seed, :func:`bench.data.generate`), then starts every node as its own ``python -m accord.cli node
 serve --config ...`` process and waits for its "listening on port N" line (the helpers of
 ``accord demo``). :meth:`Cluster.coordinator` starts a coordinator process configured with a
 given subset of the nodes. Everything started is stopped when the ``with`` block ends, whatever
@@ -29,10 +29,10 @@ from types import FrameType
 
 import pyarrow.parquet as pq
 
-from accord.coordinator.demo import Process, _accord, _spawn
-from accord.coordinator.synthetic import coordinator_config_toml
+from accord.demo.layout import coordinator_config_toml
+from accord.demo.processes import Process, accord_command, spawn
 from accord.policies.pki import init_federation
-from accord.protos.transport import TlsFiles
+from accord.rpc.transport import TlsFiles
 from bench.common import ROOT, BenchConfig
 from bench.data import COORDINATOR, ROW_GROUP, SEED, generate, node_config
 
@@ -123,8 +123,10 @@ class Cluster:
             ),
             encoding="utf-8",
         )
-        proc = _spawn(
-            f"coordinator-{len(nodes)}", _accord("coordinator", "serve", "--config", str(config)), self.root
+        proc = spawn(
+            f"coordinator-{len(nodes)}",
+            accord_command("coordinator", "serve", "--config", str(config)),
+            self.root,
         )
         self.processes.append(proc)  # registered first: the cluster's teardown always sees it
         try:
@@ -191,7 +193,7 @@ def federation(
                     coordinators=(COORDINATOR,),
                     max_workers=node_workers,
                 )
-                proc = _spawn(name, _accord("node", "serve", "--config", str(config)), ROOT)
+                proc = spawn(name, accord_command("node", "serve", "--config", str(config)), ROOT)
                 cluster.processes.append(proc)
             for proc in list(cluster.processes):
                 cluster.node_ports[proc.name] = proc.wait_for_port(START_TIMEOUT)

@@ -10,7 +10,7 @@ Per query and N it reports the end-to-end latency the analyst sees (p50, p95) an
 **coordination overhead**: end-to-end latency minus the slowest node's own execution time *for the
 same query*. The nodes measure that time themselves, from the moment their handler receives the
 request to the moment it hands the reply to gRPC, and send it as trailing metadata; the
-coordinator forwards the largest (see :mod:`protos.timing`). The overhead is thus everything the
+coordinator forwards the largest (see :mod:`accord.rpc.timing`). The overhead is thus everything the
 federation adds: the analyst's and the nodes' network hops and TLS, the coordinator's parsing,
 validation, fan-out and combination, gRPC's own (de)serialisation and the client. Medians and
 95th percentiles are taken over the per-query differences, not differences of medians.

@@ -29,10 +29,10 @@ import duckdb
 
 from accord.node.config import load_node_config
 from accord.node.server import build_service
+from accord.policies.identity import Identity
 from accord.protos import convert
-from accord.protos.identity import Identity
-from accord.protos.model import QueryRequest
-from accord.protos.release import Release
+from accord.query.model import QueryRequest
+from accord.query.release import Release
 from bench.common import BenchConfig, Row, median, p95
 from bench.data import COORDINATOR, QUERIES, ensure_dataset, node_config, plain_sql
 

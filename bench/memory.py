@@ -49,8 +49,8 @@ from fractions import Fraction
 from accord.node.config import load_node_config
 from accord.node.server import build_service
 from accord.protos import convert
-from accord.protos.identity import Identity
-from accord.protos.model import QueryRequest
+from accord.policies.identity import Identity
+from accord.query.model import QueryRequest
 config, caller, queries = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 service = build_service(load_node_config(config))
 who = Identity("coordinator", caller)

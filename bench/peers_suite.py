@@ -33,11 +33,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from accord.errors import AccordError
 from accord.node.config import load_node_config
-from accord.protos.catalog import DatasetSchema
-from accord.protos.errors import AccordError
-from accord.protos.model import Aggregate, And, Comparison, ComparisonOp, Query
-from accord.protos.sql import compile_query
+from accord.query.model import Aggregate, And, Comparison, ComparisonOp, Query
+from accord.query.schema import DatasetSchema
+from accord.query.sql import compile_query
 from bench.common import BenchConfig, Row, median, p95
 from bench.data import DATASET, QUERIES, ensure_dataset, node_config
 from bench.peers.venvs import PEERS, ensure_venv

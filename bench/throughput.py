@@ -29,7 +29,7 @@ from pathlib import Path
 import psutil
 
 from accord.coordinator.client import AccordClient
-from accord.protos.errors import AccordError
+from accord.errors import AccordError
 from bench.cluster import EPSILON, federation, node_rows
 from bench.common import BenchConfig, Row, median, p95, write_json
 from bench.data import QUERIES

@@ -13,9 +13,9 @@ from accord.coordinator.client import DEFAULT_PROFILE, DEFAULT_TIMEOUT, AccordCl
 from accord.coordinator.config import load_coordinator_config
 from accord.coordinator.server import start_coordinator
 from accord.coordinator.table import format_release
-from accord.protos.errors import ConfigError
-from accord.protos.serving import serve_until_signal
-from accord.protos.transport import TlsFiles
+from accord.errors import ConfigError
+from accord.rpc.serving import serve_until_signal
+from accord.rpc.transport import TlsFiles
 
 
 def register(sub: Any) -> None:
@@ -38,7 +38,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from accord.protos.transport import check_certificate_files
+    from accord.rpc.transport import check_certificate_files
 
     config = load_coordinator_config(args.config)
     check_certificate_files(config.tls)

@@ -28,20 +28,20 @@ import grpc
 
 from accord.coordinator.nodes import RECONNECT_BACKOFF_MS
 from accord.coordinator.table import to_arrow
+from accord.errors import ConfigError, DeadlineExceeded, Unavailable
 from accord.protos import convert
-from accord.protos.catalog import DatasetSchema
-from accord.protos.errors import ConfigError, DeadlineExceeded, Unavailable
-from accord.protos.model import QueryRequest, parse_epsilon
-from accord.protos.release import FederatedRelease
 from accord.protos.rpcstatus import error_from_rpc
-from accord.protos.timing import (
+from accord.protos.v1 import coordinator_pb2, coordinator_pb2_grpc
+from accord.query.model import QueryRequest, parse_epsilon
+from accord.query.release import FederatedRelease
+from accord.query.schema import DatasetSchema
+from accord.rpc.timing import (
     COORDINATOR_SECONDS,
     SLOWEST_NODE_SECONDS,
     ServerTiming,
     seconds_from_metadata,
 )
-from accord.protos.transport import TlsFiles, secure_channel
-from accord.protos.v1 import coordinator_pb2, coordinator_pb2_grpc
+from accord.rpc.transport import TlsFiles, secure_channel
 
 DEFAULT_PROFILE = Path("~/.config/accord/profile.toml")
 DEFAULT_TIMEOUT = 60.0
@@ -193,7 +193,7 @@ class AccordClient:
         timeout: float = DEFAULT_TIMEOUT,
     ) -> tuple[FederatedRelease, ServerTiming]:
         """Like :meth:`query_release`, with the coordinator's own time and the slowest node's time
-        for this query (see :mod:`protos.timing`): what benchmarks need to tell the federation's
+        for this query (see :mod:`accord.rpc.timing`): what benchmarks need to tell the federation's
         overhead from the nodes' work."""
         eps = epsilon if isinstance(epsilon, Fraction) else parse_epsilon(str(epsilon))
         request = QueryRequest(query_id or str(uuid.uuid4()), sql, eps, require_all=require_all)

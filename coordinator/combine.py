@@ -1,4 +1,4 @@
-"""Combine the nodes' releases of one query into one :class:`protos.release.FederatedRelease`.
+"""Combine the nodes' releases of one query into one :class:`accord.query.release.FederatedRelease`.
 
 Every node answers the same query over its own people, so the federation's exact COUNT or SUM is
 the sum of the nodes' exact values, and its exact mean is (sum of sums) / (sum of counts) — never
@@ -34,9 +34,9 @@ from collections.abc import Mapping, Sequence
 from fractions import Fraction
 
 from accord.coordinator import intervals
-from accord.protos.errors import InternalError, Unavailable
-from accord.protos.model import AggregateFunction, Literal
-from accord.protos.release import (
+from accord.errors import InternalError, Unavailable
+from accord.query.model import AggregateFunction, Literal
+from accord.query.release import (
     Cell,
     Estimate,
     FederatedRelease,
@@ -124,8 +124,8 @@ def combine(
 
     ``missing`` (node → reason) is passed through; the result is partial when it is non-empty.
     ``bounds`` (column → public ``(lower, upper)``) clamps combined means (see the module docstring).
-    Raises :class:`~protos.errors.Unavailable` when no node answered and
-    :class:`~protos.errors.InternalError` when the answers cannot belong to one query.
+    Raises :class:`~accord.errors.Unavailable` when no node answered and
+    :class:`~accord.errors.InternalError` when the answers cannot belong to one query.
     """
     if not releases:
         if missing:

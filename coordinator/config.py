@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from accord.protos.errors import ConfigError
-from accord.protos.transport import TlsFiles
+from accord.errors import ConfigError
+from accord.rpc.transport import TlsFiles
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$")

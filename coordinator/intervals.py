@@ -53,7 +53,7 @@ import itertools
 import math
 from collections.abc import Sequence
 
-from accord.protos.release import Mechanism
+from accord.query.release import Mechanism
 
 ALPHA = 0.05
 """The default significance: every interval Accord reports is a 95% interval."""

@@ -21,15 +21,15 @@ from dataclasses import dataclass, field
 import grpc
 
 from accord.coordinator.config import NodeEndpoint
+from accord.errors import AccordError, DeadlineExceeded, InternalError, Unavailable
 from accord.protos import convert
-from accord.protos.catalog import DatasetSchema
-from accord.protos.errors import AccordError, DeadlineExceeded, InternalError, Unavailable
-from accord.protos.model import QueryRequest
-from accord.protos.release import Release
 from accord.protos.rpcstatus import error_from_rpc
-from accord.protos.timing import NODE_SECONDS, seconds_from_metadata
-from accord.protos.transport import TlsFiles, secure_channel
 from accord.protos.v1 import common_pb2, node_pb2, node_pb2_grpc
+from accord.query.model import QueryRequest
+from accord.query.release import Release
+from accord.query.schema import DatasetSchema
+from accord.rpc.timing import NODE_SECONDS, seconds_from_metadata
+from accord.rpc.transport import TlsFiles, secure_channel
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class NodeClient:
 
     def answer(self, request: common_pb2.QueryRequest, deadline_at: float) -> tuple[Release, float | None]:
         """Ask this node (blocking) until the monotonic time ``deadline_at``: its release and the
-        handler time it reported (see :mod:`protos.timing`). Raises ``grpc.RpcError`` for a failed
+        handler time it reported (see :mod:`accord.rpc.timing`). Raises ``grpc.RpcError`` for a failed
         call and :class:`AccordError` for a malformed reply."""
         timeout = deadline_at - time.monotonic()
         if timeout <= 0:  # the call waited for a pool thread past its deadline
@@ -163,7 +163,7 @@ class FanOutPool:
 class FanOutResult:
     releases: dict[str, Release]
     errors: dict[str, AccordError]
-    # Each answering node's own handler time, as it reported it (see protos.timing).
+    # Each answering node's own handler time, as it reported it (see accord.rpc.timing).
     node_seconds: dict[str, float] = field(default_factory=dict)
 
     @property

@@ -7,8 +7,8 @@ import logging
 from accord.coordinator.config import CoordinatorConfig
 from accord.coordinator.service import CoordinatorService
 from accord.coordinator.servicer import CoordinatorServicer
-from accord.protos.serving import RunningServer, ServiceBinding, start_server
 from accord.protos.v1 import coordinator_pb2, coordinator_pb2_grpc
+from accord.rpc.serving import RunningServer, ServiceBinding, start_server
 
 log = logging.getLogger(__name__)
 

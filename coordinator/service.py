@@ -16,8 +16,7 @@ from collections.abc import Iterable, Mapping
 from accord.coordinator.combine import combine
 from accord.coordinator.config import CoordinatorConfig
 from accord.coordinator.nodes import FanOutPool, NodeClient, describe, fan_out, holders
-from accord.protos.catalog import DatasetSchema
-from accord.protos.errors import (
+from accord.errors import (
     AccordError,
     BudgetExhausted,
     InvalidQuery,
@@ -27,10 +26,11 @@ from accord.protos.errors import (
     Unavailable,
     Violation,
 )
-from accord.protos.identity import Identity
-from accord.protos.model import Query, QueryRequest
-from accord.protos.release import FederatedRelease
-from accord.protos.sql import parse, validate
+from accord.policies.identity import Identity
+from accord.query.model import Query, QueryRequest
+from accord.query.release import FederatedRelease
+from accord.query.schema import DatasetSchema
+from accord.query.sql import parse, validate
 
 log = logging.getLogger(__name__)
 

@@ -8,19 +8,19 @@ import time
 import grpc
 
 from accord.coordinator.service import CoordinatorService
+from accord.errors import ResourceLimit
 from accord.protos import convert
-from accord.protos.errors import ResourceLimit
 from accord.protos.rpcstatus import rpc_boundary
-from accord.protos.timing import COORDINATOR_SECONDS, SLOWEST_NODE_SECONDS, format_seconds
-from accord.protos.transport import peer_identity
 from accord.protos.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
+from accord.rpc.identity import peer_identity
+from accord.rpc.timing import COORDINATOR_SECONDS, SLOWEST_NODE_SECONDS, format_seconds
 
 
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     """Thin: authenticate, convert, delegate to :class:`CoordinatorService`, convert back.
 
     A successful ``Submit`` carries the coordinator's own handler time as trailing metadata (see
-    :mod:`protos.timing`), and the slowest node's reported execution time only when the operator
+    :mod:`accord.rpc.timing`), and the slowest node's reported execution time only when the operator
     set ``report_node_timings``: that number depends on the nodes' data (bounding, say, runs only
     when someone has too many rows) and is released without noise, so analysts do not get it by
     default.

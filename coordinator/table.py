@@ -1,4 +1,4 @@
-"""Present a :class:`protos.release.FederatedRelease` to analysts: Arrow, CSV, JSON and text.
+"""Present a :class:`accord.query.release.FederatedRelease` to analysts: Arrow, CSV, JSON and text.
 
 Every form has the same columns: each group column, then for each aggregate ``<alias>``,
 ``<alias>_ci_low``, ``<alias>_ci_high`` and ``<alias>_noise_scale``, and a final ``nodes`` column
@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from accord.protos.model import Literal as Value
-from accord.protos.model import format_epsilon
-from accord.protos.release import FederatedRelease, Mechanism
+from accord.query.model import Literal as Value
+from accord.query.model import format_epsilon
+from accord.query.release import FederatedRelease, Mechanism
 
 Format = Literal["table", "csv", "json"]
 

@@ -33,11 +33,11 @@ from pathlib import Path
 
 import duckdb
 
+from accord.errors import DataError
 from accord.node.config import DatasetConfig
 from accord.node.ranks import build_ranks
 from accord.node.sqlrender import SQL_TYPES, RowRanks, quote_ident
-from accord.protos.catalog import ColumnSpec, ColumnType
-from accord.protos.errors import DataError
+from accord.query.schema import ColumnSpec, ColumnType
 
 __all__ = [
     "CheckReport",

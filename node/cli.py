@@ -8,8 +8,8 @@ from typing import Any
 
 from accord.node.config import load_node_config
 from accord.node.server import build_service, start_node
-from accord.protos.serving import serve_until_signal
-from accord.protos.transport import TlsFiles, check_certificate_files
+from accord.rpc.serving import serve_until_signal
+from accord.rpc.transport import TlsFiles, check_certificate_files
 
 
 def register(sub: Any) -> None:

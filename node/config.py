@@ -35,7 +35,7 @@ type = "string"
 categories = ["north", "south"]   # optional public values (needed for GROUP BY)
 ```
 Relative paths resolve against the directory of the config file. Unknown keys are rejected with a
-did-you-mean hint. Every error is a :class:`~protos.errors.ConfigError` naming the file, the key
+did-you-mean hint. Every error is a :class:`~accord.errors.ConfigError` naming the file, the key
 (for example ``datasets.residents.columns.age.upper``) and the fix.
 """
 
@@ -48,9 +48,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from accord.protos.catalog import ColumnSpec, ColumnType, DatasetSchema
-from accord.protos.errors import ConfigError
-from accord.protos.model import Literal
+from accord.errors import ConfigError
+from accord.query.model import Literal
+from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
 
 __all__ = ["DatasetConfig", "NodeConfig", "load_node_config"]
 

@@ -22,11 +22,11 @@ from typing import Any, Literal, overload
 
 import opendp.prelude as dp
 
+from accord.errors import InternalError
 from accord.node.plan import MeasureKind, Measurement, distinct_measurements
-from accord.protos.catalog import ColumnType, DatasetSchema
-from accord.protos.errors import InternalError
-from accord.protos.model import Query
-from accord.protos.release import Estimate, Mechanism
+from accord.query.model import Query
+from accord.query.release import Estimate, Mechanism
+from accord.query.schema import ColumnType, DatasetSchema
 
 dp.enable_features("contrib")
 

@@ -31,13 +31,13 @@ from dataclasses import dataclass
 
 import duckdb
 
+from accord.errors import DataError, InternalError, NotFound, Unavailable, Violation
 from accord.node.catalog import FileStamp, LoadedDataset, file_stamp, load_dataset
 from accord.node.plan import MeasureKind, Measurement, distinct_measurements, group_keys
 from accord.node.ranks import drop_ranks
 from accord.node.sqlrender import render
-from accord.protos.catalog import ColumnType, DatasetSchema
-from accord.protos.errors import DataError, InternalError, NotFound, Unavailable, Violation
-from accord.protos.model import Literal, Query
+from accord.query.model import Literal, Query
+from accord.query.schema import ColumnType, DatasetSchema
 
 __all__ = ["Engine", "ExactAnswer"]
 

@@ -13,8 +13,8 @@ import enum
 import itertools
 from dataclasses import dataclass
 
-from accord.protos.catalog import DatasetSchema
-from accord.protos.model import AggregateFunction, Literal, Query
+from accord.query.model import AggregateFunction, Literal, Query
+from accord.query.schema import DatasetSchema
 
 
 class MeasureKind(enum.Enum):

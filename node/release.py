@@ -1,4 +1,4 @@
-"""Turn a query's exact per-group values into a noisy :class:`protos.release.Release`.
+"""Turn a query's exact per-group values into a noisy :class:`accord.query.release.Release`.
 
 The pipeline is: split the query's epsilon over its distinct measurements, noise each
 measurement's whole group vector once (:mod:`node.dp`), then assemble one cell per aggregate
@@ -12,12 +12,12 @@ from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Protocol
 
+from accord.errors import InternalError
 from accord.node import dp
 from accord.node.plan import Measurement, distinct_measurements, measurements_for
-from accord.protos.catalog import DatasetSchema
-from accord.protos.errors import InternalError
-from accord.protos.model import Aggregate, AggregateFunction, GroupColumn, Literal, Query
-from accord.protos.release import Cell, Estimate, Mechanism, Release, ReleaseColumn, ReleaseRow
+from accord.query.model import Aggregate, AggregateFunction, GroupColumn, Literal, Query
+from accord.query.release import Cell, Estimate, Mechanism, Release, ReleaseColumn, ReleaseRow
+from accord.query.schema import DatasetSchema
 
 RATIO_PART_ALPHA = dp.ALPHA / 2
 """Each part of a mean gets a (1 - alpha/2) interval; by the union bound both hold at once

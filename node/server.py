@@ -11,9 +11,9 @@ from accord.node.config import NodeConfig
 from accord.node.engine import Engine
 from accord.node.service import NodeService
 from accord.node.servicer import NodeServicer
-from accord.protos.serving import RunningServer, ServiceBinding, start_server
-from accord.protos.transport import TlsFiles
 from accord.protos.v1 import node_pb2, node_pb2_grpc
+from accord.rpc.serving import RunningServer, ServiceBinding, start_server
+from accord.rpc.transport import TlsFiles
 
 log = logging.getLogger(__name__)
 

@@ -22,15 +22,15 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
+from accord.errors import PermissionDenied
 from accord.node.engine import Engine
 from accord.node.release import build_release
 from accord.node.store import MemoryReleaseStore, ReleaseStore, StoredRelease, fingerprint
-from accord.protos.catalog import DatasetSchema
-from accord.protos.errors import PermissionDenied
-from accord.protos.identity import Identity
-from accord.protos.model import Query, QueryRequest
-from accord.protos.release import Release
-from accord.protos.sql import compile_query
+from accord.policies.identity import Identity
+from accord.query.model import Query, QueryRequest
+from accord.query.release import Release
+from accord.query.schema import DatasetSchema
+from accord.query.sql import compile_query
 
 log = logging.getLogger(__name__)
 

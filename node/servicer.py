@@ -7,14 +7,14 @@ import time
 
 import grpc
 
+from accord.errors import ResourceLimit
 from accord.node.service import NodeService
 from accord.protos import convert
-from accord.protos.errors import ResourceLimit
-from accord.protos.release import Release
 from accord.protos.rpcstatus import rpc_boundary
-from accord.protos.timing import NODE_SECONDS, format_seconds
-from accord.protos.transport import peer_identity
 from accord.protos.v1 import common_pb2, node_pb2, node_pb2_grpc
+from accord.query.release import Release
+from accord.rpc.identity import peer_identity
+from accord.rpc.timing import NODE_SECONDS, format_seconds
 
 
 def _serialize(release: Release) -> bytes:
@@ -29,7 +29,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     RESOURCE_EXHAUSTED (the health service is not counted, so it keeps answering under load).
 
     A successful ``Answer`` carries the node's own handler time as trailing metadata
-    (:data:`protos.timing.NODE_SECONDS`), so the coordinator can report its overhead honestly.
+    (:data:`accord.rpc.timing.NODE_SECONDS`), so the coordinator can report its overhead honestly.
     """
 
     def __init__(self, service: NodeService, max_in_flight: int = 8) -> None:

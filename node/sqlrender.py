@@ -1,4 +1,4 @@
-"""Render a :class:`~protos.model.Query` to one SQL statement computing every exact measurement.
+"""Render a :class:`~accord.query.model.Query` to one SQL statement computing every exact measurement.
 
 This module is pure: it knows the query model and the dataset schema, and produces SQL text plus a
 list of bound parameters. It does not execute anything, so another backend (a future PostgreSQL
@@ -76,10 +76,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from accord.errors import InvalidQuery, NotFound, Violation
 from accord.node.plan import MeasureKind, Measurement, distinct_measurements
-from accord.protos.catalog import ColumnSpec, ColumnType, DatasetSchema
-from accord.protos.errors import InvalidQuery, NotFound, Violation
-from accord.protos.model import (
+from accord.query.model import (
     And,
     Between,
     Comparison,
@@ -91,6 +90,7 @@ from accord.protos.model import (
     Predicate,
     Query,
 )
+from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
 
 __all__ = ["RenderedQuery", "RowRanks", "bounding_order", "quote_ident", "render"]
 

@@ -15,8 +15,8 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from accord.protos.errors import InvalidQuery, Violation
-from accord.protos.model import QueryRequest
+from accord.errors import InvalidQuery, Violation
+from accord.query.model import QueryRequest
 
 
 def fingerprint(caller: str, request: QueryRequest) -> str:

@@ -9,7 +9,7 @@ Layout written by :func:`init_federation` (and ``accord pki init``)::
     DIR/analysts/<name>.pem         one per analyst + .key
 
 Every leaf certificate identifies its holder with the URI SAN ``accord://<role>/<name>``
-(authoritative, see :mod:`protos.identity`) and carries DNS SANs ``<name>`` and ``localhost`` and
+(authoritative, see :mod:`accord.policies.identity`) and carries DNS SANs ``<name>`` and ``localhost`` and
 IP SANs 127.0.0.1 and ::1 so that clients can verify a server by its federation name. Keys are
 EC P-256, signatures ECDSA with SHA-256. Files are written atomically; private keys with mode
 0600. This is for development and tests: a production federation would use its own CA.
@@ -30,8 +30,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from accord.protos.errors import ConfigError
-from accord.protos.identity import NAME_PATTERN, ROLES, Identity
+from accord.errors import ConfigError
+from accord.policies.identity import NAME_PATTERN, ROLES, Identity
 
 __all__ = [
     "CA_CERT",

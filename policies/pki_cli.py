@@ -9,9 +9,9 @@ from typing import Any
 
 from cryptography import x509
 
+from accord.errors import AccordError, ConfigError
+from accord.policies.identity import ROLES, identity_from_certificate, validity_problem
 from accord.policies.pki import DEFAULT_DAYS, init_federation, issue
-from accord.protos.errors import AccordError, ConfigError
-from accord.protos.identity import ROLES, identity_from_certificate, validity_problem
 
 
 def register(subparsers: Any) -> None:

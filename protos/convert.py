@@ -1,8 +1,8 @@
 """Conversion between the generated protobuf types and Accord's own dataclasses.
 
 Generated ``*_pb2`` types stop here: servicers and clients call these functions at the edge and
-everything behind them works on :mod:`protos.model`, :mod:`protos.catalog` and
-:mod:`protos.release`.
+everything behind them works on :mod:`accord.query.model`, :mod:`accord.query.schema` and
+:mod:`accord.query.release`.
 """
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ import functools
 from collections.abc import Iterable, Mapping
 from fractions import Fraction
 
-from accord.protos.catalog import ColumnSpec, ColumnType, DatasetSchema
-from accord.protos.errors import ConfigError, InternalError, InvalidQuery, Violation
-from accord.protos.model import AggregateFunction, Literal, QueryRequest, parse_epsilon
-from accord.protos.release import (
+from accord.errors import ConfigError, InternalError, InvalidQuery, Violation
+from accord.protos.v1 import common_pb2 as pb
+from accord.protos.v1 import coordinator_pb2 as cpb
+from accord.protos.v1 import node_pb2 as npb
+from accord.query.model import AggregateFunction, Literal, QueryRequest, parse_epsilon
+from accord.query.release import (
     Cell,
     Estimate,
     FederatedRelease,
@@ -23,9 +25,7 @@ from accord.protos.release import (
     ReleaseColumn,
     ReleaseRow,
 )
-from accord.protos.v1 import common_pb2 as pb
-from accord.protos.v1 import coordinator_pb2 as cpb
-from accord.protos.v1 import node_pb2 as npb
+from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
 
 # Every request and release carries its epsilon as text, and a federation uses a handful of
 # values: parse each once (parse_epsilon is pure and Fractions are immutable; a refusal is not

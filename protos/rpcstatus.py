@@ -1,4 +1,4 @@
-"""The one boundary where :mod:`protos.errors` meets gRPC's rich status (``grpcio-status``).
+"""The one boundary where :mod:`accord.errors` meets gRPC's rich status (``grpcio-status``).
 
 Server side, :func:`rpc_boundary` wraps a servicer method: an :class:`AccordError` becomes a status
 with a standard detail message (``BadRequest``, ``ErrorInfo``, ``QuotaFailure``); anything else is
@@ -19,7 +19,7 @@ from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from accord.protos.errors import (
+from accord.errors import (
     AccordError,
     BudgetExhausted,
     DeadlineExceeded,

@@ -5,7 +5,7 @@ in a temporary folder. Coordinator ``coordinator``; nodes ``county``, ``district
 ``district-b``; analyst ``alice``. Use it as::
 
     def test_something(pki: TestPki) -> None:
-        server_tls = pki.node("county")          # protos.transport.TlsFiles
+        server_tls = pki.node("county")          # accord.rpc.transport.TlsFiles
         client_tls = pki.coordinator             # TlsFiles of the coordinator
         analyst_tls = pki.analyst("alice")
         pki.root, pki.ca_cert, pki.ca_key        # paths; pki.tls("node", "county") also works
@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from accord.policies.pki import CA_CERT, CA_KEY, init_federation, leaf_paths
-from accord.protos.transport import TlsFiles
+from accord.rpc.transport import TlsFiles
 
 PKI_COORDINATOR = "coordinator"
 PKI_NODES = ("county", "district-a", "district-b")

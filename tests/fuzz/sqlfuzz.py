@@ -2,7 +2,7 @@
 mutators.
 
 The oracle (:func:`check`) is the property every fuzzer enforces: for *any* text,
-:func:`protos.sql.parse` and :func:`protos.sql.compile_query` either return a :class:`Query` or
+:func:`accord.query.sql.parse` and :func:`accord.query.sql.compile_query` either return a :class:`Query` or
 raise the engine's own typed rejection, :class:`InvalidQuery` (:class:`NotFound` is a subclass),
 with a message and violations. Any other exception, a hang or a crash is a bug. An accepted query
 must also satisfy the invariants in :func:`check_accepted` (it re-validates, its columns exist,
@@ -21,10 +21,9 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
+from accord.errors import InvalidQuery
 from accord.node.sqlrender import render
-from accord.protos.catalog import ColumnSpec, ColumnType, DatasetSchema
-from accord.protos.errors import InvalidQuery
-from accord.protos.model import (
+from accord.query.model import (
     Aggregate,
     AggregateFunction,
     And,
@@ -41,7 +40,8 @@ from accord.protos.model import (
     Predicate,
     Query,
 )
-from accord.protos.sql import MAX_IN_LIST, MAX_NESTING, MAX_PREDICATES, compile_query, parse, validate
+from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
+from accord.query.sql import MAX_IN_LIST, MAX_NESTING, MAX_PREDICATES, compile_query, parse, validate
 
 INTEGER, FLOAT, BOOLEAN, STRING = ColumnType.INTEGER, ColumnType.FLOAT, ColumnType.BOOLEAN, ColumnType.STRING
 
@@ -166,7 +166,7 @@ def check_accepted(query: Query, text: str, catalog: Mapping[str, DatasetSchema]
 
 
 def _refused(err: InvalidQuery) -> InvalidQuery:
-    assert type(err).__module__ == "accord.protos.errors", type(err)
+    assert type(err).__module__ == "accord.errors", type(err)
     assert isinstance(err.message, str) and err.message
     assert err.violations and all(v.field and v.description for v in err.violations)
     return err

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accord.protos.errors import InvalidQuery
-from accord.protos.sql import MAX_NESTING, MAX_SQL_LENGTH, compile_query, parse
+from accord.errors import InvalidQuery
+from accord.query.sql import MAX_NESTING, MAX_SQL_LENGTH, compile_query, parse
 from tests.fuzz.sqlfuzz import CATALOG
 
 BUDGET_SECONDS = 0.1

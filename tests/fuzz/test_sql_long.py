@@ -22,8 +22,8 @@ import sqlglot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from accord.protos.errors import InvalidQuery
-from accord.protos.sql import MAX_SQL_LENGTH, MAX_TOKENS, compile_query, parse
+from accord.errors import InvalidQuery
+from accord.query.sql import MAX_SQL_LENGTH, MAX_TOKENS, compile_query, parse
 from tests.fuzz.sqlfuzz import (
     CATALOG,
     SEEDS,

@@ -34,9 +34,9 @@ from accord.coordinator.server import start_coordinator
 from accord.coordinator.service import CoordinatorService
 from accord.node.config import load_node_config
 from accord.node.server import start_node
-from accord.protos.serving import RunningServer
-from accord.protos.transport import TlsFiles, secure_channel
 from accord.protos.v1 import coordinator_pb2_grpc, node_pb2_grpc
+from accord.rpc.serving import RunningServer
+from accord.rpc.transport import TlsFiles, secure_channel
 from tests.conftest import TestPki
 from tests.paths import CENSUS
 

@@ -1,7 +1,7 @@
 """The ``accord`` command line, used the way an operator and an analyst use it.
 
 A small federation runs as separate processes: ``accord pki init`` makes the certificates, the
-synthetic county/district data is written with :func:`coordinator.synthetic.write_demo_federation`,
+synthetic county/district data is written with :func:`accord.demo.population.write_demo_federation`,
 and each node and the coordinator is an ``accord node serve`` / ``accord coordinator serve``
 process started (and watched for its "listening on port N" line) with the same helpers as
 ``accord demo``. Analyst commands (``accord query``, ``accord catalog``) run as subprocesses too,
@@ -30,15 +30,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from accord.coordinator.client import AccordClient
-from accord.coordinator.demo import Process, _spawn
-from accord.coordinator.synthetic import (
-    NODES,
-    DemoLayout,
-    coordinator_config_toml,
-    node_config_toml,
-    write_demo_federation,
-)
-from accord.protos.transport import TlsFiles
+from accord.demo.datasets import NODES
+from accord.demo.layout import DemoLayout, coordinator_config_toml, node_config_toml, write_demo_federation
+from accord.demo.processes import Process, spawn
+from accord.rpc.transport import TlsFiles
 from tests.integration import processes
 
 PEOPLE = 2000
@@ -50,7 +45,7 @@ DISTRICTS = ("Northbrook", "Southdale")
 
 _SCRIPT = Path(sys.executable).with_name("accord")
 # The installed console script when there is one (what users run), else the same entry point.
-ACCORD = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "accord.protos.cli"]
+ACCORD = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "accord.cli"]
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -85,7 +80,7 @@ def _stop_all(processes: list[Process]) -> None:
 
 
 def _start(name: str, args: list[str], root: Path, processes: list[Process]) -> Process:
-    proc = _spawn(name, [*ACCORD, *args], root)
+    proc = spawn(name, [*ACCORD, *args], root)
     processes.append(proc)  # registered before anything can fail, so teardown always sees it
     return proc
 

@@ -34,11 +34,11 @@ import pytest
 
 from accord.coordinator.client import AccordClient
 from accord.coordinator.config import NodeEndpoint
-from accord.coordinator.demo import Process, _accord, _spawn
 from accord.coordinator.nodes import RECONNECT_BACKOFF_MS, NodeClient
-from accord.coordinator.synthetic import DemoLayout, coordinator_config_toml, write_demo_federation
-from accord.protos.errors import AccordError, PartialFailure, ResourceLimit, Unavailable
-from accord.protos.release import FederatedRelease
+from accord.demo.layout import DemoLayout, coordinator_config_toml, write_demo_federation
+from accord.demo.processes import Process, accord_command, spawn
+from accord.errors import AccordError, PartialFailure, ResourceLimit, Unavailable
+from accord.query.release import FederatedRelease
 from tests.conftest import TestPki
 from tests.integration.federation import link_certs
 from tests.integration.processes import survivors
@@ -83,7 +83,7 @@ class Cluster:
         """Start ``name`` on its fixed port; seconds from spawn until it listens (its readiness)."""
         role = "coordinator" if name == "coordinator" else "node"
         began = time.monotonic()
-        proc = _spawn(name, _accord(role, "serve", "--config", str(self.config(name))), self.root)
+        proc = spawn(name, accord_command(role, "serve", "--config", str(self.config(name))), self.root)
         self.started.append(proc)
         self.running[name] = proc
         port = proc.wait_for_port(START_TIMEOUT)
@@ -160,7 +160,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, pki: TestPki) -> Iterator[
     c = Cluster(root, layout, ports, pki.analyst("alice"), _node_truth(layout))
     try:
         for name in NODES:  # spawned together, then waited for: they load their data in parallel
-            proc = _spawn(name, _accord("node", "serve", "--config", str(c.config(name))), root)
+            proc = spawn(name, accord_command("node", "serve", "--config", str(c.config(name))), root)
             c.started.append(proc)
             c.running[name] = proc
         for name in NODES:

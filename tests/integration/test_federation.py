@@ -34,14 +34,9 @@ from accord.coordinator.client import AccordClient
 from accord.coordinator.config import load_coordinator_config
 from accord.coordinator.server import SERVICE_NAME as COORDINATOR_SERVICE
 from accord.coordinator.server import start_coordinator
-from accord.coordinator.synthetic import NODES as DEMO_NODES
-from accord.coordinator.synthetic import DemoLayout, coordinator_config_toml, write_demo_federation
-from accord.node.config import load_node_config
-from accord.node.server import SERVICE_NAME as NODE_SERVICE
-from accord.node.server import start_node
-from accord.policies.pki import issue
-from accord.protos import convert
-from accord.protos.errors import (
+from accord.demo.datasets import NODES as DEMO_NODES
+from accord.demo.layout import DemoLayout, coordinator_config_toml, write_demo_federation
+from accord.errors import (
     ConfigError,
     DataError,
     InvalidQuery,
@@ -49,12 +44,17 @@ from accord.protos.errors import (
     PartialFailure,
     PermissionDenied,
 )
-from accord.protos.model import QueryRequest
-from accord.protos.release import Estimate, Mechanism, Release
-from accord.protos.serving import RunningServer
-from accord.protos.timing import NODE_SECONDS, seconds_from_metadata
-from accord.protos.transport import TlsFiles, secure_channel
+from accord.node.config import load_node_config
+from accord.node.server import SERVICE_NAME as NODE_SERVICE
+from accord.node.server import start_node
+from accord.policies.pki import issue
+from accord.protos import convert
 from accord.protos.v1 import coordinator_pb2, node_pb2, node_pb2_grpc
+from accord.query.model import QueryRequest
+from accord.query.release import Estimate, Mechanism, Release
+from accord.rpc.serving import RunningServer
+from accord.rpc.timing import NODE_SECONDS, seconds_from_metadata
+from accord.rpc.transport import TlsFiles, secure_channel
 from tests.conftest import TestPki
 from tests.integration.federation import (
     LISTEN,

@@ -37,15 +37,15 @@ from accord.coordinator import nodes as coordinator_nodes
 from accord.coordinator.config import load_coordinator_config
 from accord.coordinator.server import SERVICE_NAME as COORDINATOR_SERVICE
 from accord.coordinator.server import start_coordinator
+from accord.errors import ResourceLimit
 from accord.node.engine import Engine
 from accord.node.server import SERVICE_NAME as NODE_SERVICE
 from accord.protos import convert
-from accord.protos.errors import ResourceLimit
-from accord.protos.model import QueryRequest
-from accord.protos.serving import RunningServer
-from accord.protos.sql import MAX_SQL_LENGTH
-from accord.protos.transport import MAX_MESSAGE_BYTES, TlsFiles, secure_channel
 from accord.protos.v1 import coordinator_pb2_grpc, node_pb2, node_pb2_grpc
+from accord.query.model import QueryRequest
+from accord.query.sql import MAX_SQL_LENGTH
+from accord.rpc.serving import RunningServer
+from accord.rpc.transport import MAX_MESSAGE_BYTES, TlsFiles, secure_channel
 from tests.conftest import TestPki
 from tests.integration.federation import (
     LISTEN,
@@ -648,7 +648,7 @@ _LAUNCHER = '''
 import sys
 
 from accord.node.engine import Engine
-from accord.protos.cli import main
+from accord.cli import main
 
 fifo = sys.argv[1]
 execute = Engine.execute

@@ -1,6 +1,6 @@
 """Mutual TLS: who may connect, and who the server thinks they are.
 
-The first part checks the transport helpers (:mod:`protos.transport`) on a small echo server. The
+The first part checks the transport helpers (:mod:`accord.rpc.transport`) on a small echo server. The
 second part is the matrix against the real servers, a node and a coordinator started from TOML
 (``tests.integration.federation``): every kind of bad client credential against each server,
 with the exact status it must get (a refusal in the TLS handshake shows up as UNAVAILABLE, a
@@ -32,22 +32,21 @@ from grpc_status import rpc_status
 from accord.coordinator.client import AccordClient
 from accord.coordinator.config import NodeEndpoint
 from accord.coordinator.nodes import NodeClient
+from accord.errors import PermissionDenied, Unauthenticated, Unavailable
+from accord.policies.identity import Identity, identity_from_pem
 from accord.policies.pki import IssuedCert, init_federation, issue, leaf_paths
 from accord.protos import convert
-from accord.protos.errors import PermissionDenied, Unauthenticated, Unavailable
-from accord.protos.identity import Identity, identity_from_pem
-from accord.protos.model import QueryRequest
-from accord.protos.transport import (
+from accord.protos.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2, node_pb2_grpc
+from accord.query.model import QueryRequest
+from accord.rpc.identity import peer_identity, require_role
+from accord.rpc.transport import (
     MAX_MESSAGE_BYTES,
     TlsFiles,
     channel_credentials,
     channel_options,
-    peer_identity,
-    require_role,
     secure_channel,
     server_credentials,
 )
-from accord.protos.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2, node_pb2_grpc
 from tests.conftest import TestPki
 from tests.integration.federation import (
     PUMS_PID,
@@ -207,7 +206,7 @@ def test_message_size_is_bounded(server: str, pki: TestPki) -> None:
 
 def test_channel_credentials_need_readable_files(pki: TestPki, tmp_path: Path) -> None:
     """Property: a missing certificate file is a ConfigError saying it does not exist."""
-    from accord.protos.errors import ConfigError
+    from accord.errors import ConfigError
 
     with pytest.raises(ConfigError, match="does not exist"):
         channel_credentials(TlsFiles(tmp_path / "x.pem", pki.coordinator.key, pki.ca_cert))

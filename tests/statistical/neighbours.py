@@ -5,7 +5,7 @@ neighbour relation is add/remove one person (``distance = 1``); moving a person 
 a substitution, two add/remove steps (``distance = 2``), so the node promises ``2 * epsilon``
 for it (group privacy).
 
-:func:`prepare` compiles the SQL with :func:`protos.sql.compile_query`, loads both files with
+:func:`prepare` compiles the SQL with :func:`accord.query.sql.compile_query`, loads both files with
 :func:`node.catalog.load_dataset` and computes the exact answers once with
 :class:`node.engine.Engine` (WHERE, per-person bounding, clamping, grouping: the
 code that runs in production). :meth:`Prepared.sampler` then draws releases from
@@ -35,10 +35,10 @@ from accord.node.catalog import load_dataset
 from accord.node.engine import Engine, ExactAnswer
 from accord.node.plan import Measurement, distinct_measurements, measurements_for
 from accord.node.release import build_release
-from accord.protos.catalog import ColumnSpec, ColumnType, DatasetSchema
-from accord.protos.model import AggregateFunction, Literal, Query
-from accord.protos.release import Release
-from accord.protos.sql import compile_query
+from accord.query.model import AggregateFunction, Literal, Query
+from accord.query.release import Release
+from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
+from accord.query.sql import compile_query
 from tests.statistical.audit import Sampler
 from tests.unit.nodedata import PUMS_COLUMNS, PUMS_DUP, dataset, pums_rows, write_csv, write_parquet
 

@@ -22,8 +22,8 @@ from scipy import stats
 from accord.node import dp
 from accord.node.plan import MeasureKind, Measurement
 from accord.node.release import ratio_estimate
-from accord.protos.catalog import ColumnSpec, ColumnType, DatasetSchema
-from accord.protos.release import Estimate, Mechanism
+from accord.query.release import Estimate, Mechanism
+from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
 from tests.statistical.neighbours import SCENARIO_IDS, SCENARIOS, Neighbours, prepare
 
 N = 20_000

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from accord.node.config import DatasetConfig
-from accord.protos.catalog import ColumnSpec, ColumnType, DatasetSchema
+from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
 from tests.paths import CENSUS
 
 PUMS_DUP = CENSUS / "PUMS_dup.csv"

@@ -3,21 +3,41 @@
 from __future__ import annotations
 
 import ast
+import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("protos", "policies", "node", "coordinator")
-# package -> top-level modules it must never import
-FORBIDDEN = {
-    "protos": {"node", "coordinator", "policies", "opendp"},
-    "policies": {"node", "coordinator", "opendp"},
-    "coordinator": {"node", "opendp", "numpy", "scipy"},
-    "node": {"coordinator"},
+from tests.rooms import ROOT, room_of, sources
+
+ROOMS_BELOW: dict[str, set[str]] = {
+    "errors": set(),
+    "query": {"errors"},
+    "policies": {"errors", "query"},
+    "protos": {"errors", "query", "policies"},
+    "rpc": {"errors", "query", "policies", "protos"},
+    "node": {"errors", "query", "policies", "protos", "rpc"},
+    "coordinator": {"errors", "query", "policies", "protos", "rpc"},
+    "demo": {"errors", "query", "policies", "protos", "rpc", "coordinator", "node"},
+    "cli": {"errors", "accord"},
+    "__init__": set(),
 }
+"""Each room and the rooms it may import. Imports go one way, from the top of this list down."""
+
+FORBIDDEN_LIBRARIES: dict[str, set[str]] = {
+    "query": {"grpc", "google", "duckdb", "opendp", "cryptography"},
+    "policies": {"grpc", "google", "duckdb", "opendp"},
+    "protos": {"duckdb", "opendp"},
+    "rpc": {"duckdb", "opendp"},
+    "coordinator": {"opendp", "duckdb", "numpy", "scipy"},
+    "demo": {"opendp"},
+    "errors": {"grpc", "google"},
+}
+"""Third-party libraries a room must never import: the query language and the policies run without
+a network stack (auditors' tools), and only the node computes on data or draws noise."""
 
 
-def _top(module: str) -> str:
-    """The room an import lands in: ``accord.node.x`` -> ``node``; ``opendp.prelude`` -> ``opendp``."""
+def _room_of_import(module: str) -> str:
+    """The room an import lands in: ``accord.node.x`` -> ``node``; ``accord.errors`` -> ``errors``;
+    ``accord`` -> ``accord``; ``opendp.prelude`` -> ``opendp``."""
     parts = module.split(".")
     return parts[1] if parts[0] == "accord" and len(parts) > 1 else parts[0]
 
@@ -27,33 +47,59 @@ def _imports(path: Path) -> set[str]:
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names |= {_top(a.name) for a in node.names}
+            names |= {_room_of_import(a.name) for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(_top(node.module))
+            names.add(_room_of_import(node.module))
+        elif isinstance(node, ast.ImportFrom):
+            names.add("<relative import>")
     return names
 
 
-def _sources(package: str) -> list[Path]:
-    return [p for p in (ROOT / package).rglob("*.py") if "_pb2" not in p.name]
+def _accord_rooms() -> set[str]:
+    return set(ROOMS_BELOW) | {"accord"}
+
+
+def test_every_room_is_known() -> None:
+    """Property: every source file belongs to a room the rules below know about (a new room must
+    be placed in the import order)."""
+    assert sorted({room_of(p) for p in sources()} - set(ROOMS_BELOW)) == []
 
 
 def test_imports_are_one_way() -> None:
-    """Property: coordinator never imports node or opendp; protos and policies never import node or
-    coordinator (protos does not import policies either), so auditors' tools stand alone."""
+    """Property: each room imports only the rooms below it: the query language imports nothing of
+    Accord's but the error tree; policies neither protos nor rpc nor any server; coordinator never
+    node; nothing imports the demo or the command line. No relative imports."""
     bad = []
-    for package, forbidden in FORBIDDEN.items():
-        for path in _sources(package):
-            hit = _imports(path) & forbidden
-            if hit:
-                bad.append(f"{path.relative_to(ROOT)} imports {sorted(hit)}")
+    for path in sources():
+        room = room_of(path)
+        ours = _imports(path) & (_accord_rooms() | {"<relative import>"})
+        hit = ours - ROOMS_BELOW[room] - {room}
+        if hit:
+            bad.append(f"{path.relative_to(ROOT)} imports {sorted(hit)}")
+    assert bad == []
+
+
+def test_query_package_imports_only_the_error_tree() -> None:
+    """Property: the query language (model, schema, SQL, release values) depends on nothing of
+    Accord's but the error tree, so both sides and the auditors' tools can use it alone."""
+    used = set().union(*(_imports(p) for p in sources("query"))) & _accord_rooms()
+    assert used <= {"errors", "query"}
+
+
+def test_forbidden_libraries() -> None:
+    """Property: policies and the query language import no grpc (auditors' tools run without a
+    network stack); the coordinator never imports opendp or duckdb; see FORBIDDEN_LIBRARIES."""
+    bad = []
+    for path in sources():
+        hit = _imports(path) & FORBIDDEN_LIBRARIES.get(room_of(path), set())
+        if hit:
+            bad.append(f"{path.relative_to(ROOT)} imports {sorted(hit)}")
     assert bad == []
 
 
 def test_only_node_dp_imports_opendp() -> None:
     """Property: noise has exactly one source, node/dp.py."""
-    users = sorted(
-        str(p.relative_to(ROOT)) for pkg in PACKAGES for p in _sources(pkg) if "opendp" in _imports(p)
-    )
+    users = sorted(str(p.relative_to(ROOT)) for p in sources() if "opendp" in _imports(p))
     assert users == ["node/dp.py"]
 
 
@@ -62,7 +108,7 @@ def test_generated_types_stay_at_the_edges() -> None:
     edge = {
         "protos/convert.py",
         "protos/rpcstatus.py",
-        "protos/serving.py",
+        "rpc/serving.py",
         "node/servicer.py",
         "node/server.py",
         "coordinator/servicer.py",
@@ -71,25 +117,39 @@ def test_generated_types_stay_at_the_edges() -> None:
         "coordinator/nodes.py",
     }
     offenders = []
-    for pkg in PACKAGES:
-        for path in _sources(pkg):
-            rel = str(path.relative_to(ROOT))
-            text = path.read_text(encoding="utf-8")
-            if ("_pb2" in text and "import" in text) and rel not in edge and rel != "protos/codegen.py":
-                tree = ast.parse(text)
-                for node in ast.walk(tree):
-                    if isinstance(node, ast.ImportFrom) and node.module and "protos.v1" in node.module:
-                        offenders.append(rel)
+    for path in sources():
+        rel = str(path.relative_to(ROOT))
+        if rel in edge:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and "protos.v1" in node.module:
+                offenders.append(rel)
     assert sorted(set(offenders)) == []
 
 
 def test_no_randomness_outside_opendp_in_node() -> None:
-    """Property: nothing in node/, protos/ or policies/ draws random numbers itself (noise is OpenDP's)."""
+    """Property: nothing in node/, query/, protos/, rpc/ or policies/ draws random numbers itself
+    (noise is OpenDP's)."""
     banned = {"random", "secrets", "numpy"}
     bad = []
-    for pkg in ("node", "protos", "policies"):
-        for path in _sources(pkg):
+    for room in ("node", "query", "protos", "rpc", "policies"):
+        for path in sources(room):
             hit = _imports(path) & banned
             if hit:
                 bad.append(f"{path.relative_to(ROOT)} imports {sorted(hit)}")
+    assert bad == []
+
+
+def test_nothing_reads_outside_the_repository() -> None:
+    """Property: no tracked code, test, script or build file names a path outside the repository
+    (the folder beside it, or the checkout's parent): a fresh clone has nothing beside it."""
+    outside = (".." + "/shared", str(ROOT.parent).rstrip("/") + "/")
+    listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True)
+    bad = []
+    for rel in listed.stdout.split():
+        path = ROOT / rel
+        if path.suffix not in {".py", ".toml", ".sh", ".cfg", ""} or not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        bad += [f"{rel}: {o}" for o in outside if o in text]
     assert bad == []

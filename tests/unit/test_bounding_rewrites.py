@@ -16,8 +16,7 @@ from accord.node.catalog import load_dataset
 from accord.node.engine import Engine
 from accord.node.plan import MeasureKind, Measurement, group_keys
 from accord.node.sqlrender import render
-from accord.protos.catalog import ColumnSpec, ColumnType
-from accord.protos.model import (
+from accord.query.model import (
     Aggregate,
     AggregateFunction,
     Between,
@@ -27,6 +26,7 @@ from accord.protos.model import (
     Predicate,
     Query,
 )
+from accord.query.schema import ColumnSpec, ColumnType
 from tests.unit.nodedata import dataset, pums, pums_rows, write_parquet
 
 COUNT_STAR = Measurement(MeasureKind.COUNT, None)

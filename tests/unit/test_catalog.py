@@ -10,9 +10,9 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from accord.errors import DataError
 from accord.node.catalog import file_stamp, load_dataset, load_datasets
-from accord.protos.catalog import ColumnSpec, ColumnType
-from accord.protos.errors import DataError
+from accord.query.schema import ColumnSpec, ColumnType
 from tests.unit.nodedata import PUMS_DUP, dataset, pums, pums_rows, write_csv, write_parquet
 
 COLS = (

@@ -14,8 +14,8 @@ from accord.node.catalog import load_dataset
 from accord.node.engine import Engine
 from accord.node.plan import MeasureKind, Measurement
 from accord.node.sqlrender import render
-from accord.protos.catalog import ColumnSpec, ColumnType, DatasetSchema
-from accord.protos.model import Aggregate, AggregateFunction, Between, GroupColumn, Query
+from accord.query.model import Aggregate, AggregateFunction, Between, GroupColumn, Query
+from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
 from tests.unit.nodedata import dataset, pums, write_parquet
 
 _CASE = "CASE WHEN"

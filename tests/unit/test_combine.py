@@ -9,9 +9,9 @@ import pytest
 
 from accord.coordinator import intervals
 from accord.coordinator.combine import combine
-from accord.protos.errors import InternalError, Unavailable
-from accord.protos.model import AggregateFunction
-from accord.protos.release import Cell, Estimate, Mechanism, Release, ReleaseColumn, ReleaseRow
+from accord.errors import InternalError, Unavailable
+from accord.query.model import AggregateFunction
+from accord.query.release import Cell, Estimate, Mechanism, Release, ReleaseColumn, ReleaseRow
 
 D = Mechanism.DISCRETE_LAPLACE
 L = Mechanism.LAPLACE

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from accord.errors import ConfigError
 from accord.node.config import NodeConfig, load_node_config
-from accord.protos.catalog import ColumnType
-from accord.protos.errors import ConfigError
+from accord.query.schema import ColumnType
 
 VALID = """
 [node]
@@ -201,7 +201,7 @@ def test_file_level_errors(tmp_path: Path) -> None:
 def test_demo_federation_configs_load(tmp_path: Path) -> None:
     """The synthetic demo's node configs are valid under this loader (apart from on_violation
     values it may not know, which are reported with a fix)."""
-    from accord.coordinator.synthetic import write_demo_federation
+    from accord.demo.layout import write_demo_federation
 
     layout = write_demo_federation(tmp_path, people_per_authority=50)
     for path in layout.node_configs.values():

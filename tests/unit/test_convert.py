@@ -1,4 +1,4 @@
-"""protos.convert: the model ⇄ protobuf edge. Everything that goes out comes back equal (and exact),
+"""accord.protos.convert: the model ⇄ protobuf edge. Everything that goes out comes back equal (and exact),
 and anything malformed that comes in becomes a typed Accord error, never a raw exception."""
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from accord.errors import AccordError, InternalError, InvalidQuery
 from accord.protos import convert
-from accord.protos.catalog import ColumnSpec, ColumnType, DatasetSchema
-from accord.protos.errors import AccordError, InternalError, InvalidQuery
-from accord.protos.model import MAX_EPSILON_TEXT, AggregateFunction, Literal, QueryRequest, parse_epsilon
-from accord.protos.release import (
+from accord.protos.v1 import common_pb2 as pb
+from accord.protos.v1 import coordinator_pb2 as cpb
+from accord.protos.v1 import node_pb2 as npb
+from accord.query.model import MAX_EPSILON_TEXT, AggregateFunction, Literal, QueryRequest, parse_epsilon
+from accord.query.release import (
     Cell,
     Estimate,
     FederatedRelease,
@@ -26,9 +28,7 @@ from accord.protos.release import (
     ReleaseColumn,
     ReleaseRow,
 )
-from accord.protos.v1 import common_pb2 as pb
-from accord.protos.v1 import coordinator_pb2 as cpb
-from accord.protos.v1 import node_pb2 as npb
+from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
 
 # Protobuf strings are UTF-8: lone surrogates cannot be encoded, so they are not valid text at all.
 TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)

@@ -11,8 +11,8 @@ import pytest
 
 from accord.coordinator.client import Profile, load_profile
 from accord.coordinator.config import CoordinatorConfig, NodeEndpoint, load_coordinator_config
-from accord.protos.errors import ConfigError
-from accord.protos.transport import TlsFiles
+from accord.errors import ConfigError
+from accord.rpc.transport import TlsFiles
 
 VALID = """
 [coordinator]

@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from accord.errors import InternalError
 from accord.node import dp
 from accord.node.plan import MeasureKind, Measurement, distinct_measurements, group_keys
 from accord.node.release import build_release, ratio_estimate
-from accord.protos.catalog import ColumnSpec, ColumnType, DatasetSchema
-from accord.protos.errors import InternalError
-from accord.protos.model import Aggregate, AggregateFunction, GroupColumn, Literal, Query
-from accord.protos.release import Estimate, Mechanism, ReleaseColumn
+from accord.query.model import Aggregate, AggregateFunction, GroupColumn, Literal, Query
+from accord.query.release import Estimate, Mechanism, ReleaseColumn
+from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
 
 COUNT_STAR = Measurement(MeasureKind.COUNT, None)
 

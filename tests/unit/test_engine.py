@@ -18,14 +18,13 @@ from typing import Any
 import duckdb
 import pytest
 
+from accord.errors import InvalidQuery, NotFound, Unavailable
 from accord.node.catalog import LoadedDataset, load_dataset
 from accord.node.config import DatasetConfig
 from accord.node.engine import Engine, ExactAnswer
 from accord.node.plan import MeasureKind, Measurement, group_keys
 from accord.node.sqlrender import render
-from accord.protos.catalog import ColumnSpec, ColumnType
-from accord.protos.errors import InvalidQuery, NotFound, Unavailable
-from accord.protos.model import (
+from accord.query.model import (
     Aggregate,
     AggregateFunction,
     And,
@@ -41,6 +40,7 @@ from accord.protos.model import (
     Predicate,
     Query,
 )
+from accord.query.schema import ColumnSpec, ColumnType
 from tests.unit.nodedata import PUMS_COLUMNS, dataset, pums, pums_rows, write_csv, write_parquet
 
 Row = dict[str, Any]

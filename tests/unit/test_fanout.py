@@ -12,10 +12,10 @@ import pytest
 
 from accord.coordinator.config import NodeEndpoint
 from accord.coordinator.nodes import FanOutPool, NodeClient, fan_out
+from accord.errors import DeadlineExceeded, InternalError
 from accord.protos import convert
-from accord.protos.errors import DeadlineExceeded, InternalError
-from accord.protos.model import AggregateFunction, QueryRequest
-from accord.protos.release import Release, ReleaseColumn
+from accord.query.model import AggregateFunction, QueryRequest
+from accord.query.release import Release, ReleaseColumn
 from tests.conftest import TestPki
 
 REQUEST = QueryRequest("q-1", "SELECT COUNT(*) FROM t", Fraction(1))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from accord.coordinator import intervals
-from accord.protos.release import Mechanism
+from accord.query.release import Mechanism
 
 L = Mechanism.LAPLACE
 D = Mechanism.DISCRETE_LAPLACE

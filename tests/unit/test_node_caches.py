@@ -9,14 +9,14 @@ from fractions import Fraction
 import duckdb
 import pytest
 
+from accord.errors import InvalidQuery, NotFound
 from accord.node import dp
 from accord.node.catalog import load_datasets
 from accord.node.engine import Engine
 from accord.node.service import NodeService
-from accord.protos.errors import InvalidQuery, NotFound
-from accord.protos.identity import Identity
-from accord.protos.model import QueryRequest
-from accord.protos.release import Release
+from accord.policies.identity import Identity
+from accord.query.model import QueryRequest
+from accord.query.release import Release
 from tests.unit.nodedata import pums
 
 CALLER = Identity("coordinator", "coordinator")

@@ -26,12 +26,10 @@ import ast
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("protos", "policies", "node", "coordinator")
+from tests.rooms import ROOT, module_name, sources
 
 RANDOM_MODULES = frozenset({"random", "secrets", "uuid", "numpy.random", "scipy.stats", "_random"})
 RANDOM_OS = frozenset({"urandom", "getrandom"})
@@ -39,7 +37,7 @@ TEST_ONLY_FEATURES = frozenset({"honest-but-curious", "floating-point", "idealiz
 FEATURES_MODULE = "node/dp.py"
 
 ALLOWED: dict[tuple[str, str], str] = {
-    ("coordinator/synthetic.py", "random"): (
+    ("demo/population.py", "random"): (
         "generates the *demo* population from a seeded random.Random so `accord demo` is reproducible; "
         "it is synthetic input data, never privacy noise, and no node module imports it"
     ),
@@ -157,12 +155,9 @@ def _call(node: ast.Call, path: str) -> list[Finding]:
 
 def production_findings() -> list[Finding]:
     findings = []
-    for pkg in PACKAGES:
-        for file in sorted((ROOT / pkg).rglob("*.py")):
-            if "_pb2" in file.name:
-                continue
-            rel = file.relative_to(ROOT).as_posix()
-            findings.extend(scan(file.read_text(encoding="utf-8"), rel))
+    for file in sources():
+        rel = file.relative_to(ROOT).as_posix()
+        findings.extend(scan(file.read_text(encoding="utf-8"), rel))
     return findings
 
 
@@ -184,30 +179,31 @@ def test_node_and_release_path_use_no_random_source() -> None:
     """Property: the node (engine, DP, release, service), the wire contract and the policies use no
     random source at all, allow-listed or not: every random number in a release is OpenDP's."""
     findings = [
-        str(f) for f in production_findings() if f.path.split("/")[0] in {"node", "protos", "policies"}
+        str(f)
+        for f in production_findings()
+        if f.path.split("/")[0] in {"node", "query", "protos", "rpc", "policies"}
     ]
     assert findings == []
-    assert all(path.split("/")[0] == "coordinator" for path, _ in ALLOWED)
+    assert all(path.split("/")[0] in {"coordinator", "demo"} for path, _ in ALLOWED)
 
 
 def test_demo_generator_stays_off_the_query_path() -> None:
     """Property: the seeded demo generator (the one allow-listed ``random`` user) is imported only by
     the demo command, so its generator can never reach an answer."""
     importers = []
-    for pkg in PACKAGES:
-        for file in (ROOT / pkg).rglob("*.py"):
-            tree = ast.parse(file.read_text(encoding="utf-8"))
-            for node in ast.walk(tree):
-                names = (
-                    [node.module or ""]
-                    if isinstance(node, ast.ImportFrom)
-                    else [a.name for a in node.names]
-                    if isinstance(node, ast.Import)
-                    else []
-                )
-                if any(n == "accord.coordinator.synthetic" for n in names):
-                    importers.append(file.relative_to(ROOT).as_posix())
-    assert sorted(set(importers)) == ["coordinator/demo.py"]
+    for file in sources():
+        tree = ast.parse(file.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            if any(n == "accord.demo.population" for n in names):
+                importers.append(file.relative_to(ROOT).as_posix())
+    assert sorted(set(importers)) == ["demo/layout.py"]
 
 
 def test_opendp_runs_with_contrib_only() -> None:
@@ -221,12 +217,11 @@ def test_opendp_runs_with_contrib_only() -> None:
             if isinstance(node, ast.Call) and _dotted(node.func) in {"dp.enable_features", "enable_features"}:
                 calls.append(file.relative_to(ROOT).as_posix())
     assert calls == [FEATURES_MODULE]
+    modules = sorted(module_name(p) for p in sources() if not p.name.startswith("__main__"))
     probe = (
-        "import importlib, pkgutil\n"
-        f"for pkg in {PACKAGES!r}:\n"
-        "    root = importlib.import_module('accord.' + pkg)\n"
-        "    for info in pkgutil.walk_packages(root.__path__, root.__name__ + '.'):\n"
-        "        importlib.import_module(info.name)\n"
+        "import importlib\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
         "import opendp.mod\n"
         "print(','.join(sorted(opendp.mod.GLOBAL_FEATURES)))\n"
     )

@@ -15,11 +15,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from accord.errors import AccordError, ConfigError, Unauthenticated
 from accord.policies import pki_cli
+from accord.policies.identity import Identity, identity_from_pem
 from accord.policies.pki import create_ca, init_federation, issue, leaf_paths
-from accord.protos.errors import AccordError, ConfigError, Unauthenticated
-from accord.protos.identity import Identity, identity_from_pem
-from accord.protos.transport import TlsFiles, check_certificate_files
+from accord.rpc.transport import TlsFiles, check_certificate_files
 from tests.conftest import TestPki
 
 NOW = datetime.now(UTC)
@@ -179,7 +179,7 @@ def test_missing_files_are_named(pki: TestPki, tmp_path: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """Like ``accord`` (protos.cli.main) but with only the ``pki`` subcommand registered."""
+    """Like ``accord`` (accord.cli.main) but with only the ``pki`` subcommand registered."""
     parser = argparse.ArgumentParser(prog="accord")
     pki_cli.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

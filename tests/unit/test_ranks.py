@@ -22,8 +22,7 @@ from accord.node.config import DatasetConfig
 from accord.node.engine import Engine
 from accord.node.ranks import build_ranks
 from accord.node.sqlrender import render
-from accord.protos.catalog import ColumnSpec, ColumnType
-from accord.protos.model import (
+from accord.query.model import (
     Aggregate,
     AggregateFunction,
     And,
@@ -33,7 +32,8 @@ from accord.protos.model import (
     InList,
     Query,
 )
-from accord.protos.sql import compile_query
+from accord.query.schema import ColumnSpec, ColumnType
+from accord.query.sql import compile_query
 from tests.unit.nodedata import dataset, write_csv, write_parquet
 
 COLUMNS = (

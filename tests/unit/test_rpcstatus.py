@@ -1,4 +1,4 @@
-"""protos.rpcstatus: the one boundary between Accord's exception tree and gRPC rich status.
+"""accord.protos.rpcstatus: the one boundary between Accord's exception tree and gRPC rich status.
 
 Most tests go through a real in-process gRPC server over mTLS (the session PKI): a servicer method
 wrapped in ``rpc_boundary`` raises an error, the client sees the status gRPC really delivers, and
@@ -21,7 +21,7 @@ from grpc_status import rpc_status
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accord.protos.errors import (
+from accord.errors import (
     AccordError,
     BudgetExhausted,
     ConfigError,
@@ -38,7 +38,7 @@ from accord.protos.errors import (
     Violation,
 )
 from accord.protos.rpcstatus import DOMAIN, INTERNAL_MESSAGE, error_from_rpc, rpc_boundary, to_status
-from accord.protos.transport import secure_channel
+from accord.rpc.transport import secure_channel
 from tests.conftest import TestPki
 
 TIMEOUT = 10.0
@@ -91,7 +91,7 @@ class Server:
 @pytest.fixture(scope="module")
 def server(pki: TestPki) -> Iterator[Server]:
     """A real gRPC server with node ``county``'s certificate and a client channel (coordinator)."""
-    from accord.protos.transport import server_credentials
+    from accord.rpc.transport import server_credentials
 
     servicer = _Servicer()
     srv = grpc.server(futures.ThreadPoolExecutor(max_workers=4))

@@ -3,7 +3,7 @@
 Hypothesis draws small datasets (persons with 1 to k + 2 rows, values on, inside and beyond the
 declared bounds, NULLs, undeclared and NULL group keys, rows without a person id), removes one
 person, and runs the *same* SQL on both datasets through the node's own front end and engine
-(:func:`protos.sql.compile_query`, :func:`node.catalog.load_dataset`, :class:`node.engine.Engine`
+(:func:`accord.query.sql.compile_query`, :func:`node.catalog.load_dataset`, :class:`node.engine.Engine`
 over DuckDB files). For every measurement the L1 change of its whole group vector must be at
 most :func:`node.dp.sensitivity`; nothing here re-implements bounding, clamping or grouping.
 
@@ -31,8 +31,8 @@ from accord.node import dp
 from accord.node.catalog import load_dataset
 from accord.node.engine import Engine, ExactAnswer
 from accord.node.plan import MeasureKind, distinct_measurements
-from accord.protos.catalog import ColumnSpec, ColumnType, DatasetSchema
-from accord.protos.sql import compile_query
+from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
+from accord.query.sql import compile_query
 from tests.unit.nodedata import dataset, write_parquet
 
 Row = tuple[str | None, str | None, int | float | None, int | float | None]  # (pid, g, x, y)

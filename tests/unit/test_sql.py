@@ -1,4 +1,4 @@
-"""protos.sql: the SQL subset, its refusals, its limits and the semantic checks."""
+"""accord.query.sql: the SQL subset, its refusals, its limits and the semantic checks."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ import time
 
 import pytest
 
-from accord.protos._sql_lex import prescan
-from accord.protos.catalog import ColumnSpec, ColumnType, DatasetSchema
-from accord.protos.errors import InvalidQuery, NotFound
-from accord.protos.model import (
+from accord.errors import InvalidQuery, NotFound
+from accord.query._sql_lex import prescan
+from accord.query.model import (
     Aggregate,
     AggregateFunction,
     And,
@@ -23,7 +22,8 @@ from accord.protos.model import (
     Or,
     Query,
 )
-from accord.protos.sql import (
+from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
+from accord.query.sql import (
     MAX_GROUPS,
     MAX_IN_LIST,
     MAX_NESTING,

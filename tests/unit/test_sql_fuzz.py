@@ -1,10 +1,10 @@
-"""Property tests for protos.sql: nothing but InvalidQuery ever escapes, and generated valid
+"""Property tests for accord.query.sql: nothing but InvalidQuery ever escapes, and generated valid
 queries parse to exactly the tree they were generated from.
 
 The oracle, the catalog and the newer generators (grammar-based over a realistic catalog,
 meaning-preserving rewrites, injected refused constructs, byte and token mutations) live in
 :mod:`tests.fuzz.sqlfuzz`, shared with the long run in ``tests/fuzz`` (``make test-slow``). Every
-text goes through both :func:`protos.sql.parse` and :func:`protos.sql.compile_query`; an accepted
+text goes through both :func:`accord.query.sql.parse` and :func:`accord.query.sql.compile_query`; an accepted
 query must re-validate, read only declared columns and render to the node's SQL.
 """
 
@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from sqlglot.errors import SqlglotError
 from sqlglot.tokenizer_core import TokenType
 
-from accord.protos.errors import InvalidQuery
-from accord.protos.model import (
+from accord.errors import InvalidQuery
+from accord.query.model import (
     Aggregate,
     AggregateFunction,
     And,
@@ -37,7 +37,7 @@ from accord.protos.model import (
     Predicate,
     Query,
 )
-from accord.protos.sql import MAX_NESTING, compile_query, parse
+from accord.query.sql import MAX_NESTING, compile_query, parse
 from tests.fuzz.sqlfuzz import (
     CATALOG,
     INJECTION_NAMES,

@@ -9,15 +9,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from accord.coordinator.synthetic import (
-    DISTRICTS,
-    NODES,
-    cert_paths,
-    coordinator_config_toml,
-    generate_population,
-    node_config_toml,
-    write_demo_federation,
-)
+from accord.demo.datasets import DISTRICTS, NODES
+from accord.demo.layout import cert_paths, coordinator_config_toml, node_config_toml, write_demo_federation
+from accord.demo.population import generate_population
 
 PEOPLE = 5_000
 

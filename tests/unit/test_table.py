@@ -10,8 +10,8 @@ from fractions import Fraction
 import pyarrow as pa
 
 from accord.coordinator.table import column_names, format_release, to_arrow
-from accord.protos.model import AggregateFunction
-from accord.protos.release import Cell, Estimate, FederatedRelease, Mechanism, ReleaseColumn, ReleaseRow
+from accord.query.model import AggregateFunction
+from accord.query.release import Cell, Estimate, FederatedRelease, Mechanism, ReleaseColumn, ReleaseRow
 
 COLUMNS = (
     ReleaseColumn("district", None, "district"),

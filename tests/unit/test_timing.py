@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from accord.protos.timing import NODE_SECONDS, format_seconds, seconds_from_metadata
+from accord.rpc.timing import NODE_SECONDS, format_seconds, seconds_from_metadata
 
 
 def test_round_trip_and_missing_key() -> None:

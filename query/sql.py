@@ -1,4 +1,4 @@
-"""The SQL subset Accord answers, parsed into the :class:`protos.model.Query` tree.
+"""The SQL subset Accord answers, parsed into the :class:`accord.query.model.Query` tree.
 
 The accepted language is::
 
@@ -14,14 +14,14 @@ The accepted language is::
   ``col [NOT] BETWEEN a AND b``; ``col IS [NOT] NULL``; ``AND``, ``OR``, ``NOT`` and parentheses.
   ``a NOT IN``, ``a NOT BETWEEN`` and ``a IS NOT NULL`` (and the equivalent ``NOT a IN ...``
   written without parentheses) become the ``negated=True`` form; ``NOT (...)`` becomes
-  :class:`~protos.model.Not`. Chains of the same operator written without parentheses are
-  flattened (``a AND b AND c`` is one :class:`~protos.model.And` with three operands).
+  :class:`~accord.query.model.Not`. Chains of the same operator written without parentheses are
+  flattened (``a AND b AND c`` is one :class:`~accord.query.model.And` with three operands).
 * literals: integers (64-bit), finite floats, negative numbers, ``'strings'``, ``TRUE``/``FALSE``.
 * keywords are case-insensitive; identifiers (dataset and column names, aliases) keep the case in
   which they are written and are matched exactly against the catalog. Double-quoted identifiers
   are allowed (``"Sex"``).
 
-Everything else is refused with :class:`~protos.errors.InvalidQuery` whose message names the
+Everything else is refused with :class:`~accord.errors.InvalidQuery` whose message names the
 construct and says what to write instead. Hostile input is refused before sqlglot parses it, in
 linear time (:data:`MAX_SQL_LENGTH`, :data:`MAX_NESTING`, :data:`MAX_TOKENS`,
 :data:`MAX_LIST_ITEMS`, :data:`MAX_PREDICATES`); :data:`MAX_IN_LIST` and the exact predicate count
@@ -37,8 +37,9 @@ from collections.abc import Mapping, Sequence
 
 from sqlglot import exp
 
-from accord.protos._sql_check import unknown_name, validate
-from accord.protos._sql_lex import (
+from accord.errors import NotFound
+from accord.query._sql_check import unknown_name, validate
+from accord.query._sql_lex import (
     AGGS,
     MAX_GROUPS,
     MAX_IN_LIST,
@@ -52,7 +53,7 @@ from accord.protos._sql_lex import (
     refuse,
     run_sqlglot,
 )
-from accord.protos._sql_names import (
+from accord.query._sql_names import (
     ALLOWED,
     CONSTRUCTS,
     SELECT_CLAUSES,
@@ -64,16 +65,15 @@ from accord.protos._sql_names import (
     refuse_node,
     snippet,
 )
-from accord.protos._sql_where import WhereConverter
-from accord.protos.catalog import DatasetSchema
-from accord.protos.errors import NotFound
-from accord.protos.model import (
+from accord.query._sql_where import WhereConverter
+from accord.query.model import (
     Aggregate,
     AggregateFunction,
     GroupColumn,
     OutputColumn,
     Query,
 )
+from accord.query.schema import DatasetSchema
 
 __all__ = [
     "MAX_GROUPS",

@@ -3,7 +3,7 @@
 Every Accord certificate names its holder with one URI subject alternative name,
 ``accord://<role>/<name>``. That URI is authoritative; the subject CN/OU and DNS names are there
 for humans and for TLS host-name checks only. This module only *loads* X.509 certificates (no key
-generation): it is shared by the gRPC edge (:mod:`protos.transport`) and the development PKI
+generation): it is shared by the gRPC edge (:mod:`accord.rpc.transport`) and the development PKI
 (:mod:`policies.pki`).
 """
 
@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
-from accord.protos.errors import Unauthenticated
+from accord.errors import Unauthenticated
 
 __all__ = [
     "NAME_PATTERN",

@@ -2,7 +2,7 @@
 
 Every error a user can cause is an :class:`AccordError` whose message says what to change.
 Messages depend only on the query, the configuration and the policy, never on the data.
-:mod:`protos.rpcstatus` maps this tree to rich gRPC status and back, at one boundary per side.
+:mod:`accord.protos.rpcstatus` maps this tree to rich gRPC status and back, at one boundary per side.
 Bugs in Accord itself raise :class:`InternalError` (or an ordinary Python exception) and are
 reported to callers without detail.
 """

@@ -32,134 +32,36 @@ take well under a second or two.
 from __future__ import annotations
 
 import math
-import os
 import random
 import sys
-import tempfile
 from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import MappingProxyType
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
+
+from accord.demo.datasets import (
+    AGE_BANDS,
+    ALL_WARDS,
+    CITIZENS,
+    DISTRICTS,
+    NODES,
+    SERVICE_CONTACTS,
+    SERVICES,
+    DatasetDecl,
+)
 
 __all__ = [
-    "CITIZENS",
-    "DISTRICTS",
-    "NODES",
-    "SERVICE_CONTACTS",
-    "WARDS",
-    "ColumnDecl",
-    "DatasetDecl",
-    "DemoLayout",
     "Population",
-    "cert_paths",
-    "coordinator_config_toml",
     "generate_population",
-    "node_config_toml",
     "population_for",
-    "write_demo_federation",
 ]
 
-COORDINATOR = "coordinator"
-ANALYST = "alice"
-NODES: tuple[str, ...] = ("county", "district-a", "district-b")
-DISTRICTS: Mapping[str, str] = MappingProxyType({"district-a": "Northbrook", "district-b": "Southdale"})
-WARDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "Northbrook": ("Abbey", "Brookside", "Castle Hill", "Millfield", "St Mary's", "Weavers"),
-        "Southdale": ("Bridgend", "Dale Park", "Harbour", "Kingsmead", "Orchard", "Westgate"),
-    }
-)
-# Relative ward sizes within each district, in the order above.
+# Relative ward sizes within each district, in the order of accord.demo.datasets.WARDS.
 _WARD_WEIGHTS = (0.22, 0.18, 0.15, 0.17, 0.12, 0.16)
 _DISTRICT_WEIGHTS = (0.53, 0.47)
-AGE_BANDS = ("0-17", "18-34", "35-64", "65+")
-SERVICES = ("children's social care", "adult social care", "education", "highways", "libraries")
-DEFAULT_PORTS: Mapping[str, int] = MappingProxyType(
-    {COORDINATOR: 50050, "county": 50051, "district-a": 50052, "district-b": 50053}
-)
-HOST = "127.0.0.1"
-
-Category = str | bool
-
-
-@dataclass(frozen=True)
-class ColumnDecl:
-    """One declared column: the single source for both the Parquet schema and the node TOML."""
-
-    name: str
-    type: str  # "integer" | "string" | "boolean"
-    lower: int | None = None
-    upper: int | None = None
-    categories: tuple[Category, ...] | None = None
-
-    @property
-    def arrow_type(self) -> pa.DataType:
-        return {"integer": pa.int64(), "string": pa.string(), "boolean": pa.bool_()}[self.type]
-
-
-@dataclass(frozen=True)
-class DatasetDecl:
-    name: str
-    description: str
-    max_rows_per_person: int
-    on_violation: str
-    columns: tuple[ColumnDecl, ...]
-    privacy_unit: str = "person_id"
-
-    @property
-    def schema(self) -> pa.Schema:
-        return pa.schema([pa.field(c.name, c.arrow_type, nullable=False) for c in self.columns])
-
-
-_ALL_WARDS = tuple(w for d in DISTRICTS.values() for w in WARDS[d])
-_BOOL = (True, False)
-_PLACE = (
-    ColumnDecl("person_id", "string"),
-    ColumnDecl("district", "string", categories=tuple(DISTRICTS.values())),
-    ColumnDecl("ward", "string", categories=_ALL_WARDS),
-)
-CITIZENS = DatasetDecl(
-    name="citizens",
-    description="People this authority serves, one row per person (synthetic)",
-    max_rows_per_person=1,
-    on_violation="reject",
-    columns=(
-        *_PLACE,
-        ColumnDecl("age_band", "string", categories=AGE_BANDS),
-        ColumnDecl("age", "integer", 0, 100),
-        ColumnDecl("household_size", "integer", 1, 8),
-        ColumnDecl("income", "integer", 0, 250_000),
-        *(
-            ColumnDecl(flag, "boolean", categories=_BOOL)
-            for flag in (
-                "claims_housing_benefit",
-                "claims_council_tax_support",
-                "child_in_social_care",
-                "adult_social_care",
-                "free_school_meals",
-            )
-        ),
-    ),
-)
-SERVICE_CONTACTS = DatasetDecl(
-    name="service_contacts",
-    description="Contacts with county services, 1-6 rows per person (synthetic)",
-    max_rows_per_person=3,
-    on_violation="reject",  # rows beyond 3 per person are bounded away at query time, not a violation
-    columns=(
-        *_PLACE,
-        ColumnDecl("service", "string", categories=SERVICES),
-        ColumnDecl("duration_minutes", "integer", 0, 600),
-    ),
-)
-DATASETS: Mapping[str, tuple[DatasetDecl, ...]] = MappingProxyType(
-    {"county": (CITIZENS, SERVICE_CONTACTS), "district-a": (CITIZENS,), "district-b": (CITIZENS,)}
-)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,7 +179,7 @@ def generate_population(people: int, seed: int) -> Population:
     district_idx = _pick(u["district"], _DISTRICT_WEIGHTS)
     district = pc.take(pa.array(list(DISTRICTS.values())), district_idx)
     ward_idx = pc.add(pc.multiply(district_idx, len(_WARD_WEIGHTS)), _pick(u["ward"], _WARD_WEIGHTS))
-    ward = pc.take(pa.array(_ALL_WARDS), ward_idx)
+    ward = pc.take(pa.array(ALL_WARDS), ward_idx)
 
     band = _pick(u["age_band"], [b[2] for b in _AGE_BANDS])
     lo = pc.take(pa.array([b[0] for b in _AGE_BANDS], pa.int64()), band)
@@ -413,173 +315,3 @@ def population_for(people_per_authority: int, seed: int) -> Population:
         if fewest >= people_per_authority:
             return pop
         size = math.ceil(size * people_per_authority / max(fewest, 1) * 1.02) + 64
-
-
-# ---------------------------------------------------------------------------------------------
-# Files: Parquet data and TOML configs, all paths relative to out_dir.
-
-
-def cert_paths(role: str, name: str) -> tuple[str, str]:
-    """(certificate, key) paths relative to the config directory, for role "nodes",
-    "coordinators" or "analysts". The one place that knows the PKI's layout."""
-    return f"certs/{role}/{name}.pem", f"certs/{role}/{name}.key"
-
-
-CA_PATH = "certs/ca.pem"
-
-
-def data_path(node: str, dataset: str) -> str:
-    return f"data/{node}/{dataset}.parquet"
-
-
-@dataclass(frozen=True)
-class DemoLayout:
-    root: Path
-    nodes: tuple[str, ...]
-    ports: Mapping[str, int]  # node names and "coordinator"
-    node_configs: Mapping[str, Path]
-    coordinator_config: Path
-    data: Mapping[str, Mapping[str, Path]]  # node -> dataset -> Parquet file
-    rows: Mapping[str, Mapping[str, int]]  # node -> dataset -> row count
-    population: int
-    ca: Path
-    coordinator: str = COORDINATOR
-    analyst: str = ANALYST
-
-
-def _toml_value(v: object) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, str):
-        out = v.replace("\\", "\\\\").replace('"', '\\"')
-        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in out):
-            raise ValueError(f"control character in TOML string {v!r}")
-        return f'"{out}"'
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-
-def _table(header: str, entries: Mapping[str, object]) -> list[str]:
-    return [f"[{header}]", *(f"{k} = {_toml_value(v)}" for k, v in entries.items())]
-
-
-def node_config_toml(
-    node: str, port: int, *, host: str = HOST, coordinators: Sequence[str] = (COORDINATOR,)
-) -> str:
-    """The TOML config of one demo node, paths relative to the file's directory."""
-    if node not in DATASETS:
-        raise ValueError(f"unknown node {node!r}; expected one of {', '.join(NODES)}")
-    cert, key = cert_paths("nodes", node)
-    lines = _table("node", {"name": node, "listen": f"{host}:{port}"})
-    lines += _table("tls", {"cert": cert, "key": key, "ca": CA_PATH})
-    lines += _table("access", {"coordinators": list(coordinators)})
-    for ds in DATASETS[node]:
-        lines += _table(
-            f"datasets.{ds.name}",
-            {
-                "path": data_path(node, ds.name),
-                "description": ds.description,
-                "privacy_unit": ds.privacy_unit,
-                "max_rows_per_person": ds.max_rows_per_person,
-                "on_violation": ds.on_violation,
-            },
-        )
-        for col in ds.columns:
-            entries: dict[str, object] = {"type": col.type}
-            if col.lower is not None:
-                entries.update(lower=col.lower, upper=col.upper)
-            if col.categories is not None:
-                entries["categories"] = list(col.categories)
-            lines += _table(f"datasets.{ds.name}.columns.{col.name}", entries)
-    return "\n".join(lines) + "\n"
-
-
-def coordinator_config_toml(
-    layout: DemoLayout | None,
-    node_ports: Mapping[str, int],
-    listen_port: int | None = None,
-    *,
-    host: str = HOST,
-    deadline_seconds: int = 10,
-    analysts: Sequence[str] = (ANALYST,),
-    report_node_timings: bool = False,
-) -> str:
-    """The coordinator's TOML. Nodes and the listen port default to ``layout``'s."""
-    if listen_port is None:
-        listen_port = layout.ports[COORDINATOR] if layout is not None else DEFAULT_PORTS[COORDINATOR]
-    nodes = layout.nodes if layout is not None else tuple(node_ports)
-    cert, key = cert_paths("coordinators", COORDINATOR)
-    settings: dict[str, object] = {
-        "name": COORDINATOR,
-        "listen": f"{host}:{listen_port}",
-        "deadline_seconds": deadline_seconds,
-    }
-    if report_node_timings:
-        settings["report_node_timings"] = True
-    lines = _table("coordinator", settings)
-    lines += _table("tls", {"cert": cert, "key": key, "ca": CA_PATH})
-    lines += _table("access", {"analysts": list(analysts)})
-    for node in nodes:
-        lines += _table(f"nodes.{node}", {"address": f"{host}:{node_ports[node]}"})
-    return "\n".join(lines) + "\n"
-
-
-def _atomic(path: Path, write: str | pa.Table) -> None:
-    """Write via a temporary file in the same directory, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        if isinstance(write, str):
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(write)
-                f.flush()
-                os.fsync(f.fileno())
-        else:
-            os.close(fd)
-            pq.write_table(write, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_demo_federation(
-    out_dir: Path,
-    people_per_authority: int = 100_000,
-    seed: int = 7,
-    ports: Mapping[str, int] | None = None,
-) -> DemoLayout:
-    """Write ``data/<node>/*.parquet``, ``<node>.toml`` and ``coordinator.toml`` under ``out_dir``.
-    ``ports`` may name any of the nodes and "coordinator" (0 = let the server pick); missing ones
-    take :data:`DEFAULT_PORTS`. Certificates are expected under ``out_dir/certs``."""
-    out_dir = Path(out_dir)
-    all_ports = {**DEFAULT_PORTS, **(ports or {})}
-    pop = population_for(people_per_authority, seed)
-    data: dict[str, Mapping[str, Path]] = {}
-    rows: dict[str, Mapping[str, int]] = {}
-    node_configs: dict[str, Path] = {}
-    for node in NODES:
-        files, counts = {}, {}
-        for name, table in pop.datasets[node].items():
-            files[name] = out_dir / data_path(node, name)
-            counts[name] = table.num_rows
-            _atomic(files[name], table)
-        data[node], rows[node] = MappingProxyType(files), MappingProxyType(counts)
-        node_configs[node] = out_dir / f"{node}.toml"
-        _atomic(node_configs[node], node_config_toml(node, all_ports[node]))
-    layout = DemoLayout(
-        root=out_dir,
-        nodes=NODES,
-        ports=MappingProxyType(all_ports),
-        node_configs=MappingProxyType(node_configs),
-        coordinator_config=out_dir / "coordinator.toml",
-        data=MappingProxyType(data),
-        rows=MappingProxyType(rows),
-        population=pop.size,
-        ca=out_dir / CA_PATH,
-    )
-    _atomic(layout.coordinator_config, coordinator_config_toml(layout, all_ports))
-    return layout

@@ -3,14 +3,13 @@
 Servers require a client certificate (``require_client_auth=True``) issued by the federation CA;
 clients verify the server against the CA *and* against the name they expect it to have (the DNS
 SAN of its certificate, which is its federation name). Who called is read from the TLS auth
-context (:func:`peer_identity`), never from request metadata.
+context (:mod:`accord.rpc.identity`), never from request metadata.
 
 Message sizes are bounded on both sides by :data:`MAX_MESSAGE_BYTES`.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,8 +21,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
 
-from accord.protos.errors import ConfigError, PermissionDenied, Unauthenticated
-from accord.protos.identity import Identity, identity_from_certificate, load_certificate, validity_problem
+from accord.errors import ConfigError, Unauthenticated
+from accord.policies.identity import Identity, identity_from_certificate, validity_problem
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
@@ -32,18 +31,12 @@ __all__ = [
     "channel_credentials",
     "channel_options",
     "check_certificate_files",
-    "peer_identity",
-    "require_role",
     "secure_channel",
     "server_credentials",
 ]
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 """Largest message either side sends or accepts (4 MiB); releases are small aggregates."""
-
-_AUTH_CERT_KEY = "x509_pem_cert"
-_KNOWN_CERTIFICATES = 1024
-"""Client certificates whose parsed form is kept (a federation has a handful of parties)."""
 
 
 @dataclass(frozen=True)
@@ -132,53 +125,6 @@ def secure_channel(
     return grpc.secure_channel(
         address, channel_credentials(tls), options=[*channel_options(expected_name), *options]
     )
-
-
-def peer_identity(context: grpc.ServicerContext, now: datetime | None = None) -> Identity:
-    """The caller's identity, from the client certificate in the TLS auth context.
-
-    Raises :class:`Unauthenticated` when there is no client certificate, it has no valid
-    ``accord://`` identity, or it is outside its validity period (gRPC checks the chain; this is
-    a second, defensive check of the dates).
-    """
-    auth = context.auth_context() or {}
-    pems = auth.get(_AUTH_CERT_KEY) or []
-    if not pems:
-        raise Unauthenticated(
-            "no client certificate; connect over mTLS with a certificate from the federation CA",
-            "NO_CLIENT_CERTIFICATE",
-        )
-    pem = pems[0]
-    problem = validity_problem(_certificate(pem), now)  # checked on every call, against the clock
-    if problem is not None:
-        raise Unauthenticated(f"the client certificate {problem}", "CERTIFICATE_NOT_VALID")
-    return _identity(pem)
-
-
-# The same few client certificates arrive on every call: parse each once. Both are pure functions
-# of the PEM bytes (gRPC has already verified the chain); only successes are cached, so a bad
-# certificate is refused with the same error every time.
-@functools.lru_cache(maxsize=_KNOWN_CERTIFICATES)
-def _certificate(pem: bytes) -> x509.Certificate:
-    return load_certificate(pem)
-
-
-@functools.lru_cache(maxsize=_KNOWN_CERTIFICATES)
-def _identity(pem: bytes) -> Identity:
-    return identity_from_certificate(_certificate(pem))
-
-
-def require_role(context: grpc.ServicerContext, *roles: str) -> Identity:
-    """The caller's identity, provided its role is one of ``roles``; else :class:`PermissionDenied`."""
-    identity = peer_identity(context)
-    if identity.role not in roles:
-        needed = " or ".join(roles)
-        raise PermissionDenied(
-            f"{identity} may not call this; it needs a {needed} certificate",
-            "WRONG_ROLE",
-            {"caller": str(identity), "required_role": needed},
-        )
-    return identity
 
 
 def check_certificate_files(tls: TlsFiles, now: datetime | None = None) -> Identity:

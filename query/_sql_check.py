@@ -1,14 +1,13 @@
-"""Semantic checks of a parsed query against public metadata (private to :mod:`protos.sql`)."""
+"""Semantic checks of a parsed query against public metadata (private to :mod:`accord.query.sql`)."""
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
 
-from accord.protos._sql_lex import MAX_GROUPS, refuse
-from accord.protos.catalog import ColumnSpec, ColumnType, DatasetSchema
-from accord.protos.errors import InvalidQuery, NotFound, Violation
-from accord.protos.model import (
+from accord.errors import InvalidQuery, NotFound, Violation
+from accord.query._sql_lex import MAX_GROUPS, refuse
+from accord.query.model import (
     AggregateFunction,
     And,
     Between,
@@ -21,6 +20,7 @@ from accord.protos.model import (
     Predicate,
     Query,
 )
+from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
 
 # ---- semantic checks -------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Lexical guards and names for the SQL subset (private to :mod:`protos.sql`).
+"""Lexical guards and names for the SQL subset (private to :mod:`accord.query.sql`).
 
 Hostile text is refused in two linear, non-recursive passes before sqlglot's (recursive) parser
 runs: a cheap regular-expression scan of the raw text (length, nesting, chained unary operators,
@@ -18,7 +18,7 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, SqlglotError, TokenError
 from sqlglot.tokenizer_core import Token, TokenType
 
-from accord.protos.errors import InvalidQuery, Violation
+from accord.errors import InvalidQuery, Violation
 
 log = logging.getLogger(__name__)
 

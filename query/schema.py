@@ -9,8 +9,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from accord.protos.errors import ConfigError
-from accord.protos.model import Literal
+from accord.errors import ConfigError
+from accord.query.model import Literal
 
 
 class ColumnType(enum.Enum):

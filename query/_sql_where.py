@@ -1,4 +1,4 @@
-"""WHERE-clause conversion for :mod:`protos.sql` (private)."""
+"""WHERE-clause conversion for :mod:`accord.query.sql` (private)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,18 @@ import re
 
 from sqlglot import exp
 
-from accord.protos._sql_lex import (
+from accord.query._sql_lex import (
     MAX_IN_LIST,
     MAX_PREDICATES,
     refuse,
 )
-from accord.protos._sql_names import (
+from accord.query._sql_names import (
     CONSTRUCTS,
     column_name,
     snippet,
     strip_parens,
 )
-from accord.protos.model import (
+from accord.query.model import (
     And,
     Between,
     Comparison,

@@ -28,9 +28,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from accord.protos.errors import ConfigError, ResourceLimit
+from accord.errors import ConfigError, ResourceLimit
 from accord.protos.rpcstatus import to_status
-from accord.protos.transport import MAX_MESSAGE_BYTES, TlsFiles, check_certificate_files, server_credentials
+from accord.rpc.transport import MAX_MESSAGE_BYTES, TlsFiles, check_certificate_files, server_credentials
 
 log = logging.getLogger(__name__)
 

@@ -9,25 +9,21 @@ to show a partial answer, and shuts everything down, leaving nothing running.
 from __future__ import annotations
 
 import contextlib
-import os
-import queue
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from accord.coordinator.client import AccordClient
-from accord.coordinator.synthetic import coordinator_config_toml, write_demo_federation
 from accord.coordinator.table import format_release
-from accord.protos.errors import AccordError, Unavailable
-from accord.protos.transport import TlsFiles
+from accord.demo.layout import coordinator_config_toml, write_demo_federation
+from accord.demo.processes import Process, accord_command, spawn
+from accord.errors import AccordError
+from accord.rpc.transport import TlsFiles
 
 START_TIMEOUT = 120.0
 
@@ -56,61 +52,6 @@ QUESTIONS: tuple[tuple[str, str], ...] = (
         "FROM service_contacts GROUP BY service",
     ),
 )
-
-
-@dataclass
-class Process:
-    name: str
-    popen: subprocess.Popen[str]
-    lines: queue.Queue[str] = field(default_factory=queue.Queue)
-    log: list[str] = field(default_factory=list)
-
-    def start_reader(self, stream: IO[str]) -> None:
-        def pump() -> None:
-            for line in stream:
-                self.lines.put(line)
-                self.log.append(line)
-
-        threading.Thread(target=pump, daemon=True, name=f"read-{self.name}").start()
-
-    def wait_for_port(self, timeout: float) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                time.sleep(0.2)
-                tail = "".join(self.log[-15:])
-                raise Unavailable(f"{self.name} exited with status {self.popen.returncode}:\n{tail}")
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if "listening on port" in line:
-                return int(line.rsplit(" ", 1)[1])
-        raise Unavailable(f"{self.name} did not start within {timeout:.0f} s")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(sig)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
-
-
-def _accord(*args: str) -> list[str]:
-    return [sys.executable, "-m", "accord.protos.cli", *args]
-
-
-def _spawn(name: str, args: list[str], cwd: Path) -> Process:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    popen = subprocess.Popen(
-        args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-    )
-    proc = Process(name, popen)
-    assert popen.stdout is not None
-    proc.start_reader(popen.stdout)
-    return proc
 
 
 @contextlib.contextmanager
@@ -148,7 +89,7 @@ def run_demo(people: int, epsilon: str, workdir: Path | None, seed: int) -> int:
             ]
             for n in nodes:
                 pki += ["--node", n]
-            subprocess.run(_accord(*pki), check=True, cwd=root, stdout=subprocess.DEVNULL)
+            subprocess.run(accord_command(*pki), check=True, cwd=root, stdout=subprocess.DEVNULL)
             _say("certificates: a development CA, the coordinator, 3 nodes and analyst 'alice'")
             started = time.perf_counter()
             layout = write_demo_federation(
@@ -160,7 +101,9 @@ def run_demo(people: int, epsilon: str, workdir: Path | None, seed: int) -> int:
             )
             ports: dict[str, int] = {}
             for n in nodes:
-                proc = _spawn(n, _accord("node", "serve", "--config", str(layout.node_configs[n])), root)
+                proc = spawn(
+                    n, accord_command("node", "serve", "--config", str(layout.node_configs[n])), root
+                )
                 processes.append(proc)
             for proc in processes:
                 ports[proc.name] = proc.wait_for_port(START_TIMEOUT)
@@ -169,8 +112,8 @@ def run_demo(people: int, epsilon: str, workdir: Path | None, seed: int) -> int:
             coordinator_toml.write_text(
                 coordinator_config_toml(layout, ports, listen_port=0), encoding="utf-8"
             )
-            coord = _spawn(
-                "coordinator", _accord("coordinator", "serve", "--config", str(coordinator_toml)), root
+            coord = spawn(
+                "coordinator", accord_command("coordinator", "serve", "--config", str(coordinator_toml)), root
             )
             processes.append(coord)
             coord_port = coord.wait_for_port(START_TIMEOUT)

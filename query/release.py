@@ -1,7 +1,7 @@
 """What comes back from a query: noisy estimates with their noise scale and 95% interval.
 
 A node produces a :class:`Release`; the coordinator combines several into a
-:class:`FederatedRelease`. Both are plain frozen dataclasses; :mod:`protos.convert` puts them on
+:class:`FederatedRelease`. Both are plain frozen dataclasses; :mod:`accord.protos.convert` puts them on
 the wire. Nothing here is row-level: every row is one group of a public category list.
 """
 
@@ -11,7 +11,7 @@ import enum
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from accord.protos.model import AggregateFunction, Literal
+from accord.query.model import AggregateFunction, Literal
 
 CONFIDENCE = 0.95  # the level of every interval Accord reports
 

@@ -1,5 +1,5 @@
 """Names and advice for SQL constructs outside the subset, and plain-name helpers (private to
-:mod:`protos.sql`)."""
+:mod:`accord.query.sql`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import NoReturn
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from accord.protos._sql_lex import AGGS, SHAPE, refuse
+from accord.query._sql_lex import AGGS, SHAPE, refuse
 
 # ---- naming refused constructs ---------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """The query model: an immutable tree that both the coordinator and the nodes speak.
 
-A query is parsed from SQL (see :mod:`protos.sql`) into these frozen dataclasses. Nothing in
+A query is parsed from SQL (see :mod:`accord.query.sql`) into these frozen dataclasses. Nothing in
 here knows about gRPC, DuckDB or OpenDP: the tree is rendered to an engine by the node and
-converted to/from the wire by :mod:`protos.convert`.
+converted to/from the wire by :mod:`accord.protos.convert`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TypeAlias
 
-from accord.protos.errors import InvalidQuery, Violation
+from accord.errors import InvalidQuery, Violation
 
 # A literal that may appear in a WHERE clause or as a public category / group key.
 Literal: TypeAlias = str | int | float | bool | None

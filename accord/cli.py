@@ -3,7 +3,7 @@
 Subcommands live with the package they drive and are found through the ``accord.commands``
 entry-point group (see pyproject.toml). Each entry point is a ``register(subparsers)`` function
 that adds its parser and sets ``func`` to a callable taking the parsed arguments and returning an
-exit status. User errors (:class:`protos.errors.AccordError`) print one clear line and exit 2.
+exit status. User errors (:class:`accord.errors.AccordError`) print one clear line and exit 2.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 
-from accord.protos.errors import AccordError
+from accord.errors import AccordError
 
 
 def build_parser() -> argparse.ArgumentParser:
