@@ -42,9 +42,10 @@ from typing import Any
 
 import duckdb
 
-from accord.node.catalog import load_datasets
+from accord.node.backend import ExactAnswer
 from accord.node.config import load_node_config
-from accord.node.engine import Engine, ExactAnswer
+from accord.node.duckdb.catalog import load_datasets
+from accord.node.duckdb.engine import Engine
 from accord.node.plan import distinct_measurements
 from accord.node.release import build_release
 from accord.query.model import Query

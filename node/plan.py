@@ -3,7 +3,7 @@
 Every aggregate becomes one or two *measurements* (the noisy quantities actually released):
 ``COUNT(*)`` and ``COUNT(col)`` are counts, ``SUM(col)`` is a clamped sum and ``AVG(col)`` is a
 clamped sum plus a count of non-null values, released as their ratio. The engine computes the
-exact value of each measurement per group (:mod:`node.engine`); the DP layer adds noise
+exact value of each measurement per group (:mod:`accord.node.duckdb.engine`); the DP layer adds noise
 (:mod:`node.dp`). The query's epsilon is split equally across its measurements.
 """
 

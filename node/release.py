@@ -26,7 +26,7 @@ with probability >= 1 - alpha, so the derived ratio interval is a joint 95% inte
 
 class ExactValues(Protocol):
     """What the engine hands over: the group keys and, per measurement, one exact value per group
-    aligned with ``groups``. (``node.engine.ExactAnswer`` has this shape.)"""
+    aligned with ``groups``. (:class:`accord.node.backend.ExactAnswer` has this shape.)"""
 
     @property
     def groups(self) -> tuple[tuple[Literal, ...], ...]: ...

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import logging
 
-import duckdb
-
-from accord.node.catalog import load_datasets
 from accord.node.config import NodeConfig
-from accord.node.engine import Engine
+from accord.node.duckdb import open_duckdb
 from accord.node.service import NodeService
 from accord.node.servicer import NodeServicer
 from accord.protos.v1 import node_pb2, node_pb2_grpc
@@ -21,12 +18,7 @@ SERVICE_NAME = node_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name
 
 
 def build_service(config: NodeConfig) -> NodeService:
-    con = duckdb.connect(":memory:")
-    # A server has no terminal: DuckDB's progress bar (long load checks, large windows) would write
-    # into its stdout. Cursors inherit the setting.
-    con.execute("SET enable_progress_bar = false")
-    loaded = load_datasets(config.datasets, con)
-    engine = Engine(con, loaded)
+    engine = open_duckdb(config.datasets)
     schemas = {d.schema.name: d.schema for d in config.datasets}
     return NodeService(config.name, engine, schemas, config.coordinators)
 

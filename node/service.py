@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from accord.errors import PermissionDenied
-from accord.node.engine import Engine
+from accord.node.backend import ExecutionBackend
 from accord.node.release import build_release
 from accord.node.store import MemoryReleaseStore, ReleaseStore, StoredRelease, fingerprint
 from accord.policies.identity import Identity
@@ -44,7 +44,7 @@ class NodeService:
     def __init__(
         self,
         name: str,
-        engine: Engine,
+        engine: ExecutionBackend,
         schemas: Mapping[str, DatasetSchema],
         allowed_coordinators: tuple[str, ...],
         store: ReleaseStore | None = None,

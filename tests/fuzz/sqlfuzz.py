@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from hypothesis import strategies as st
 
 from accord.errors import InvalidQuery
-from accord.node.sqlrender import render
+from accord.node.duckdb.sqlrender import render
 from accord.query.model import (
     Aggregate,
     AggregateFunction,

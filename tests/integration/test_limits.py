@@ -38,7 +38,7 @@ from accord.coordinator.config import load_coordinator_config
 from accord.coordinator.server import SERVICE_NAME as COORDINATOR_SERVICE
 from accord.coordinator.server import start_coordinator
 from accord.errors import ResourceLimit
-from accord.node.engine import Engine
+from accord.node.duckdb.engine import Engine
 from accord.node.server import SERVICE_NAME as NODE_SERVICE
 from accord.protos import convert
 from accord.protos.v1 import coordinator_pb2_grpc, node_pb2, node_pb2_grpc
@@ -108,7 +108,7 @@ class EngineGate:
 
 @pytest.fixture
 def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[EngineGate]:
-    """Patch :meth:`node.engine.Engine.execute` (for every in-process node) to wait at a gate."""
+    """Patch :meth:`node.duckdb.engine.Engine.execute` (for every in-process node) to wait at a gate."""
     held = EngineGate()
     execute = Engine.execute
 
@@ -647,7 +647,7 @@ _LAUNCHER = '''
 """`accord node serve` with the engine held at a FIFO: prints ENGINE ENTERED, then waits."""
 import sys
 
-from accord.node.engine import Engine
+from accord.node.duckdb.engine import Engine
 from accord.cli import main
 
 fifo = sys.argv[1]

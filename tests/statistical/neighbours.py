@@ -6,8 +6,8 @@ a substitution, two add/remove steps (``distance = 2``), so the node promises ``
 for it (group privacy).
 
 :func:`prepare` compiles the SQL with :func:`accord.query.sql.compile_query`, loads both files with
-:func:`node.catalog.load_dataset` and computes the exact answers once with
-:class:`node.engine.Engine` (WHERE, per-person bounding, clamping, grouping: the
+:func:`accord.node.duckdb.catalog.load_dataset` and computes the exact answers once with
+:class:`accord.node.duckdb.engine.Engine` (WHERE, per-person bounding, clamping, grouping: the
 code that runs in production). :meth:`Prepared.sampler` then draws releases from
 :func:`node.release.build_release`, the function the node's service calls to turn exact answers
 into a release (budget split, sensitivity, calibration against OpenDP's privacy map, OpenDP's
@@ -31,8 +31,9 @@ import numpy as np
 import pyarrow as pa
 from numpy.typing import NDArray
 
-from accord.node.catalog import load_dataset
-from accord.node.engine import Engine, ExactAnswer
+from accord.node.backend import ExactAnswer
+from accord.node.duckdb.catalog import load_dataset
+from accord.node.duckdb.engine import Engine
 from accord.node.plan import Measurement, distinct_measurements, measurements_for
 from accord.node.release import build_release
 from accord.query.model import AggregateFunction, Literal, Query

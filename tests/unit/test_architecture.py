@@ -19,6 +19,7 @@ ROOMS_BELOW: dict[str, set[str]] = {
     "demo": {"errors", "query", "policies", "protos", "rpc", "coordinator", "node"},
     "cli": {"errors", "accord"},
     "__init__": set(),
+    "__main__": {"cli"},
 }
 """Each room and the rooms it may import. Imports go one way, from the top of this list down."""
 
@@ -101,6 +102,13 @@ def test_only_node_dp_imports_opendp() -> None:
     """Property: noise has exactly one source, node/dp.py."""
     users = sorted(str(p.relative_to(ROOT)) for p in sources() if "opendp" in _imports(p))
     assert users == ["node/dp.py"]
+
+
+def test_only_the_duckdb_backend_imports_duckdb() -> None:
+    """Property: every DuckDB-specific construct lives in the DuckDB backend (node/duckdb/), behind
+    the execution-backend interface, so another engine can be added without touching the rest."""
+    users = sorted(str(p.relative_to(ROOT)) for p in sources() if "duckdb" in _imports(p))
+    assert users and all(u.startswith("node/duckdb/") for u in users), users
 
 
 def test_generated_types_stay_at_the_edges() -> None:

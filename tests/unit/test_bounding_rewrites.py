@@ -1,4 +1,4 @@
-"""The cheaper statements node.sqlrender writes for per-person contribution bounding give exactly
+"""The cheaper statements node.duckdb.sqlrender writes for per-person contribution bounding give exactly
 what the documented window gives: ``row_number() OVER (PARTITION BY pid ORDER BY hash(<every
 declared column, by name>), <every declared column but pid>) <= k`` after WHERE, then the
 aggregates. The reference statement is written out here, independently of the renderer."""
@@ -12,10 +12,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from accord.node.catalog import load_dataset
-from accord.node.engine import Engine
+from accord.node.duckdb.catalog import load_dataset
+from accord.node.duckdb.engine import Engine
+from accord.node.duckdb.sqlrender import render
 from accord.node.plan import MeasureKind, Measurement, group_keys
-from accord.node.sqlrender import render
 from accord.query.model import (
     Aggregate,
     AggregateFunction,

@@ -1,4 +1,4 @@
-"""node.catalog: datasets exposed to DuckDB and checked against their declarations at load."""
+"""accord.node.duckdb.catalog: datasets exposed to DuckDB and checked against their declarations at load."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from accord.errors import DataError
-from accord.node.catalog import file_stamp, load_dataset, load_datasets
+from accord.node.duckdb.catalog import file_stamp, load_dataset, load_datasets
 from accord.query.schema import ColumnSpec, ColumnType
 from tests.unit.nodedata import PUMS_DUP, dataset, pums, pums_rows, write_csv, write_parquet
 
@@ -125,7 +125,7 @@ def test_violations_clamped_with_a_warning(tmp_path: Path, caplog: pytest.LogCap
         tmp_path, pid=["p1", None, "p3", "p3"], age=[30, 4000, -7, 60], district=["x", "y", "north", None]
     )
     con = duckdb.connect()
-    with caplog.at_level(logging.WARNING, logger="accord.node.catalog"):
+    with caplog.at_level(logging.WARNING, logger="accord.node.duckdb.catalog"):
         loaded = load_dataset(dataset(path, COLS, on_violation="clamp"), con)
     text = caplog.text
     assert "column 'age': 2 row(s)" in text and "column 'district': 2 row(s)" in text and "clamp" in text
@@ -175,7 +175,7 @@ def test_pums_bounds_hold() -> None:
 @pytest.mark.parametrize("k", [1, 2, 3])
 def test_rows_per_person_counted_in_passes_agree(monkeypatch: pytest.MonkeyPatch, k: int) -> None:
     """Property: splitting the persons into passes (to bound memory) changes no count."""
-    from accord.node import catalog
+    from accord.node.duckdb import catalog
 
     per_person = Counter(r["pid"] for r in pums_rows())
     con = duckdb.connect()

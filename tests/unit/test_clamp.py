@@ -1,5 +1,5 @@
 """Clamping of summed values: the CASE form, and the shortcut that skips it when the load-time
-checks proved every value within the declared bounds (node.catalog + node.sqlrender)."""
+checks proved every value within the declared bounds (node.duckdb.catalog + node.duckdb.sqlrender)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from accord.node.catalog import load_dataset
-from accord.node.engine import Engine
+from accord.node.duckdb.catalog import load_dataset
+from accord.node.duckdb.engine import Engine
+from accord.node.duckdb.sqlrender import render
 from accord.node.plan import MeasureKind, Measurement
-from accord.node.sqlrender import render
 from accord.query.model import Aggregate, AggregateFunction, Between, GroupColumn, Query
 from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
 from tests.unit.nodedata import dataset, pums, write_parquet

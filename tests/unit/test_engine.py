@@ -1,4 +1,5 @@
-"""node.engine + node.sqlrender: exact answers, compared with an independent computation in Python.
+"""node.duckdb.engine + node.duckdb.sqlrender: exact answers, compared with an independent
+computation in Python.
 
 The reference side reads the files with the csv module (or keeps the synthetic rows in Python) and
 evaluates predicates with SQL's three-valued logic by hand; nothing here hard-codes a result.
@@ -19,11 +20,11 @@ import duckdb
 import pytest
 
 from accord.errors import InvalidQuery, NotFound, Unavailable
-from accord.node.catalog import LoadedDataset, load_dataset
 from accord.node.config import DatasetConfig
-from accord.node.engine import Engine, ExactAnswer
+from accord.node.duckdb.catalog import LoadedDataset, load_dataset
+from accord.node.duckdb.engine import Engine, ExactAnswer
+from accord.node.duckdb.sqlrender import render
 from accord.node.plan import MeasureKind, Measurement, group_keys
-from accord.node.sqlrender import render
 from accord.query.model import (
     Aggregate,
     AggregateFunction,

@@ -11,8 +11,8 @@ import pytest
 
 from accord.errors import InvalidQuery, NotFound
 from accord.node import dp
-from accord.node.catalog import load_datasets
-from accord.node.engine import Engine
+from accord.node.duckdb.catalog import load_datasets
+from accord.node.duckdb.engine import Engine
 from accord.node.service import NodeService
 from accord.policies.identity import Identity
 from accord.query.model import QueryRequest

@@ -1,4 +1,4 @@
-"""Load-time per-person row ranks (node.ranks.build_ranks, used by node.sqlrender for queries
+"""Load-time per-person row ranks (node.duckdb.ranks.build_ranks, used by node.duckdb.sqlrender for queries
 without WHERE): the table is paired with the dataset row for row by ``POSITIONAL JOIN``, and the
 answers it gives are exactly those of numbering rows per query, on files with many row groups
 read by several threads, on CSV tables, with NULL person ids, after the file changes and when the
@@ -16,12 +16,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from accord.node import catalog
-from accord.node.catalog import load_dataset
 from accord.node.config import DatasetConfig
-from accord.node.engine import Engine
-from accord.node.ranks import build_ranks
-from accord.node.sqlrender import render
+from accord.node.duckdb import catalog
+from accord.node.duckdb.catalog import load_dataset
+from accord.node.duckdb.engine import Engine
+from accord.node.duckdb.ranks import build_ranks
+from accord.node.duckdb.sqlrender import render
 from accord.query.model import (
     Aggregate,
     AggregateFunction,
@@ -146,7 +146,7 @@ def test_a_pairing_that_does_not_line_up_is_refused(tmp_path: Path, caplog: pyte
         "(SELECT pid, region, v, x, (file_row_number * 7919) % 5000 AS {pos} "
         f"FROM read_parquet('{path}', file_row_number = true))"
     )
-    with caplog.at_level(logging.WARNING, logger="accord.node.ranks"):
+    with caplog.at_level(logging.WARNING, logger="node.duckdb.ranks"):
         got = build_ranks(cfg, con, loaded.relation, shuffled, 5_000, 1, "dataset 'd'")
     assert got is None
     assert "did not line up" in caplog.text

@@ -3,7 +3,8 @@
 Hypothesis draws small datasets (persons with 1 to k + 2 rows, values on, inside and beyond the
 declared bounds, NULLs, undeclared and NULL group keys, rows without a person id), removes one
 person, and runs the *same* SQL on both datasets through the node's own front end and engine
-(:func:`accord.query.sql.compile_query`, :func:`node.catalog.load_dataset`, :class:`node.engine.Engine`
+(:func:`accord.query.sql.compile_query`, :func:`node.duckdb.catalog.load_dataset`,
+:class:`node.duckdb.engine.Engine`
 over DuckDB files). For every measurement the L1 change of its whole group vector must be at
 most :func:`node.dp.sensitivity`; nothing here re-implements bounding, clamping or grouping.
 
@@ -28,8 +29,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accord.node import dp
-from accord.node.catalog import load_dataset
-from accord.node.engine import Engine, ExactAnswer
+from accord.node.backend import ExactAnswer
+from accord.node.duckdb.catalog import load_dataset
+from accord.node.duckdb.engine import Engine
 from accord.node.plan import MeasureKind, distinct_measurements
 from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
 from accord.query.sql import compile_query

@@ -12,7 +12,7 @@ columns only hold declared categories (or NULL), and count the persons with more
 takes stays bounded however many persons there are). Too many rows per person is not an error
 (the engine bounds contributions), but when nobody exceeds the limit the engine may skip the
 bounding window. When somebody does, each row's place in its person's bounding order is computed
-once, into a small table aligned row for row with the dataset (:func:`node.ranks.build_ranks`), so that
+once, into a small table aligned row for row with the dataset (:func:`node.duckdb.ranks.build_ranks`), so that
 queries without WHERE bound contributions with a filtered scan instead of numbering every row
 again.
 Violations of bounds, categories or the person id are errors with ``on_violation = "reject"`` and
@@ -35,8 +35,8 @@ import duckdb
 
 from accord.errors import DataError
 from accord.node.config import DatasetConfig
-from accord.node.ranks import build_ranks
-from accord.node.sqlrender import SQL_TYPES, RowRanks, quote_ident
+from accord.node.duckdb.ranks import build_ranks
+from accord.node.duckdb.sqlrender import SQL_TYPES, RowRanks, quote_ident
 from accord.query.schema import ColumnSpec, ColumnType
 
 __all__ = [
@@ -99,7 +99,7 @@ class LoadedDataset:
     proven_bounds: Mapping[str, tuple[int | float, int | float]] = field(default_factory=dict)
     """Column → the declared ``(lower, upper)`` that the checks found *no* value outside of (no
     NaN either), for this file stamp. Clamping such a column is the identity, so the renderer may
-    skip it (:func:`node.sqlrender.render`). Empty unless the checks proved it."""
+    skip it (:func:`node.duckdb.sqlrender.render`). Empty unless the checks proved it."""
     ranks: RowRanks | None = None
     """Each row's place in its person's bounding order, for this file stamp (built only when
     bounding is needed; None if it could not be built, and the engine then numbers rows per query)."""
@@ -231,7 +231,7 @@ def _missing(config: DatasetConfig, found: dict[str, str], where: str) -> None:
 def _create_parquet_view(
     config: DatasetConfig, con: duckdb.DuckDBPyConnection, relation: str, where: str
 ) -> str:
-    """Create the view; return its select list (which :func:`node.ranks.build_ranks` reads with
+    """Create the view; return its select list (which :func:`node.duckdb.ranks.build_ranks` reads with
     row positions)."""
     source = f"read_parquet({_string_literal(str(config.path))})"
     found = _file_columns(con, source)
@@ -337,7 +337,7 @@ def _check(config: DatasetConfig, con: duckdb.DuckDBPyConnection, relation: str)
 
 
 _ROWS_PER_PASS = 2_000_000
-"""Rows per pass of :func:`_per_person` and of :func:`node.ranks.build_ranks` (bounds the memory
+"""Rows per pass of :func:`_per_person` and of :func:`node.duckdb.ranks.build_ranks` (bounds the memory
 their hash tables and windows take)."""
 
 

@@ -39,7 +39,7 @@ Semantics (the DP-critical part)
    id (and the file is unchanged since), bounding is skipped: it would be the identity.
    Cheaper statements give the same bounded table:
 
-   * **Load-time ranks** (``ranks``, a :class:`RowRanks` built by :mod:`node.catalog`): a table
+   * **Load-time ranks** (``ranks``, a :class:`RowRanks` built by :mod:`accord.node.duckdb.catalog`): a table
      aligned row for row with the dataset holding each row's place in its person's order, joined
      to the dataset by ``POSITIONAL JOIN``. Without WHERE the bounded table is the rows of place
      ``<= k``: a filtered scan, no window. (With WHERE a person's kept rows are the first ``k``
@@ -58,9 +58,9 @@ Semantics (the DP-critical part)
    which ``SUM`` skips (``GREATEST(NULL, lower)`` would be ``lower``), and it is faster in
    DuckDB. NaN clamps to ``upper`` (NaN compares above every number, in DuckDB and PostgreSQL),
    infinities to the nearer bound. An empty group's SUM is NULL in SQL and becomes 0 in
-   :mod:`node.engine`.
+   :mod:`accord.node.duckdb.engine`.
    **Proven bounds**: when the load-time checks found no value of ``col`` outside the declared
-   ``[lower, upper]`` and no NaN (``proven_bounds``, see :class:`node.catalog.LoadedDataset`;
+   ``[lower, upper]`` and no NaN (``proven_bounds``, see :class:`accord.node.duckdb.catalog.LoadedDataset`;
    valid only while the file is unchanged, which the engine checks before and after each query
    exactly as for the bounding shortcut), the clamp maps every value to itself and is left out:
    ``SUM(col)``. Bounding and WHERE only remove rows, so the rows summed are a subset of the rows

@@ -1,15 +1,11 @@
 """Exact (noise-free) execution of a query on the node's DuckDB datasets.
 
-:meth:`Engine.execute` renders the query with :func:`node.sqlrender.render` (WHERE, per-person
+:meth:`Engine.execute` renders the query with :func:`accord.node.duckdb.sqlrender.render` (WHERE, per-person
 contribution bounding, clamping, grouping: the semantics are documented there), runs it as one
 SQL statement on a fresh cursor (so several threads may execute at once), and aligns the result
 with the public group list of :func:`node.plan.group_keys`:
 
-* groups present in the data but not public (an undeclared category, a NULL key) are dropped:
-  releasing them would reveal that such values exist;
-* public groups absent from the data get 0 for every measurement: leaving them out would reveal
-  that they are empty;
-* ``SUM`` of an empty group is 0 (``int`` for integer columns, ``float`` for float columns).
+exactly as :func:`accord.node.backend.align` documents.
 
 Before each query the dataset file is ``stat``-ed; if its size, mtime or inode changed since the
 load-time checks, the checks run again (and the CSV table is reloaded) before answering, so the
@@ -27,35 +23,27 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import duckdb
 
 from accord.errors import DataError, InternalError, NotFound, Unavailable, Violation
-from accord.node.catalog import FileStamp, LoadedDataset, file_stamp, load_dataset
-from accord.node.plan import MeasureKind, Measurement, distinct_measurements, group_keys
-from accord.node.ranks import drop_ranks
-from accord.node.sqlrender import render
-from accord.query.model import Literal, Query
-from accord.query.schema import ColumnType, DatasetSchema
+from accord.node.backend import ExactAnswer, ExecutionBackend, align
+from accord.node.duckdb.catalog import FileStamp, LoadedDataset, file_stamp, load_dataset
+from accord.node.duckdb.ranks import drop_ranks
+from accord.node.duckdb.sqlrender import render
+from accord.node.plan import MeasureKind, distinct_measurements
+from accord.query.model import Query
+from accord.query.schema import DatasetSchema
 
-__all__ = ["Engine", "ExactAnswer"]
+__all__ = ["Engine"]
 
 log = logging.getLogger(__name__)
 
 _ATTEMPTS = 3
 
 
-@dataclass(frozen=True)
-class ExactAnswer:
-    """Exact values before noise: ``values[m][i]`` is measurement ``m`` for ``groups[i]``."""
-
-    groups: tuple[tuple[Literal, ...], ...]
-    values: Mapping[Measurement, tuple[int | float, ...]]
-
-
-class Engine:
-    """Executes queries over the datasets loaded by :func:`node.catalog.load_datasets`."""
+class Engine(ExecutionBackend):
+    """Executes queries over the datasets loaded by :func:`accord.node.duckdb.catalog.load_datasets`."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, datasets: Mapping[str, LoadedDataset]) -> None:
         self._con = con
@@ -63,6 +51,10 @@ class Engine:
         self._failed: dict[str, FileStamp] = {}  # file stamps whose re-check rejected the data
         self._versions = dict.fromkeys(self._datasets, 0)
         self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
 
     def dataset(self, name: str) -> LoadedDataset:
         try:
@@ -101,7 +93,7 @@ class Engine:
                     cur.close()
                 measurements = rendered.measurements
             if self._stamp(loaded) == loaded.stamp:
-                return _align(query, schema, measurements, rows)
+                return align(query, schema, measurements, rows)
             log.info(
                 "dataset %s changed during a query; running it again on the re-checked file", query.dataset
             )
@@ -177,40 +169,3 @@ def _unavailable(name: str) -> Unavailable:
         f"dataset {name!r} is not available: its file changed and failed the node's checks; "
         "the node operator has been told"
     )
-
-
-def _zero(m: Measurement, schema: DatasetSchema) -> int | float:
-    if m.kind is MeasureKind.SUM and m.column is not None:
-        spec = schema.column(m.column)
-        if spec is not None and spec.type is ColumnType.FLOAT:
-            return 0.0
-    return 0
-
-
-def _align(
-    query: Query,
-    schema: DatasetSchema,
-    measurements: tuple[Measurement, ...],
-    rows: list[tuple[object, ...]],
-) -> ExactAnswer:
-    groups = group_keys(query, schema)
-    width = len(query.group_by)
-    found: dict[tuple[object, ...], tuple[object, ...]] = {}
-    for row in rows:
-        found[tuple(row[:width])] = tuple(row[width:])
-    zeros = tuple(_zero(m, schema) for m in measurements)
-    columns: list[list[int | float]] = [[] for _ in measurements]
-    for key in groups:
-        values = found.get(key)
-        for i, zero in enumerate(zeros):
-            v = None if values is None else values[i]
-            columns[i].append(zero if v is None else _number(v, zero))
-    return ExactAnswer(groups, {m: tuple(col) for m, col in zip(measurements, columns, strict=True)})
-
-
-def _number(value: object, zero: int | float) -> int | float:
-    if isinstance(zero, float):
-        assert isinstance(value, (int, float))
-        return float(value)
-    assert isinstance(value, int) and not isinstance(value, bool), f"unexpected {type(value).__name__}"
-    return value

@@ -1,8 +1,8 @@
 """Per-person row ranks computed once at load, so that bounding contributions without WHERE is a
-filtered scan (see :mod:`node.sqlrender`, step 2, "Load-time ranks").
+filtered scan (see :mod:`node.duckdb.sqlrender`, step 2, "Load-time ranks").
 
 :func:`build_ranks` writes a table with one entry per dataset row, in the dataset's own order:
-the row's place in its person's bounding order (:func:`node.sqlrender.bounding_order`). The
+the row's place in its person's bounding order (:func:`node.duckdb.sqlrender.bounding_order`). The
 engine pairs it with the dataset by ``POSITIONAL JOIN``; the pairing is verified for every row
 before the table is used.
 """
@@ -15,7 +15,7 @@ import logging
 import duckdb
 
 from accord.node.config import DatasetConfig
-from accord.node.sqlrender import RowRanks, bounding_order, quote_ident
+from accord.node.duckdb.sqlrender import RowRanks, bounding_order, quote_ident
 
 __all__ = ["build_ranks", "drop_ranks"]
 
@@ -45,17 +45,17 @@ def build_ranks(
     passes: int,
     where: str,
 ) -> RowRanks | None:
-    """Each row's place in its person's bounding order (:func:`node.sqlrender.bounding_order`),
+    """Each row's place in its person's bounding order (:func:`node.duckdb.sqlrender.bounding_order`),
     capped at ``k + 1``, in a table with one row per dataset row in the dataset's own order, so
     that ``relation POSITIONAL JOIN ranks`` pairs every row with its own entry.
 
     ``positioned`` is the dataset's rows with their position (the Parquet row number, the CSV
     table's rowid) as a ``{pos}`` column. Rows are numbered per person in passes over disjoint sets
-    of persons (``hash(pid) % passes``, as in :func:`node.catalog._per_person`) so the window's memory stays
-    bounded, then put in position order. The pairing is then *verified*: a 32-bit hash of the
-    person id kept beside each entry must match the dataset row it is paired with, for every row.
-    If anything fails the dataset is still served, numbering rows per query (slower, the same
-    answers), and the operator is told. Returns None then."""
+    of persons (``hash(pid) % passes``, as in :func:`node.duckdb.catalog._per_person`) so the
+    window's memory stays bounded, then put in position order. The pairing is then *verified*: a
+    32-bit hash of the person id kept beside each entry must match the dataset row it is paired
+    with, for every row. If anything fails the dataset is still served, numbering rows per query
+    (slower, the same answers), and the operator is told. Returns None then."""
     schema = config.schema
     k = schema.max_rows_per_person
     taken = {c.name for c in schema.columns}
