@@ -29,8 +29,10 @@ from types import FrameType
 
 import pyarrow.parquet as pq
 
-from accord.demo.layout import coordinator_config_toml
+from accord.coordinator.config import write_coordinator_config
+from accord.demo.layout import demo_coordinator_config
 from accord.demo.processes import Process, accord_command, spawn
+from accord.node.config import StateConfig
 from accord.policies.pki import init_federation
 from accord.rpc.transport import TlsFiles
 from bench.common import ROOT, BenchConfig
@@ -111,18 +113,15 @@ class Cluster:
     def coordinator(self, nodes: Sequence[str], deadline_seconds: int = 30) -> Iterator[str]:
         """A coordinator process (named ``coordinator-<len(nodes)>``) serving ``nodes`` and every
         analyst; yields its address and stops it when the block ends."""
-        config = self.root / f"coordinator-{len(nodes)}.toml"
-        config.write_text(
-            coordinator_config_toml(
-                None,
-                {n: self.node_ports[n] for n in nodes},
-                listen_port=0,
-                deadline_seconds=deadline_seconds,
-                analysts=self.analysts,
-                report_node_timings=True,  # the overhead measurement needs the nodes' own times
-            ),
-            encoding="utf-8",
+        wanted = demo_coordinator_config(
+            self.root,
+            {n: self.node_ports[n] for n in nodes},
+            0,
+            deadline_seconds=deadline_seconds,
+            analysts=self.analysts,
+            report_node_timings=True,  # the overhead measurement needs the nodes' own times
         )
+        config = write_coordinator_config(wanted, self.root / f"coordinator-{len(nodes)}.toml")
         proc = spawn(
             f"coordinator-{len(nodes)}",
             accord_command("coordinator", "serve", "--config", str(config)),
@@ -173,10 +172,16 @@ def _sigterm_unwinds() -> Iterator[None]:
 
 @contextlib.contextmanager
 def federation(
-    cfg: BenchConfig, nodes: int, analysts: int, rows_per_node: int, node_workers: int = 8
+    cfg: BenchConfig,
+    nodes: int,
+    analysts: int,
+    rows_per_node: int,
+    node_workers: int = 8,
+    state: str = "sqlite",
 ) -> Iterator[Cluster]:
     """``nodes`` node processes serving their own slices, ready to answer; see the module docstring.
-    ``node_workers`` is each node's ``max_workers`` (queries it runs at once; more are refused)."""
+    ``node_workers`` is each node's ``max_workers`` (queries it runs at once; more are refused);
+    ``state`` their state backend (``sqlite``, as an operator runs them, or ``memory``)."""
     cfg.work.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="federation-", dir=cfg.work))
     cluster = Cluster(root, {}, tuple(analyst_name(i) for i in range(analysts)))
@@ -192,6 +197,9 @@ def federation(
                     pki=root / "certs",
                     coordinators=(COORDINATOR,),
                     max_workers=node_workers,
+                    state=StateConfig("memory")
+                    if state == "memory"
+                    else StateConfig("sqlite", root / "state" / f"{name}.sqlite3"),
                 )
                 proc = spawn(name, accord_command("node", "serve", "--config", str(config)), ROOT)
                 cluster.processes.append(proc)

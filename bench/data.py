@@ -11,7 +11,8 @@ Public names other suites rely on (keep them stable):
   ``multi=False``: one row per person. ``multi=True``: "contacts", several rows per person
   (1-5, mean ~2.5), so a node with ``max_rows_per_person`` < 5 must bound contributions.
 * :func:`node_config` ``(data, *, ...) -> Path`` — writes a node TOML declaring ``citizens`` over
-  ``data`` (public bounds and categories below) and returns its path.
+  ``data`` (public bounds and categories below, :func:`citizens_schema`) with the node's own config
+  writer and returns its path.
 * :data:`DATASET`, :data:`REGIONS`, :data:`COORDINATOR` — the dataset name, the 12 public regions,
   the coordinator name the written configs allow.
 
@@ -34,6 +35,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from accord.node.config import DatasetConfig, NodeConfig, StateConfig, write_node_config
+from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
 from bench.common import BenchConfig
 
 __all__ = [
@@ -42,6 +45,7 @@ __all__ = [
     "PLAIN",
     "QUERIES",
     "REGIONS",
+    "citizens_schema",
     "ensure_dataset",
     "generate",
     "node_config",
@@ -157,6 +161,24 @@ def ensure_dataset(cfg: BenchConfig, rows: int, multi: bool) -> Path:
     return path
 
 
+def citizens_schema(max_rows_per_person: int = 1) -> DatasetSchema:
+    """The public metadata of ``citizens``: the generator's bounds and categories."""
+    integer = ColumnType.INTEGER
+    return DatasetSchema(
+        DATASET,
+        (
+            ColumnSpec("person_id", integer),
+            ColumnSpec("region", ColumnType.STRING, categories=REGIONS),
+            ColumnSpec("age", integer, 0, 100),
+            ColumnSpec("income", integer, 0, INCOME_MAX),
+            ColumnSpec("household_size", integer, 1, 10),
+            ColumnSpec("benefit", ColumnType.BOOLEAN, categories=(True, False)),
+        ),
+        "person_id",
+        max_rows_per_person,
+    )
+
+
 def node_config(
     data: Path,
     *,
@@ -168,74 +190,31 @@ def node_config(
     pki: Path | None = None,
     coordinators: tuple[str, ...] = (COORDINATOR,),
     max_workers: int = 8,
+    state: StateConfig | None = None,
 ) -> Path:
-    """Write a node config serving ``data`` as dataset ``citizens``; return the TOML's path.
+    """Write a node config serving ``data`` as dataset ``citizens`` (with the node's own config
+    writer); return the TOML's path.
 
     ``out`` defaults to ``<data>.<name>.k<max_rows_per_person>.toml`` beside the data. The
-    ``[tls]`` paths point into ``pki`` (a folder made by :func:`policies.pki.init_federation`,
+    ``[tls]`` paths point into ``pki`` (a folder made by :func:`accord.policies.pki.init_federation`,
     certificates as ``nodes/<name>.pem``); loading the config does not open them, so in-process
-    suites may leave ``pki`` unset. Bounds and categories are the generator's (see the module
-    docstring)."""
+    suites may leave ``pki`` unset. ``state`` defaults to the memory backend (the in-process suites
+    measure answers, not restarts; the state row measures SQLite against it). Bounds and categories
+    are the generator's (see the module docstring)."""
     if out is None:
         out = data.with_name(f"{data.stem}.{name}.k{max_rows_per_person}.toml")
-    tls = pki if pki is not None else data.parent / "pki"
-    regions = ", ".join(f'"{r}"' for r in REGIONS)
-    text = f"""\
-[node]
-name = "{name}"
-listen = "{listen}"
-max_workers = {max_workers}
-
-[tls]
-cert = {_toml_path(tls / "nodes" / f"{name}.pem")}
-key = {_toml_path(tls / "nodes" / f"{name}.key")}
-ca = {_toml_path(tls / "ca.pem")}
-
-[access]
-coordinators = [{", ".join(f'"{c}"' for c in coordinators)}]
-
-[datasets.{DATASET}]
-path = {_toml_path(data)}
-privacy_unit = "person_id"
-max_rows_per_person = {max_rows_per_person}
-on_violation = "{on_violation}"
-
-[datasets.{DATASET}.columns.person_id]
-type = "integer"
-
-[datasets.{DATASET}.columns.region]
-type = "string"
-categories = [{regions}]
-
-[datasets.{DATASET}.columns.age]
-type = "integer"
-lower = 0
-upper = 100
-
-[datasets.{DATASET}.columns.income]
-type = "integer"
-lower = 0
-upper = {INCOME_MAX}
-
-[datasets.{DATASET}.columns.household_size]
-type = "integer"
-lower = 1
-upper = 10
-
-[datasets.{DATASET}.columns.benefit]
-type = "boolean"
-categories = [true, false]
-"""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
-
-
-def _toml_path(p: Path) -> str:
-    """A TOML literal string for an absolute path (paths with a single quote are refused)."""
-    s = str(p.resolve())
-    if "'" in s or "\n" in s:
-        raise ValueError(f"cannot write {s!r} into a TOML literal string; use a simpler path")
-    return f"'{s}'"
+    tls = (pki if pki is not None else data.parent / "pki").resolve()
+    config = NodeConfig(
+        name=name,
+        listen=listen,
+        tls_cert=tls / "nodes" / f"{name}.pem",
+        tls_key=tls / "nodes" / f"{name}.key",
+        tls_ca=tls / "ca.pem",
+        coordinators=coordinators,
+        datasets=(
+            DatasetConfig(citizens_schema(max_rows_per_person), data.resolve(), "parquet", on_violation),
+        ),
+        state=state or StateConfig("memory"),
+        max_workers=max_workers,
+    )
+    return write_node_config(config, out)

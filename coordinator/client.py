@@ -14,9 +14,6 @@ failed call reuse the same query id, so a node never charges twice for one quest
 
 from __future__ import annotations
 
-import difflib
-import re
-import tomllib
 import uuid
 from dataclasses import dataclass
 from fractions import Fraction
@@ -26,9 +23,10 @@ from typing import Any
 
 import grpc
 
+from accord.config import Table, read_toml
 from accord.coordinator.nodes import RECONNECT_BACKOFF_MS
 from accord.coordinator.table import to_arrow
-from accord.errors import ConfigError, DeadlineExceeded, Unavailable
+from accord.errors import DeadlineExceeded, Unavailable
 from accord.protos import convert
 from accord.protos.rpcstatus import error_from_rpc
 from accord.protos.v1 import coordinator_pb2, coordinator_pb2_grpc
@@ -45,7 +43,6 @@ from accord.rpc.transport import TlsFiles, secure_channel
 
 DEFAULT_PROFILE = Path("~/.config/accord/profile.toml")
 DEFAULT_TIMEOUT = 60.0
-_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")
 
 
 @dataclass(frozen=True)
@@ -68,49 +65,15 @@ class Profile:
 
 
 def load_profile(path: str | Path) -> Profile:
+    """Read an analyst profile; every mistake names the file, the key and the fix."""
     path = Path(path).expanduser()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{path}: no such profile; pass --profile FILE or --coordinator/--cert/--key/--ca"
-        ) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(
-            f"{path}: cannot read the profile ({err.__class__.__name__}); pass a readable UTF-8 TOML file"
-        ) from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML: {err}; fix the syntax") from None
-    allowed = {"coordinator", "coordinator_name", "cert", "key", "ca"}
-    for key in data:
-        if key not in allowed:
-            near = difflib.get_close_matches(key, sorted(allowed), n=1)
-            hint = f"did you mean {near[0]!r}?" if near else f"allowed: {', '.join(sorted(allowed))}"
-            raise ConfigError(f"{path}: {key}: unknown key; {hint}")
-    missing = [k for k in ("coordinator", "cert", "key", "ca") if not isinstance(data.get(k), str)]
-    if missing:
-        raise ConfigError(
-            f"{path}: missing {', '.join(missing)}; add each as a string "
-            '(coordinator = "HOST:PORT", cert/key/ca = paths to PEM files)'
-        )
-    if not _ADDRESS.match(data["coordinator"]):
-        raise ConfigError(
-            f'{path}: coordinator: {data["coordinator"]!r} is not host:port; write e.g. "127.0.0.1:50050"'
-        )
-    name = data.get("coordinator_name", "coordinator")
-    if not isinstance(name, str) or not name:
-        raise ConfigError(
-            f"{path}: coordinator_name: must be the name in the coordinator's certificate, "
-            'e.g. "coordinator"'
-        )
-
-    def resolve(key: str) -> Path:
-        p = Path(data[key]).expanduser()
-        return p if p.is_absolute() else path.parent / p
-
+    top = Table(path, "", read_toml(path, "pass --profile FILE or --coordinator/--cert/--key/--ca"))
+    top.check_keys({"coordinator", "coordinator_name", "cert", "key", "ca"})
+    address = top.address("coordinator", listen=False)
+    name = top.name("coordinator_name", top.get("coordinator_name", str, "coordinator"))
     return Profile(
-        coordinator=data["coordinator"],
-        tls=TlsFiles(resolve("cert"), resolve("key"), resolve("ca")),
+        coordinator=address,
+        tls=TlsFiles(top.path("cert"), top.path("key"), top.path("ca")),
         coordinator_name=name,
     )
 

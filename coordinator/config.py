@@ -27,18 +27,26 @@ the key and the fix.
 
 from __future__ import annotations
 
-import difflib
-import re
-import tomllib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
+from accord.config import Table, read_toml, relative_path, write_text_atomic
 from accord.errors import ConfigError
 from accord.rpc.transport import TlsFiles
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$")
+__all__ = [
+    "CoordinatorConfig",
+    "NodeEndpoint",
+    "coordinator_config_toml",
+    "load_coordinator_config",
+    "write_coordinator_config",
+]
+
+_MISSING_FILE = "create it with `accord pki init`"
 
 
 @dataclass(frozen=True)
@@ -60,125 +68,45 @@ class CoordinatorConfig:
     report_node_timings: bool = False
 
 
-class _Reader:
-    """Reads one TOML table, remembering where it came from for error messages."""
-
-    def __init__(self, path: Path, prefix: str, table: Any) -> None:
-        self.path, self.prefix = path, prefix
-        if not isinstance(table, dict):
-            raise self.error("", "must be a table (a [section])")
-        self.table: dict[str, Any] = table
-
-    def key(self, key: str) -> str:
-        return f"{self.prefix}.{key}" if self.prefix else key
-
-    def error(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{self.path}: {self.key(key) if key else self.prefix or 'file'}: {problem}")
-
-    def check_keys(self, allowed: set[str]) -> None:
-        for key in self.table:
-            if key not in allowed:
-                near = difflib.get_close_matches(key, sorted(allowed), n=1)
-                hint = (
-                    f"; did you mean {near[0]!r}?"
-                    if near
-                    else f"; allowed keys: {', '.join(sorted(allowed))}"
-                )
-                raise self.error(key, f"unknown key{hint}")
-
-    def get(self, key: str, kind: type, default: Any = None, required: bool = False) -> Any:
-        if key not in self.table:
-            if required:
-                raise self.error(key, f"is required; add `{key} = ...` under [{self.prefix}]")
-            return default
-        value = self.table[key]
-        ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value, ok = float(value), True
-        if not ok:
-            raise self.error(key, f"must be a {kind.__name__}, not {type(value).__name__}")
-        return value
-
-    def path_of(self, key: str) -> Path:
-        raw = self.get(key, str, required=True)
-        p = Path(raw).expanduser()
-        p = p if p.is_absolute() else (self.path.parent / p)
-        if not raw or not p.is_file():
-            raise self.error(
-                key,
-                f"no such file {str(p)!r}; fix the path (relative paths start at the config's folder) "
-                "or create it with `accord pki init`",
-            )
-        return p
-
-    def address(self, key: str, *, listen: bool) -> str:
-        value: str = self.get(key, str, required=True)
-        example = "127.0.0.1:50050" if listen else "127.0.0.1:50051"
-        match = _ADDRESS.match(value)
-        lowest = 0 if listen else 1
-        if not match or not lowest <= int(match.group(2)) <= 65535:
-            raise self.error(
-                key, f"{value!r} is not host:port with a port from {lowest} to 65535; write e.g. {example!r}"
-            )
-        return value
-
-
 def load_coordinator_config(path: str | Path) -> CoordinatorConfig:
+    """Read and validate a coordinator config file. Raises :class:`ConfigError` naming the file,
+    the key and the fix."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file; pass the coordinator config with --config") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(
-            f"{path}: cannot read the file ({err.__class__.__name__}); pass a readable UTF-8 TOML file"
-        ) from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML: {err}; fix the syntax") from None
-    top = _Reader(path, "", data)
+    data = read_toml(path, "pass the coordinator config with --config")
+    top = Table(path, "", data)
     top.check_keys({"coordinator", "tls", "access", "nodes"})
     for section in ("coordinator", "tls", "nodes"):
         if section not in data:
             raise ConfigError(f"{path}: missing [{section}] section; see the README for an example")
-    co = _Reader(path, "coordinator", data["coordinator"])
+    co = top.sub("coordinator")
     co.check_keys(
         {"name", "listen", "deadline_seconds", "max_workers", "max_in_flight", "report_node_timings"}
     )
-    name = co.get("name", str, required=True)
-    if not _NAME.match(name):
-        raise co.error("name", "use lower-case letters, digits and '-' (the certificate name)")
+    name = co.name("name")
     listen = co.address("listen", listen=True)
     deadline = co.get("deadline_seconds", float, 10.0)
-    if not 0 < deadline <= 3600:
+    if not (0 < deadline <= 3600) or math.isnan(deadline):
         raise co.error("deadline_seconds", "must be between 0 and 3600 seconds")
-    max_workers = co.get("max_workers", int, 16)
-    max_in_flight = co.get("max_in_flight", int, 32)
+    max_workers = co.integer("max_workers", 16, 1, 1024, "16 is a good start")
+    max_in_flight = co.integer("max_in_flight", 32, 1, 65536, "32 is a good start")
     report_node_timings = co.get("report_node_timings", bool, False)
-    for key, value in (("max_workers", max_workers), ("max_in_flight", max_in_flight)):
-        if value < 1:
-            raise co.error(key, "must be at least 1")
 
-    tls = _Reader(path, "tls", data["tls"])
+    tls = top.sub("tls")
     tls.check_keys({"cert", "key", "ca"})
-    tls_files = TlsFiles(tls.path_of("cert"), tls.path_of("key"), tls.path_of("ca"))
+    tls_files = TlsFiles(*(tls.path(k, must_exist=True, hint=_MISSING_FILE) for k in ("cert", "key", "ca")))
 
-    access = _Reader(path, "access", data.get("access", {}))
+    access = top.sub("access")
     access.check_keys({"analysts"})
-    analysts = access.get("analysts", list, [])
-    if not analysts or not all(isinstance(a, str) and _NAME.match(a) for a in analysts):
-        raise access.error("analysts", 'list the analyst certificate names allowed to query, e.g. ["alice"]')
-    if len(set(analysts)) != len(analysts):
-        raise access.error("analysts", "lists a name twice; remove the duplicate")
+    analysts = access.names("analysts", '["alice"]', "analyst certificate names allowed to query")
 
-    nodes_table = _Reader(path, "nodes", data["nodes"])
+    nodes_table = top.sub("nodes")
     if not nodes_table.table:
         raise nodes_table.error("", "no nodes configured; add a [nodes.NAME] table with an address")
     nodes: list[NodeEndpoint] = []
-    for node_name, table in sorted(nodes_table.table.items()):
-        reader = _Reader(path, f"nodes.{node_name}", table)
+    for node_name in sorted(nodes_table.table):
+        reader = nodes_table.sub(node_name)
         reader.check_keys({"address"})
-        if not _NAME.match(node_name):
-            raise reader.error("", "node names are certificate names: lower-case letters, digits and '-'")
+        nodes_table.name(node_name, node_name)
         address = reader.address("address", listen=False)
         same = [n.name for n in nodes if n.address == address]
         if same:
@@ -190,10 +118,34 @@ def load_coordinator_config(path: str | Path) -> CoordinatorConfig:
         name=name,
         listen=listen,
         tls=tls_files,
-        analysts=tuple(analysts),
+        analysts=analysts,
         nodes=tuple(nodes),
         deadline_seconds=deadline,
         max_workers=max_workers,
         max_in_flight=max_in_flight,
         report_node_timings=report_node_timings,
     )
+
+
+def coordinator_config_toml(config: CoordinatorConfig, folder: Path) -> str:
+    """The TOML text of ``config`` for a file in ``folder`` (paths inside it written relative to
+    it): :func:`load_coordinator_config` reads it back as ``config``."""
+    doc: dict[str, Any] = {
+        "coordinator": {
+            "name": config.name,
+            "listen": config.listen,
+            "deadline_seconds": config.deadline_seconds,
+            "max_workers": config.max_workers,
+            "max_in_flight": config.max_in_flight,
+            "report_node_timings": config.report_node_timings,
+        },
+        "tls": {k: relative_path(getattr(config.tls, k), folder) for k in ("cert", "key", "ca")},
+        "access": {"analysts": list(config.analysts)},
+        "nodes": {n.name: {"address": n.address} for n in config.nodes},
+    }
+    return f"# coordinator config of {config.name} (see the README for every key)\n" + tomli_w.dumps(doc)
+
+
+def write_coordinator_config(config: CoordinatorConfig, path: Path) -> Path:
+    """Write ``config`` to ``path`` atomically; return ``path``."""
+    return write_text_atomic(path, coordinator_config_toml(config, Path(path).parent))

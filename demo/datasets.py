@@ -12,6 +12,8 @@ from types import MappingProxyType
 
 import pyarrow as pa
 
+from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
+
 __all__ = [
     "AGE_BANDS",
     "ALL_WARDS",
@@ -22,8 +24,7 @@ __all__ = [
     "SERVICES",
     "SERVICE_CONTACTS",
     "WARDS",
-    "ColumnDecl",
-    "DatasetDecl",
+    "DemoDataset",
 ]
 
 NODES: tuple[str, ...] = ("county", "district-a", "district-b")
@@ -37,79 +38,72 @@ WARDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 AGE_BANDS = ("0-17", "18-34", "35-64", "65+")
 SERVICES = ("children's social care", "adult social care", "education", "highways", "libraries")
 
-Category = str | bool
+_ARROW = {ColumnType.INTEGER: pa.int64(), ColumnType.STRING: pa.string(), ColumnType.BOOLEAN: pa.bool_()}
 
 
 @dataclass(frozen=True)
-class ColumnDecl:
-    """One declared column: the single source for both the Parquet schema and the node TOML."""
+class DemoDataset:
+    """One declared dataset: the single source for both the Parquet files and the node configs."""
 
-    name: str
-    type: str  # "integer" | "string" | "boolean"
-    lower: int | None = None
-    upper: int | None = None
-    categories: tuple[Category, ...] | None = None
+    schema: DatasetSchema
+    on_violation: str = "reject"
 
     @property
-    def arrow_type(self) -> pa.DataType:
-        return {"integer": pa.int64(), "string": pa.string(), "boolean": pa.bool_()}[self.type]
-
-
-@dataclass(frozen=True)
-class DatasetDecl:
-    name: str
-    description: str
-    max_rows_per_person: int
-    on_violation: str
-    columns: tuple[ColumnDecl, ...]
-    privacy_unit: str = "person_id"
+    def name(self) -> str:
+        return self.schema.name
 
     @property
-    def schema(self) -> pa.Schema:
-        return pa.schema([pa.field(c.name, c.arrow_type, nullable=False) for c in self.columns])
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema([pa.field(c.name, _ARROW[c.type], nullable=False) for c in self.schema.columns])
 
 
 ALL_WARDS = tuple(w for d in DISTRICTS.values() for w in WARDS[d])
 _BOOL = (True, False)
+_STRING, _INTEGER, _BOOLEAN = ColumnType.STRING, ColumnType.INTEGER, ColumnType.BOOLEAN
 _PLACE = (
-    ColumnDecl("person_id", "string"),
-    ColumnDecl("district", "string", categories=tuple(DISTRICTS.values())),
-    ColumnDecl("ward", "string", categories=ALL_WARDS),
+    ColumnSpec("person_id", _STRING),
+    ColumnSpec("district", _STRING, categories=tuple(DISTRICTS.values())),
+    ColumnSpec("ward", _STRING, categories=ALL_WARDS),
 )
-CITIZENS = DatasetDecl(
-    name="citizens",
-    description="People this authority serves, one row per person (synthetic)",
-    max_rows_per_person=1,
-    on_violation="reject",
-    columns=(
-        *_PLACE,
-        ColumnDecl("age_band", "string", categories=AGE_BANDS),
-        ColumnDecl("age", "integer", 0, 100),
-        ColumnDecl("household_size", "integer", 1, 8),
-        ColumnDecl("income", "integer", 0, 250_000),
-        *(
-            ColumnDecl(flag, "boolean", categories=_BOOL)
-            for flag in (
-                "claims_housing_benefit",
-                "claims_council_tax_support",
-                "child_in_social_care",
-                "adult_social_care",
-                "free_school_meals",
-            )
+CITIZENS = DemoDataset(
+    DatasetSchema(
+        name="citizens",
+        description="People this authority serves, one row per person (synthetic)",
+        privacy_unit="person_id",
+        max_rows_per_person=1,
+        columns=(
+            *_PLACE,
+            ColumnSpec("age_band", _STRING, categories=AGE_BANDS),
+            ColumnSpec("age", _INTEGER, 0, 100),
+            ColumnSpec("household_size", _INTEGER, 1, 8),
+            ColumnSpec("income", _INTEGER, 0, 250_000),
+            *(
+                ColumnSpec(flag, _BOOLEAN, categories=_BOOL)
+                for flag in (
+                    "claims_housing_benefit",
+                    "claims_council_tax_support",
+                    "child_in_social_care",
+                    "adult_social_care",
+                    "free_school_meals",
+                )
+            ),
         ),
-    ),
+    )
 )
-SERVICE_CONTACTS = DatasetDecl(
-    name="service_contacts",
-    description="Contacts with county services, 1-6 rows per person (synthetic)",
-    max_rows_per_person=3,
-    on_violation="reject",  # rows beyond 3 per person are bounded away at query time, not a violation
-    columns=(
-        *_PLACE,
-        ColumnDecl("service", "string", categories=SERVICES),
-        ColumnDecl("duration_minutes", "integer", 0, 600),
-    ),
+SERVICE_CONTACTS = DemoDataset(
+    DatasetSchema(
+        name="service_contacts",
+        description="Contacts with county services, 1-6 rows per person (synthetic)",
+        privacy_unit="person_id",
+        # rows beyond 3 per person are bounded away at query time: not a violation of the declaration
+        max_rows_per_person=3,
+        columns=(
+            *_PLACE,
+            ColumnSpec("service", _STRING, categories=SERVICES),
+            ColumnSpec("duration_minutes", _INTEGER, 0, 600),
+        ),
+    )
 )
-DATASETS: Mapping[str, tuple[DatasetDecl, ...]] = MappingProxyType(
+DATASETS: Mapping[str, tuple[DemoDataset, ...]] = MappingProxyType(
     {"county": (CITIZENS, SERVICE_CONTACTS), "district-a": (CITIZENS,), "district-b": (CITIZENS,)}
 )

@@ -16,20 +16,27 @@ from types import MappingProxyType
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from accord.coordinator.config import (
+    CoordinatorConfig,
+    NodeEndpoint,
+    write_coordinator_config,
+)
 from accord.demo.datasets import DATASETS, NODES
 from accord.demo.population import population_for
+from accord.node.config import DatasetConfig, NodeConfig, StateConfig, write_node_config
+from accord.policies.pki import CA_CERT, leaf_paths
+from accord.rpc.transport import TlsFiles
 
 __all__ = [
     "ANALYST",
-    "CA_PATH",
+    "CERTS",
     "COORDINATOR",
     "DEFAULT_PORTS",
     "HOST",
     "DemoLayout",
-    "cert_paths",
-    "coordinator_config_toml",
     "data_path",
-    "node_config_toml",
+    "demo_coordinator_config",
+    "demo_node_config",
     "write_demo_federation",
 ]
 
@@ -41,13 +48,8 @@ DEFAULT_PORTS: Mapping[str, int] = MappingProxyType(
 HOST = "127.0.0.1"
 
 
-def cert_paths(role: str, name: str) -> tuple[str, str]:
-    """(certificate, key) paths relative to the config directory, for role "nodes",
-    "coordinators" or "analysts". The one place that knows the PKI's layout."""
-    return f"certs/{role}/{name}.pem", f"certs/{role}/{name}.key"
-
-
-CA_PATH = "certs/ca.pem"
+CERTS = "certs"
+"""The folder, inside the federation's folder, of its development PKI (``accord pki init --dir``)."""
 
 
 def data_path(node: str, dataset: str) -> str:
@@ -69,99 +71,59 @@ class DemoLayout:
     analyst: str = ANALYST
 
 
-def _toml_value(v: object) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, str):
-        out = v.replace("\\", "\\\\").replace('"', '\\"')
-        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in out):
-            raise ValueError(f"control character in TOML string {v!r}")
-        return f'"{out}"'
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-
-def _table(header: str, entries: Mapping[str, object]) -> list[str]:
-    return [f"[{header}]", *(f"{k} = {_toml_value(v)}" for k, v in entries.items())]
-
-
-def node_config_toml(
-    node: str, port: int, *, host: str = HOST, coordinators: Sequence[str] = (COORDINATOR,)
-) -> str:
-    """The TOML config of one demo node, paths relative to the file's directory."""
+def demo_node_config(
+    root: Path, node: str, port: int, *, host: str = HOST, coordinators: Sequence[str] = (COORDINATOR,)
+) -> NodeConfig:
+    """The config of one demo node in ``root`` (its state in ``root/state/<node>.sqlite3``)."""
     if node not in DATASETS:
         raise ValueError(f"unknown node {node!r}; expected one of {', '.join(NODES)}")
-    cert, key = cert_paths("nodes", node)
-    lines = _table("node", {"name": node, "listen": f"{host}:{port}"})
-    lines += _table("tls", {"cert": cert, "key": key, "ca": CA_PATH})
-    lines += _table("access", {"coordinators": list(coordinators)})
-    for ds in DATASETS[node]:
-        lines += _table(
-            f"datasets.{ds.name}",
-            {
-                "path": data_path(node, ds.name),
-                "description": ds.description,
-                "privacy_unit": ds.privacy_unit,
-                "max_rows_per_person": ds.max_rows_per_person,
-                "on_violation": ds.on_violation,
-            },
-        )
-        for col in ds.columns:
-            entries: dict[str, object] = {"type": col.type}
-            if col.lower is not None:
-                entries.update(lower=col.lower, upper=col.upper)
-            if col.categories is not None:
-                entries["categories"] = list(col.categories)
-            lines += _table(f"datasets.{ds.name}.columns.{col.name}", entries)
-    return "\n".join(lines) + "\n"
+    cert, key = leaf_paths(root / CERTS, "node", node)
+    return NodeConfig(
+        name=node,
+        listen=f"{host}:{port}",
+        tls_cert=cert,
+        tls_key=key,
+        tls_ca=root / CERTS / CA_CERT,
+        coordinators=tuple(coordinators),
+        datasets=tuple(
+            DatasetConfig(ds.schema, root / data_path(node, ds.name), "parquet", ds.on_violation)
+            for ds in DATASETS[node]
+        ),
+        state=StateConfig("sqlite", root / "state" / f"{node}.sqlite3"),
+    )
 
 
-def coordinator_config_toml(
-    layout: DemoLayout | None,
+def demo_coordinator_config(
+    root: Path,
     node_ports: Mapping[str, int],
-    listen_port: int | None = None,
+    listen_port: int,
     *,
     host: str = HOST,
-    deadline_seconds: int = 10,
+    deadline_seconds: float = 10,
     analysts: Sequence[str] = (ANALYST,),
     report_node_timings: bool = False,
-) -> str:
-    """The coordinator's TOML. Nodes and the listen port default to ``layout``'s."""
-    if listen_port is None:
-        listen_port = layout.ports[COORDINATOR] if layout is not None else DEFAULT_PORTS[COORDINATOR]
-    nodes = layout.nodes if layout is not None else tuple(node_ports)
-    cert, key = cert_paths("coordinators", COORDINATOR)
-    settings: dict[str, object] = {
-        "name": COORDINATOR,
-        "listen": f"{host}:{listen_port}",
-        "deadline_seconds": deadline_seconds,
-    }
-    if report_node_timings:
-        settings["report_node_timings"] = True
-    lines = _table("coordinator", settings)
-    lines += _table("tls", {"cert": cert, "key": key, "ca": CA_PATH})
-    lines += _table("access", {"analysts": list(analysts)})
-    for node in nodes:
-        lines += _table(f"nodes.{node}", {"address": f"{host}:{node_ports[node]}"})
-    return "\n".join(lines) + "\n"
+) -> CoordinatorConfig:
+    """The coordinator of a federation in ``root`` (certificates under ``root/certs``) serving the
+    nodes of ``node_ports`` (name → port on ``host``)."""
+    cert, key = leaf_paths(root / CERTS, "coordinator", COORDINATOR)
+    return CoordinatorConfig(
+        name=COORDINATOR,
+        listen=f"{host}:{listen_port}",
+        tls=TlsFiles(cert, key, root / CERTS / CA_CERT),
+        analysts=tuple(analysts),
+        nodes=tuple(NodeEndpoint(n, f"{host}:{p}") for n, p in node_ports.items()),
+        deadline_seconds=deadline_seconds,
+        report_node_timings=report_node_timings,
+    )
 
 
-def _atomic(path: Path, write: str | pa.Table) -> None:
-    """Write via a temporary file in the same directory, then rename over ``path``."""
+def _write_table(path: Path, table: pa.Table) -> None:
+    """Write a Parquet file via a temporary file in the same directory, then rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
     try:
-        if isinstance(write, str):
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(write)
-                f.flush()
-                os.fsync(f.fileno())
-        else:
-            os.close(fd)
-            pq.write_table(write, tmp)
+        pq.write_table(table, tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -176,7 +138,8 @@ def write_demo_federation(
 ) -> DemoLayout:
     """Write ``data/<node>/*.parquet``, ``<node>.toml`` and ``coordinator.toml`` under ``out_dir``.
     ``ports`` may name any of the nodes and "coordinator" (0 = let the server pick); missing ones
-    take :data:`DEFAULT_PORTS`. Certificates are expected under ``out_dir/certs``."""
+    take :data:`DEFAULT_PORTS`. When a node's port is 0, ``coordinator.toml`` is not written (the
+    caller writes it once the node has its port). Certificates are expected under ``out_dir/certs``."""
     out_dir = Path(out_dir)
     all_ports = {**DEFAULT_PORTS, **(ports or {})}
     pop = population_for(people_per_authority, seed)
@@ -188,10 +151,11 @@ def write_demo_federation(
         for name, table in pop.datasets[node].items():
             files[name] = out_dir / data_path(node, name)
             counts[name] = table.num_rows
-            _atomic(files[name], table)
+            _write_table(files[name], table)
         data[node], rows[node] = MappingProxyType(files), MappingProxyType(counts)
-        node_configs[node] = out_dir / f"{node}.toml"
-        _atomic(node_configs[node], node_config_toml(node, all_ports[node]))
+        node_configs[node] = write_node_config(
+            demo_node_config(out_dir, node, all_ports[node]), out_dir / f"{node}.toml"
+        )
     layout = DemoLayout(
         root=out_dir,
         nodes=NODES,
@@ -201,7 +165,10 @@ def write_demo_federation(
         data=MappingProxyType(data),
         rows=MappingProxyType(rows),
         population=pop.size,
-        ca=out_dir / CA_PATH,
+        ca=out_dir / CERTS / CA_CERT,
     )
-    _atomic(layout.coordinator_config, coordinator_config_toml(layout, all_ports))
+    ports_of_nodes = {n: all_ports[n] for n in NODES}
+    if all(ports_of_nodes.values()):  # a node on port 0 gets its port when it starts: the caller writes it
+        coordinator = demo_coordinator_config(out_dir, ports_of_nodes, all_ports[COORDINATOR])
+        write_coordinator_config(coordinator, layout.coordinator_config)
     return layout

@@ -50,7 +50,7 @@ from accord.demo.datasets import (
     NODES,
     SERVICE_CONTACTS,
     SERVICES,
-    DatasetDecl,
+    DemoDataset,
 )
 
 __all__ = [
@@ -265,8 +265,8 @@ def _with(t: pa.Table, **columns: pa.Array | pa.ChunkedArray) -> pa.Table:
     return t
 
 
-def _conform(t: pa.Table, decl: DatasetDecl) -> pa.Table:
-    return t.select([c.name for c in decl.columns]).cast(decl.schema)
+def _conform(t: pa.Table, decl: DemoDataset) -> pa.Table:
+    return t.select([c.name for c in decl.schema.columns]).cast(decl.arrow_schema)
 
 
 def _contacts(rng: random.Random, county: pa.Table) -> pa.Table:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -20,9 +21,11 @@ from typing import Any
 
 from accord.coordinator.client import AccordClient
 from accord.coordinator.table import format_release
-from accord.demo.layout import coordinator_config_toml, write_demo_federation
+from accord.demo.datasets import NODES
+from accord.demo.layout import ANALYST, CERTS, COORDINATOR, HOST, write_demo_federation
 from accord.demo.processes import Process, accord_command, spawn
 from accord.errors import AccordError
+from accord.policies.pki import CA_CERT, leaf_paths
 from accord.rpc.transport import TlsFiles
 
 START_TIMEOUT = 120.0
@@ -71,59 +74,57 @@ def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
+def free_ports(count: int, host: str = HOST) -> list[int]:
+    """``count`` distinct TCP ports that are free on ``host`` right now (all held open until every
+    one is chosen), so the configs can name real ports and be served again as they are."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((host, 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
+
+
+def _pki(root: Path) -> None:
+    """A development PKI in ``root/certs`` (kept if it is already there: ``--dir`` run again)."""
+    if (root / CERTS / CA_CERT).exists():
+        _say(f"certificates: reusing the development CA in {root / CERTS}")
+        return
+    command = ["pki", "init", "--dir", str(root / CERTS), "--coordinator", COORDINATOR, "--analyst", ANALYST]
+    for n in NODES:
+        command += ["--node", n]
+    subprocess.run(accord_command(*command), check=True, cwd=root, stdout=subprocess.DEVNULL)
+    _say(f"certificates: a development CA, the coordinator, {len(NODES)} nodes and analyst {ANALYST!r}")
+
+
 def run_demo(people: int, epsilon: str, workdir: Path | None, seed: int) -> int:
     processes: list[Process] = []
     with _workdir(workdir) as root:
         try:
             _say(f"== Accord demo in {root}")
-            nodes = ("county", "district-a", "district-b")
-            pki = [
-                "pki",
-                "init",
-                "--dir",
-                str(root / "certs"),
-                "--coordinator",
-                "coordinator",
-                "--analyst",
-                "alice",
-            ]
-            for n in nodes:
-                pki += ["--node", n]
-            subprocess.run(accord_command(*pki), check=True, cwd=root, stdout=subprocess.DEVNULL)
-            _say("certificates: a development CA, the coordinator, 3 nodes and analyst 'alice'")
+            _pki(root)
             started = time.perf_counter()
-            layout = write_demo_federation(
-                root, people_per_authority=people, seed=seed, ports=dict.fromkeys(nodes, 0)
-            )
+            ports = dict(zip((*NODES, COORDINATOR), free_ports(len(NODES) + 1), strict=True))
+            layout = write_demo_federation(root, people_per_authority=people, seed=seed, ports=ports)
             _say(
                 f"synthetic population written in {time.perf_counter() - started:.1f} s "
                 f"({people:,}+ people per authority)"
             )
-            ports: dict[str, int] = {}
-            for n in nodes:
-                proc = spawn(
-                    n, accord_command("node", "serve", "--config", str(layout.node_configs[n])), root
-                )
-                processes.append(proc)
+            for n in NODES:
+                command = accord_command("node", "serve", "--config", str(layout.node_configs[n]))
+                processes.append(spawn(n, command, root))
             for proc in processes:
-                ports[proc.name] = proc.wait_for_port(START_TIMEOUT)
-                _say(f"node {proc.name} serving on 127.0.0.1:{ports[proc.name]} (pid {proc.popen.pid})")
-            coordinator_toml = root / "coordinator.toml"
-            coordinator_toml.write_text(
-                coordinator_config_toml(layout, ports, listen_port=0), encoding="utf-8"
-            )
-            coord = spawn(
-                "coordinator", accord_command("coordinator", "serve", "--config", str(coordinator_toml)), root
-            )
+                port = proc.wait_for_port(START_TIMEOUT)
+                _say(f"node {proc.name} serving on {HOST}:{port} (pid {proc.popen.pid})")
+            command = accord_command("coordinator", "serve", "--config", str(layout.coordinator_config))
+            coord = spawn(COORDINATOR, command, root)
             processes.append(coord)
             coord_port = coord.wait_for_port(START_TIMEOUT)
-            _say(f"coordinator serving on 127.0.0.1:{coord_port}\n")
-            tls = TlsFiles(
-                root / "certs" / "analysts" / "alice.pem",
-                root / "certs" / "analysts" / "alice.key",
-                root / "certs" / "ca.pem",
-            )
-            with AccordClient(f"127.0.0.1:{coord_port}", tls) as client:
+            _say(f"coordinator serving on {HOST}:{coord_port}\n")
+            cert, key = leaf_paths(root / CERTS, "analyst", ANALYST)
+            tls = TlsFiles(cert, key, root / CERTS / CA_CERT)
+            with AccordClient(f"{HOST}:{coord_port}", tls) as client:
                 for title, sql in QUESTIONS:
                     _ask(client, title, sql, epsilon)
                 _say("== A query Accord refuses (row-level data):")
@@ -133,6 +134,11 @@ def run_demo(people: int, epsilon: str, workdir: Path | None, seed: int) -> int:
                 victim.stop(signal.SIGKILL)
                 _ask(client, "Records by district, one node down", QUESTIONS[0][1], epsilon)
             _say("== Shutting down")
+            if workdir is not None:
+                _say(
+                    f"The configs in {root} can be served again as they are, e.g. "
+                    f"`accord node serve --config {layout.node_configs[NODES[0]]}`"
+                )
             return 0
         finally:
             for proc in reversed(processes):

@@ -1,4 +1,5 @@
-"""The node's TOML configuration, loaded into frozen dataclasses and validated at start-up.
+"""The node's TOML configuration: loaded into frozen dataclasses and validated at start-up, and
+written back (:func:`node_config_toml`) by the demo, the benchmarks and the tests.
 
 ```toml
 [node]
@@ -14,6 +15,14 @@ ca = "certs/ca.pem"
 
 [access]
 coordinators = ["coordinator"]  # certificate names allowed to send queries
+
+[queries]                       # optional: how fresh a signed query must be
+max_age_seconds = 300           # optional (default 300): refuse queries signed longer ago
+clock_skew_seconds = 60         # optional (default 60): allowance for clocks that disagree
+
+[state]                         # optional: what the node remembers (answered queries)
+backend = "sqlite"              # optional (default "sqlite"); "memory" forgets on restart
+path = "state/county.sqlite3"   # optional (default state/<name>.sqlite3 beside this file)
 
 [datasets.residents]              # the key is the dataset name analysts write after FROM
 path = "data/residents.parquet"   # .parquet or .csv (inferred from the suffix, or `format = "csv"`)
@@ -43,22 +52,31 @@ from __future__ import annotations
 
 import difflib
 import re
-import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
+from accord.config import Table, read_toml, relative_path, write_text_atomic
 from accord.errors import ConfigError
 from accord.query.model import Literal
 from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
 
-__all__ = ["DatasetConfig", "NodeConfig", "load_node_config"]
+__all__ = [
+    "STATE_BACKENDS",
+    "DatasetConfig",
+    "NodeConfig",
+    "StateConfig",
+    "load_node_config",
+    "node_config_toml",
+    "write_node_config",
+]
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 FORMATS = ("parquet", "csv")
 ON_VIOLATION = ("reject", "clamp")
+STATE_BACKENDS = ("sqlite", "memory")
 _SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 
 _NODE_KEYS = {"name", "listen", "max_workers", "max_concurrent_rpcs"}
@@ -81,7 +99,22 @@ class DatasetConfig:
     schema: DatasetSchema
     path: Path
     format: str  # "parquet" | "csv"
-    on_violation: str  # "reject" | "clamp"
+    on_violation: str = "reject"  # "reject" | "clamp"
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    """Where the node keeps what it must remember (see :mod:`accord.node.state`). ``path`` is the
+    SQLite file; the ``memory`` backend keeps nothing across restarts (tests and benchmarks)."""
+
+    backend: str = "sqlite"
+    path: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend not in STATE_BACKENDS:
+            raise ConfigError(f"state backend {self.backend!r} is not one of {', '.join(STATE_BACKENDS)}")
+        if self.backend == "sqlite" and self.path is None:
+            raise ConfigError("the sqlite state backend needs a path")
 
 
 @dataclass(frozen=True)
@@ -93,8 +126,11 @@ class NodeConfig:
     tls_ca: Path
     coordinators: tuple[str, ...]
     datasets: tuple[DatasetConfig, ...]
+    state: StateConfig = field(default_factory=lambda: StateConfig("memory"))
     max_workers: int = 8
     max_concurrent_rpcs: int = 32
+    query_max_age_seconds: int = 300
+    clock_skew_seconds: int = 60
 
     def dataset(self, name: str) -> DatasetConfig | None:
         for d in self.datasets:
@@ -103,108 +139,18 @@ class NodeConfig:
         return None
 
 
-class _Table:
-    """One TOML table plus where it came from, so every error names the file and the full key."""
-
-    def __init__(self, file: Path, prefix: str, table: Any) -> None:
-        self.file, self.prefix = file, prefix
-        if not isinstance(table, dict):
-            raise self.error("", f"must be a table; write it as [{prefix}]")
-        self.table: dict[str, Any] = table
-
-    def key(self, key: str) -> str:
-        if not key:
-            return self.prefix or "(top level)"
-        return f"{self.prefix}.{key}" if self.prefix else key
-
-    def error(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{self.file}: {self.key(key)}: {problem}")
-
-    def check_keys(self, allowed: set[str]) -> None:
-        for key in self.table:
-            if key not in allowed:
-                near = difflib.get_close_matches(key, sorted(allowed), n=1)
-                hint = f"did you mean {near[0]!r}?" if near else f"allowed keys: {', '.join(sorted(allowed))}"
-                raise self.error(key, f"unknown key; {hint}")
-
-    def has(self, key: str) -> bool:
-        return key in self.table
-
-    def get(self, key: str, kind: type, default: Any = None, *, required: bool = False) -> Any:
-        if key not in self.table:
-            if required:
-                where = f" under [{self.prefix}]" if self.prefix else ""
-                raise self.error(key, f"is required; add `{key} = ...`{where}")
-            return default
-        value = self.table[key]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
-            raise self.error(
-                key, f"must be {_a(_KIND_NAMES.get(kind, kind.__name__))}, not {_a(_toml_type(value))}"
-            )
-        return value
-
-    def sub(self, key: str, *, required: bool = False) -> _Table:
-        if key not in self.table:
-            if required:
-                raise self.error(key, f"missing; add a [{self.key(key)}] table")
-            return _Table(self.file, self.key(key), {})
-        return _Table(self.file, self.key(key), self.table[key])
-
-    def path(self, key: str) -> Path:
-        raw = self.get(key, str, required=True)
-        if not raw:
-            raise self.error(key, "is empty; give a file path")
-        p = Path(raw).expanduser()
-        return p if p.is_absolute() else self.file.parent / p
-
-
-_KIND_NAMES = {str: "string", int: "integer", float: "number", bool: "boolean", list: "list", dict: "table"}
-_ARTICLE = {"integer": "an integer"}
-
-
-def _a(noun: str) -> str:
-    return _ARTICLE.get(noun, f"a {noun}")
-
-
-def _toml_type(value: object) -> str:
-    return _KIND_NAMES.get(type(value), type(value).__name__)
-
-
 def load_node_config(path: str | Path) -> NodeConfig:
     """Read and validate a node config file. Raises :class:`ConfigError` naming the file and key."""
     file = Path(path)
-    try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{file}: no such file; pass the node config with --config") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(
-            f"{file}: cannot read the file ({err.__class__.__name__}); check its permissions"
-        ) from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{file}: not valid TOML: {err}; fix the syntax") from None
-
-    top = _Table(file, "", data)
-    top.check_keys({"node", "tls", "access", "datasets"})
+    top = Table(file, "", read_toml(file, "pass the node config with --config"))
+    top.check_keys({"node", "tls", "access", "queries", "state", "datasets"})
 
     node = top.sub("node", required=True)
     node.check_keys(_NODE_KEYS)
-    name = node.get("name", str, required=True)
-    if not _NAME.match(name):
-        raise node.error(
-            "name", f"{name!r} is not a certificate name; use lower-case letters, digits and '-'"
-        )
-    listen = node.get("listen", str, required=True)
-    if not _ADDRESS.match(listen):
-        raise node.error("listen", f'{listen!r} is not host:port; write for example "127.0.0.1:50051"')
-    max_workers = node.get("max_workers", int, 8)
-    if not 1 <= max_workers <= 1024:
-        raise node.error("max_workers", "must be between 1 and 1024; 8 is a good start")
-    max_rpcs = node.get("max_concurrent_rpcs", int, 32)
-    if not 1 <= max_rpcs <= 65536:
-        raise node.error("max_concurrent_rpcs", "must be between 1 and 65536; 32 is a good start")
+    name = node.name("name")
+    listen = node.address("listen", listen=True)
+    max_workers = node.integer("max_workers", 8, 1, 1024, "8 is a good start")
+    max_rpcs = node.integer("max_concurrent_rpcs", 32, 1, 65536, "32 is a good start")
 
     tls = top.sub("tls", required=True)
     tls.check_keys({"cert", "key", "ca"})
@@ -212,13 +158,14 @@ def load_node_config(path: str | Path) -> NodeConfig:
 
     access = top.sub("access", required=True)
     access.check_keys({"coordinators"})
-    coordinators = access.get("coordinators", list, required=True)
-    if not coordinators or not all(isinstance(c, str) and _NAME.match(c) for c in coordinators):
-        raise access.error(
-            "coordinators", 'list the coordinator certificate names allowed to query, e.g. ["coordinator"]'
-        )
-    if len(set(coordinators)) != len(coordinators):
-        raise access.error("coordinators", "lists a name twice; remove the duplicate")
+    coordinators = access.names(
+        "coordinators", '["coordinator"]', "coordinator certificate names allowed to query"
+    )
+
+    queries = top.sub("queries")
+    queries.check_keys({"max_age_seconds", "clock_skew_seconds"})
+    max_age = queries.integer("max_age_seconds", 300, 1, 86_400, "300 (five minutes) is a good start")
+    skew = queries.integer("clock_skew_seconds", 60, 0, 3_600, "60 is a good start; keep clocks in sync")
 
     datasets_table = top.sub("datasets", required=True)
     if not datasets_table.table:
@@ -231,14 +178,34 @@ def load_node_config(path: str | Path) -> NodeConfig:
         tls_cert=cert,
         tls_key=key,
         tls_ca=ca,
-        coordinators=tuple(coordinators),
+        coordinators=coordinators,
         datasets=datasets,
+        state=_state(top.sub("state"), name),
         max_workers=max_workers,
         max_concurrent_rpcs=max_rpcs,
+        query_max_age_seconds=max_age,
+        clock_skew_seconds=skew,
     )
 
 
-def _dataset(t: _Table, name: str) -> DatasetConfig:
+def _state(t: Table, node: str) -> StateConfig:
+    t.check_keys({"backend", "path"})
+    backend = t.get("backend", str, "sqlite")
+    if backend not in STATE_BACKENDS:
+        raise t.error(
+            "backend",
+            f'{backend!r} is not a state backend; use "sqlite" (or "memory", which forgets every answer '
+            "when the node stops: for tests only)",
+        )
+    if backend == "memory":
+        if t.has("path"):
+            raise t.error("path", 'the "memory" backend keeps no file; remove path or use "sqlite"')
+        return StateConfig("memory")
+    path = t.path("path") if t.has("path") else t.file.parent / "state" / f"{node}.sqlite3"
+    return StateConfig("sqlite", path)
+
+
+def _dataset(t: Table, name: str) -> DatasetConfig:
     if not _IDENT.match(name):
         raise t.error(
             "", "dataset names are SQL identifiers: letters, digits and '_', not starting with a digit"
@@ -293,7 +260,7 @@ def _dataset(t: _Table, name: str) -> DatasetConfig:
     return DatasetConfig(schema, path, fmt, on_violation)
 
 
-def _column(t: _Table, name: str) -> ColumnSpec:
+def _column(t: Table, name: str) -> ColumnSpec:
     if not _IDENT.match(name):
         raise t.error(
             "", "column names are SQL identifiers: letters, digits and '_', not starting with a digit"
@@ -332,7 +299,7 @@ def _column(t: _Table, name: str) -> ColumnSpec:
         raise t.error(key, err.message) from None
 
 
-def _category(t: _Table, ctype: ColumnType, value: object) -> Literal:
+def _category(t: Table, ctype: ColumnType, value: object) -> Literal:
     ok: bool
     if ctype is ColumnType.STRING:
         ok = isinstance(value, str)
@@ -345,9 +312,65 @@ def _category(t: _Table, ctype: ColumnType, value: object) -> Literal:
         if ok:
             value = float(value)  # type: ignore[arg-type]
     if not ok:
+        kind = "boolean" if isinstance(value, bool) else type(value).__name__
         raise t.error(
-            "categories",
-            f"{value!r} is a {_toml_type(value)}, but the column is {ctype.value}; list {ctype.value} values",
+            "categories", f"{value!r} is a {kind}, but the column is {ctype.value}; list {ctype.value} values"
         )
     assert isinstance(value, (str, int, float, bool))
     return value
+
+
+# ---- writing ------------------------------------------------------------------------------------
+
+
+def _column_table(c: ColumnSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": c.type.value}
+    if c.lower is not None:
+        out["lower"], out["upper"] = c.lower, c.upper
+    if c.categories is not None:
+        out["categories"] = list(c.categories)
+    if c.description:
+        out["description"] = c.description
+    return out
+
+
+def node_config_toml(config: NodeConfig, folder: Path) -> str:
+    """The TOML text of ``config`` for a file in ``folder``: :func:`load_node_config` reads it back
+    as ``config`` (paths inside ``folder`` are written relative to it)."""
+    doc: dict[str, Any] = {
+        "node": {
+            "name": config.name,
+            "listen": config.listen,
+            "max_workers": config.max_workers,
+            "max_concurrent_rpcs": config.max_concurrent_rpcs,
+        },
+        "tls": {
+            name: relative_path(p, folder)
+            for name, p in (("cert", config.tls_cert), ("key", config.tls_key), ("ca", config.tls_ca))
+        },
+        "access": {"coordinators": list(config.coordinators)},
+        "queries": {
+            "max_age_seconds": config.query_max_age_seconds,
+            "clock_skew_seconds": config.clock_skew_seconds,
+        },
+        "state": {"backend": config.state.backend}
+        | ({"path": relative_path(config.state.path, folder)} if config.state.path is not None else {}),
+        "datasets": {
+            d.schema.name: {
+                "path": relative_path(d.path, folder),
+                "format": d.format,
+                "description": d.schema.description,
+                "privacy_unit": d.schema.privacy_unit,
+                "max_rows_per_person": d.schema.max_rows_per_person,
+                "on_violation": d.on_violation,
+                "columns": {c.name: _column_table(c) for c in d.schema.columns},
+            }
+            for d in config.datasets
+        },
+    }
+    return f"# node config of {config.name} (see the README for every key)\n" + tomli_w.dumps(doc)
+
+
+def write_node_config(config: NodeConfig, path: Path) -> Path:
+    """Write ``config`` to ``path`` (atomically: a reader never sees half a file); return ``path``."""
+    return write_text_atomic(path, node_config_toml(config, Path(path).parent))

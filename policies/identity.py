@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
+from accord.config import NAME_PATTERN, NAME_RULE
 from accord.errors import Unauthenticated
 
 __all__ = [
@@ -30,7 +31,6 @@ __all__ = [
 ]
 
 ROLES = ("coordinator", "node", "analyst")
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 URI_SCHEME = "accord"
 _URI = re.compile(r"^accord://(?P<role>[a-z]+)/(?P<name>[^/]+)$")
 
@@ -46,10 +46,7 @@ class Identity:
         if self.role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, not {self.role!r}")
         if not NAME_PATTERN.fullmatch(self.name):
-            raise ValueError(
-                f"name {self.name!r} must be 1-63 lower-case letters, digits or '-', starting with a "
-                "letter or digit"
-            )
+            raise ValueError(f"name {self.name!r} must be {NAME_RULE}")
 
     @property
     def uri(self) -> str:

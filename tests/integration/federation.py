@@ -9,7 +9,8 @@ A federation lives in one folder::
       county.toml, district-a.toml, ...          node configs (relative paths)
       coordinator.toml                           written once the nodes' real ports are known
 
-:func:`pums_node_toml` writes a node config over the census sample; :func:`start_federation`
+:func:`node_config` and :func:`pums_dataset` describe a node over the census sample and
+:func:`write_node` writes its config file with the node's own config writer; :func:`start_federation`
 starts the nodes from their config files, writes ``coordinator.toml`` with their ports and starts
 the coordinator. :class:`Federation` stops everything (``stop``) and opens analyst clients and raw
 stubs. The true answers are computed with the ``csv`` module (:func:`read_census`), independently
@@ -19,6 +20,7 @@ of the engine under test.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,12 +31,18 @@ from typing import Any
 import grpc
 
 from accord.coordinator.client import AccordClient
-from accord.coordinator.config import load_coordinator_config
+from accord.coordinator.config import (
+    CoordinatorConfig,
+    NodeEndpoint,
+    load_coordinator_config,
+    write_coordinator_config,
+)
 from accord.coordinator.server import start_coordinator
 from accord.coordinator.service import CoordinatorService
-from accord.node.config import load_node_config
+from accord.node.config import DatasetConfig, NodeConfig, StateConfig, load_node_config, write_node_config
 from accord.node.server import start_node
 from accord.protos.v1 import coordinator_pb2_grpc, node_pb2_grpc
+from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
 from accord.rpc.serving import RunningServer
 from accord.rpc.transport import TlsFiles, secure_channel
 from tests.conftest import TestPki
@@ -63,7 +71,20 @@ def copy_census(root: Path, *names: str) -> None:
         shutil.copyfile(CENSUS / name, root / "data" / name)
 
 
-def pums_dataset_toml(
+PUMS_COLUMNS = (
+    ColumnSpec("pid", ColumnType.INTEGER, description="person identifier"),
+    ColumnSpec("age", ColumnType.INTEGER, 0, 100, description="age in years"),
+    ColumnSpec("sex", ColumnType.INTEGER, categories=(0, 1)),
+    ColumnSpec("educ", ColumnType.INTEGER, 1, 16, categories=EDUC),
+    ColumnSpec("race", ColumnType.INTEGER, categories=RACES),
+    ColumnSpec("income", ColumnType.FLOAT, 0.0, 500000.0, description="yearly income in dollars"),
+    ColumnSpec("married", ColumnType.BOOLEAN, categories=(True, False)),
+)
+"""The census sample's columns as an operator declares them."""
+
+
+def pums_dataset(
+    root: Path,
     name: str,
     file: str,
     *,
@@ -71,88 +92,70 @@ def pums_dataset_toml(
     on_violation: str = "reject",
     age_upper: int = 100,
     description: str = "US census microdata sample (PUMS)",
-) -> str:
-    """One ``[datasets.NAME]`` table over a census file under ``data/``."""
-    return f"""
-[datasets.{name}]
-path = "data/{file}"
-description = "{description}"
-privacy_unit = "pid"
-max_rows_per_person = {k}
-on_violation = "{on_violation}"
-
-[datasets.{name}.columns.pid]
-type = "integer"
-description = "person identifier"
-
-[datasets.{name}.columns.age]
-type = "integer"
-lower = 0
-upper = {age_upper}
-description = "age in years"
-
-[datasets.{name}.columns.sex]
-type = "integer"
-categories = [0, 1]
-
-[datasets.{name}.columns.educ]
-type = "integer"
-lower = 1
-upper = 16
-categories = [{", ".join(map(str, EDUC))}]
-
-[datasets.{name}.columns.race]
-type = "integer"
-categories = [{", ".join(map(str, RACES))}]
-
-[datasets.{name}.columns.income]
-type = "float"
-lower = 0
-upper = 500000
-description = "yearly income in dollars"
-
-[datasets.{name}.columns.married]
-type = "boolean"
-categories = [true, false]
-"""
+) -> DatasetConfig:
+    """Dataset ``name`` over the census file ``root/data/<file>``."""
+    columns = tuple(dataclasses.replace(c, upper=age_upper) if c.name == "age" else c for c in PUMS_COLUMNS)
+    schema = DatasetSchema(name, columns, "pid", k, description)
+    return DatasetConfig(schema, root / "data" / file, "csv", on_violation)
 
 
-def node_toml(name: str, datasets: str, *, coordinators: Sequence[str] = ("coordinator",)) -> str:
-    listed = ", ".join(f'"{c}"' for c in coordinators)
-    return f"""# node config of {name}
-[node]
-name = "{name}"
-listen = "127.0.0.1:50051"  # tests override it with 127.0.0.1:0
-max_workers = 4
+def node_config(
+    root: Path,
+    name: str,
+    datasets: Sequence[DatasetConfig],
+    *,
+    coordinators: Sequence[str] = ("coordinator",),
+    **settings: Any,
+) -> NodeConfig:
+    """Node ``name`` serving ``datasets``, with the session PKI under ``root/certs`` and its state in
+    ``root/state/<name>.sqlite3``; ``settings`` override any other NodeConfig field."""
+    config = NodeConfig(
+        name=name,
+        listen="127.0.0.1:50051",  # tests override it with 127.0.0.1:0
+        tls_cert=root / "certs" / "nodes" / f"{name}.pem",
+        tls_key=root / "certs" / "nodes" / f"{name}.key",
+        tls_ca=root / "certs" / "ca.pem",
+        coordinators=tuple(coordinators),
+        datasets=tuple(datasets),
+        state=StateConfig("sqlite", root / "state" / f"{name}.sqlite3"),
+        max_workers=4,
+    )
+    return dataclasses.replace(config, **settings)
 
-[tls]
-cert = "certs/nodes/{name}.pem"
-key = "certs/nodes/{name}.key"
-ca = "certs/ca.pem"
 
-[access]
-coordinators = [{listed}]
-{datasets}"""
+def write_node(root: Path, config: NodeConfig) -> Path:
+    """``root/<name>.toml``, written as an operator would (:func:`write_node_config`)."""
+    return write_node_config(config, root / f"{config.name}.toml")
 
 
-def coordinator_toml(
-    node_addresses: Mapping[str, str], *, analysts: Sequence[str] = ("alice",), deadline: float = 10
-) -> str:
-    listed = ", ".join(f'"{a}"' for a in analysts)
-    nodes = "".join(f'\n[nodes.{n}]\naddress = "{a}"\n' for n, a in sorted(node_addresses.items()))
-    return f"""[coordinator]
-name = "coordinator"
-listen = "127.0.0.1:50050"
-deadline_seconds = {deadline}
+def coordinator_config(
+    root: Path,
+    node_addresses: Mapping[str, str],
+    *,
+    analysts: Sequence[str] = ("alice",),
+    deadline: float = 10,
+    **settings: Any,
+) -> CoordinatorConfig:
+    """The coordinator of a federation in ``root`` (session PKI under ``root/certs``)."""
+    certs = root / "certs"
+    config = CoordinatorConfig(
+        name="coordinator",
+        listen="127.0.0.1:50050",
+        tls=TlsFiles(
+            certs / "coordinators" / "coordinator.pem",
+            certs / "coordinators" / "coordinator.key",
+            certs / "ca.pem",
+        ),
+        analysts=tuple(analysts),
+        nodes=tuple(NodeEndpoint(n, a) for n, a in sorted(node_addresses.items())),
+        deadline_seconds=deadline,
+    )
+    return dataclasses.replace(config, **settings)
 
-[tls]
-cert = "certs/coordinators/coordinator.pem"
-key = "certs/coordinators/coordinator.key"
-ca = "certs/ca.pem"
 
-[access]
-analysts = [{listed}]
-{nodes}"""
+def write_coordinator(root: Path, config: CoordinatorConfig) -> Path:
+    """``root/coordinator.toml`` (:func:`write_coordinator_config`)."""
+    return write_coordinator_config(config, root / "coordinator.toml")
 
 
 def write(path: Path, text: str) -> Path:
@@ -234,8 +237,8 @@ def start_federation(
     try:
         addresses = {n: f"127.0.0.1:{r.port}" for n, r in nodes.items()}
         addresses.update(extra_nodes or {})
-        path = write(
-            root / "coordinator.toml", coordinator_toml(addresses, analysts=analysts, deadline=deadline)
+        path = write_coordinator(
+            root, coordinator_config(root, addresses, analysts=analysts, deadline=deadline)
         )
         running, service = start_coordinator(load_coordinator_config(path), listen=LISTEN)
     except BaseException:

@@ -13,6 +13,7 @@ Every process started here is stopped in the fixtures' ``finally`` blocks, whate
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -30,9 +31,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from accord.coordinator.client import AccordClient
+from accord.coordinator.config import write_coordinator_config
 from accord.demo.datasets import NODES
-from accord.demo.layout import DemoLayout, coordinator_config_toml, node_config_toml, write_demo_federation
+from accord.demo.layout import DemoLayout, demo_coordinator_config, demo_node_config, write_demo_federation
 from accord.demo.processes import Process, spawn
+from accord.node.config import StateConfig, write_node_config
 from accord.rpc.transport import TlsFiles
 from tests.integration import processes
 
@@ -144,8 +147,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliFederati
         for node in NODES:
             _start(node, ["node", "serve", "--config", str(layout.node_configs[node])], root, processes)
         ports = {proc.name: proc.wait_for_port(START_TIMEOUT) for proc in processes}
-        config = root / "coordinator.toml"
-        config.write_text(coordinator_config_toml(layout, ports, listen_port=0), encoding="utf-8")
+        config = write_coordinator_config(demo_coordinator_config(root, ports, 0), root / "coordinator.toml")
         coordinator = _start(
             "coordinator", ["coordinator", "serve", "--config", str(config)], root, processes
         )
@@ -399,12 +401,17 @@ def wounded(federation: CliFederation) -> Iterator[Wounded]:
     root = federation.root
     processes: list[Process] = []
     try:
-        spare = root / "district-b-spare.toml"
-        spare.write_text(node_config_toml("district-b", 0), encoding="utf-8")
+        # its own state file: the federation's district-b holds the lock on district-b.sqlite3
+        spare_config = dataclasses.replace(
+            demo_node_config(root, "district-b", 0),
+            state=StateConfig("sqlite", root / "state" / "district-b-spare.sqlite3"),
+        )
+        spare = write_node_config(spare_config, root / "district-b-spare.toml")
         victim = _start("district-b", ["node", "serve", "--config", str(spare)], root, processes)
         ports = {**federation.node_ports, "district-b": victim.wait_for_port(START_TIMEOUT)}
-        config = root / "coordinator-wounded.toml"
-        config.write_text(coordinator_config_toml(None, ports, listen_port=0), encoding="utf-8")
+        config = write_coordinator_config(
+            demo_coordinator_config(root, ports, 0), root / "coordinator-wounded.toml"
+        )
         coordinator = _start(
             "coordinator-2", ["coordinator", "serve", "--config", str(config)], root, processes
         )

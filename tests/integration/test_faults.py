@@ -33,9 +33,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from accord.coordinator.client import AccordClient
-from accord.coordinator.config import NodeEndpoint
+from accord.coordinator.config import NodeEndpoint, write_coordinator_config
 from accord.coordinator.nodes import RECONNECT_BACKOFF_MS, NodeClient
-from accord.demo.layout import DemoLayout, coordinator_config_toml, write_demo_federation
+from accord.demo.layout import DemoLayout, demo_coordinator_config, write_demo_federation
 from accord.demo.processes import Process, accord_command, spawn
 from accord.errors import AccordError, PartialFailure, ResourceLimit, Unavailable
 from accord.query.release import FederatedRelease
@@ -151,12 +151,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, pki: TestPki) -> Iterator[
     link_certs(root, pki)
     ports = {name: _free_port() for name in (*NODES, "coordinator")}
     layout = write_demo_federation(root, people_per_authority=PEOPLE, seed=5, ports=ports)
-    (root / "coordinator.toml").write_text(
-        coordinator_config_toml(
-            layout, ports, listen_port=ports["coordinator"], deadline_seconds=int(DEADLINE)
-        ),
-        encoding="utf-8",
-    )
+    node_ports = {n: ports[n] for n in NODES}
+    coordinator = demo_coordinator_config(root, node_ports, ports["coordinator"], deadline_seconds=DEADLINE)
+    write_coordinator_config(coordinator, root / "coordinator.toml")
     c = Cluster(root, layout, ports, pki.analyst("alice"), _node_truth(layout))
     try:
         for name in NODES:  # spawned together, then waited for: they load their data in parallel

@@ -31,11 +31,11 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
 from accord.coordinator.client import AccordClient
-from accord.coordinator.config import load_coordinator_config
+from accord.coordinator.config import load_coordinator_config, write_coordinator_config
 from accord.coordinator.server import SERVICE_NAME as COORDINATOR_SERVICE
 from accord.coordinator.server import start_coordinator
 from accord.demo.datasets import NODES as DEMO_NODES
-from accord.demo.layout import DemoLayout, coordinator_config_toml, write_demo_federation
+from accord.demo.layout import DemoLayout, demo_coordinator_config, write_demo_federation
 from accord.errors import (
     ConfigError,
     DataError,
@@ -44,7 +44,7 @@ from accord.errors import (
     PartialFailure,
     PermissionDenied,
 )
-from accord.node.config import load_node_config
+from accord.node.config import load_node_config, write_node_config
 from accord.node.server import SERVICE_NAME as NODE_SERVICE
 from accord.node.server import start_node
 from accord.policies.pki import issue
@@ -64,19 +64,20 @@ from tests.integration.federation import (
     TIMEOUT,
     Federation,
     bounded_row_count,
-    coordinator_toml,
+    coordinator_config,
     copy_census,
     discrete_laplace_half_width,
     laplace_half_width,
     link_certs,
-    node_toml,
-    pums_dataset_toml,
+    node_config,
+    pums_dataset,
     read_census,
     start_federation,
     start_nodes,
     two_discrete_laplace_half_width,
     two_laplace_half_width,
-    write,
+    write_coordinator,
+    write_node,
 )
 from tests.paths import CENSUS
 
@@ -92,13 +93,13 @@ def pums_fed(pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     root = tmp_path_factory.mktemp("pums-federation")
     link_certs(root, pki)
     copy_census(root, PUMS_PID, PUMS_DUP)
-    county = pums_dataset_toml("pums", PUMS_PID)
+    county = [pums_dataset(root, "pums", PUMS_PID)]
     for name, k in (("census_rows", 1), ("census_rows_k2", 2), ("census_rows_k4", 4)):
-        county += pums_dataset_toml(name, PUMS_DUP, k=k, description="one row per census answer")
+        county.append(pums_dataset(root, name, PUMS_DUP, k=k, description="one row per census answer"))
     configs = {
-        "county": write(root / "county.toml", node_toml("county", county)),
-        "district-a": write(
-            root / "district-a.toml", node_toml("district-a", pums_dataset_toml("pums", PUMS_PID))
+        "county": write_node(root, node_config(root, "county", county)),
+        "district-a": write_node(
+            root, node_config(root, "district-a", [pums_dataset(root, "pums", PUMS_PID)])
         ),
     }
     fed = start_federation(root, pki, configs)
@@ -119,7 +120,7 @@ def demo_fed(
     nodes = start_nodes(layout.node_configs)
     try:
         ports = {n: r.port for n, r in nodes.items()}
-        write(layout.coordinator_config, coordinator_config_toml(layout, ports, listen_port=0))
+        write_coordinator_config(demo_coordinator_config(root, ports, 0), layout.coordinator_config)
         running, service = start_coordinator(load_coordinator_config(layout.coordinator_config), LISTEN)
     except BaseException:
         for r in nodes.values():
@@ -447,7 +448,7 @@ def small_fed(pki: TestPki, tmp_path: Path) -> Iterator[Federation]:
     link_certs(tmp_path, pki)
     copy_census(tmp_path, PUMS_PID)
     configs = {
-        n: write(tmp_path / f"{n}.toml", node_toml(n, pums_dataset_toml("pums", PUMS_PID)))
+        n: write_node(tmp_path, node_config(tmp_path, n, [pums_dataset(tmp_path, "pums", PUMS_PID)]))
         for n in ("county", "district-a")
     }
     fed = start_federation(tmp_path, pki, configs, deadline=5)
@@ -504,7 +505,7 @@ def test_node_never_reached_is_missing_and_require_all_asks_nobody(
     which a node that had answered it would refuse."""
     link_certs(tmp_path, pki)
     addresses = {n: pums_fed.node_address(n) for n in pums_fed.nodes} | {"district-b": _free_address()}
-    path = write(tmp_path / "coordinator.toml", coordinator_toml(addresses))
+    path = write_coordinator(tmp_path, coordinator_config(tmp_path, addresses))
     running, service = start_coordinator(load_coordinator_config(path), listen=LISTEN)
     try:
         with AccordClient(f"127.0.0.1:{running.port}", pki.analyst()) as client:
@@ -729,7 +730,7 @@ def test_health_turns_not_serving_when_stop_begins(pki: TestPki, tmp_path: Path)
     link_certs(tmp_path, pki)
     copy_census(tmp_path, PUMS_PID)
     config = load_node_config(
-        write(tmp_path / "county.toml", node_toml("county", pums_dataset_toml("pums", PUMS_PID)))
+        write_node(tmp_path, node_config(tmp_path, "county", [pums_dataset(tmp_path, "pums", PUMS_PID)]))
     )
     running: RunningServer = start_node(config, listen=LISTEN)
     stopper: threading.Thread | None = None
@@ -801,7 +802,9 @@ def test_missing_data_file_is_a_config_error(pki: TestPki, tmp_path: Path) -> No
     """A dataset path that does not exist fails at load with a ConfigError naming the config
     file, the key and the missing file."""
     link_certs(tmp_path, pki)
-    path = write(tmp_path / "county.toml", node_toml("county", pums_dataset_toml("pums", "absent.csv")))
+    path = write_node(
+        tmp_path, node_config(tmp_path, "county", [pums_dataset(tmp_path, "pums", "absent.csv")])
+    )
     with pytest.raises(ConfigError) as info:
         load_node_config(path)
     message = info.value.message
@@ -817,8 +820,9 @@ def test_bounds_violation_rejects_or_clamps(
     and SUM(age) is the sum of ages clamped to 50."""
     link_certs(tmp_path, pki)
     copy_census(tmp_path, PUMS_PID)
-    strict = write(
-        tmp_path / "strict.toml", node_toml("county", pums_dataset_toml("pums", PUMS_PID, age_upper=50))
+    strict = write_node_config(
+        node_config(tmp_path, "county", [pums_dataset(tmp_path, "pums", PUMS_PID, age_upper=50)]),
+        tmp_path / "strict.toml",
     )
     with pytest.raises(DataError) as info:
         start_node(load_node_config(strict), listen=LISTEN)
@@ -827,9 +831,11 @@ def test_bounds_violation_rejects_or_clamps(
     assert "on_violation" in message
     assert "'income'" not in message  # only the broken column is named
 
-    lenient = write(
+    lenient = write_node_config(
+        node_config(
+            tmp_path, "county", [pums_dataset(tmp_path, "pums", PUMS_PID, age_upper=50, on_violation="clamp")]
+        ),
         tmp_path / "lenient.toml",
-        node_toml("county", pums_dataset_toml("pums", PUMS_PID, age_upper=50, on_violation="clamp")),
     )
     running = start_node(load_node_config(lenient), listen=LISTEN)
     try:

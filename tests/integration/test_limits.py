@@ -52,13 +52,15 @@ from tests.integration.federation import (
     PUMS_PID,
     TIMEOUT,
     Federation,
-    coordinator_toml,
+    coordinator_config,
     copy_census,
     link_certs,
-    node_toml,
-    pums_dataset_toml,
+    node_config,
+    pums_dataset,
     start_nodes,
     write,
+    write_coordinator,
+    write_node,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,12 +132,8 @@ def census_root(root: Path, pki: TestPki) -> Path:
 
 
 def county_config(root: Path, **node_keys: int) -> Path:
-    """``county.toml`` over the census sample, with extra ``[node]`` keys (e.g. ``max_workers``)."""
-    text = node_toml("county", pums_dataset_toml("pums", PUMS_PID))
-    extra = "".join(f"{k} = {v}\n" for k, v in node_keys.items() if k != "max_workers")
-    workers = node_keys.get("max_workers", 4)
-    assert "max_workers = 4\n" in text
-    return write(root / "county.toml", text.replace("max_workers = 4\n", f"max_workers = {workers}\n{extra}"))
+    """``county.toml`` over the census sample, with other ``[node]`` settings (e.g. ``max_workers``)."""
+    return write_node(root, node_config(root, "county", [pums_dataset(root, "pums", PUMS_PID)], **node_keys))
 
 
 def start_county(root: Path, **node_keys: int) -> RunningServer:
@@ -148,10 +146,8 @@ def start_small_federation(
     """county (with ``node_keys``) and a coordinator (with ``coordinator_keys`` in [coordinator])."""
     nodes = start_nodes({"county": county_config(root, **node_keys)})
     try:
-        text = coordinator_toml({"county": f"127.0.0.1:{nodes['county'].port}"})
-        extra = "".join(f"{k} = {v}\n" for k, v in coordinator_keys.items())
-        text = text.replace("[tls]", f"{extra}\n[tls]", 1)
-        config = load_coordinator_config(write(root / "coordinator.toml", text))
+        wanted = coordinator_config(root, {"county": f"127.0.0.1:{nodes['county'].port}"}, **coordinator_keys)
+        config = load_coordinator_config(write_coordinator(root, wanted))
         for key, value in coordinator_keys.items():
             assert getattr(config, key) == value
         running, service = start_coordinator(config, listen=LISTEN)

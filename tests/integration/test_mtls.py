@@ -53,10 +53,10 @@ from tests.integration.federation import (
     Federation,
     copy_census,
     link_certs,
-    node_toml,
-    pums_dataset_toml,
+    node_config,
+    pums_dataset,
     start_federation,
-    write,
+    write_node,
 )
 
 TIMEOUT = 10.0
@@ -257,7 +257,7 @@ def real_fed(pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     root = tmp_path_factory.mktemp("mtls-federation")
     link_certs(root, pki)
     copy_census(root, PUMS_PID)
-    config = write(root / "county.toml", node_toml("county", pums_dataset_toml("pums", PUMS_PID)))
+    config = write_node(root, node_config(root, "county", [pums_dataset(root, "pums", PUMS_PID)]))
     fed = start_federation(root, pki, {"county": config})
     try:
         yield fed

@@ -10,13 +10,14 @@ from tests.rooms import ROOT, room_of, sources
 
 ROOMS_BELOW: dict[str, set[str]] = {
     "errors": set(),
+    "config": {"errors"},
     "query": {"errors"},
-    "policies": {"errors", "query"},
+    "policies": {"errors", "config", "query"},
     "protos": {"errors", "query", "policies"},
-    "rpc": {"errors", "query", "policies", "protos"},
-    "node": {"errors", "query", "policies", "protos", "rpc"},
-    "coordinator": {"errors", "query", "policies", "protos", "rpc"},
-    "demo": {"errors", "query", "policies", "protos", "rpc", "coordinator", "node"},
+    "rpc": {"errors", "config", "query", "policies", "protos"},
+    "node": {"errors", "config", "query", "policies", "protos", "rpc"},
+    "coordinator": {"errors", "config", "query", "policies", "protos", "rpc"},
+    "demo": {"errors", "config", "query", "policies", "protos", "rpc", "coordinator", "node"},
     "cli": {"errors", "accord"},
     "__init__": set(),
     "__main__": {"cli"},
@@ -31,6 +32,7 @@ FORBIDDEN_LIBRARIES: dict[str, set[str]] = {
     "coordinator": {"opendp", "duckdb", "numpy", "scipy"},
     "demo": {"opendp"},
     "errors": {"grpc", "google"},
+    "config": {"grpc", "google", "duckdb", "opendp"},
 }
 """Third-party libraries a room must never import: the query language and the policies run without
 a network stack (auditors' tools), and only the node computes on data or draws noise."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from accord.errors import ConfigError
-from accord.node.config import NodeConfig, load_node_config
+from accord.node.config import NodeConfig, StateConfig, load_node_config, write_node_config
 from accord.query.schema import ColumnType
 
 VALID = """
@@ -156,6 +156,26 @@ def test_valid_config(tmp_path: Path) -> None:
         ),
         ('format = "csv"', 'format = "xlsx"', "datasets.contacts.format", "'csv'"),
         ('listen = "127.0.0.1:50051"', 'listen = "localhost"', "node.listen", "host:port"),
+        ('listen = "127.0.0.1:50051"', 'listen = "127.0.0.1:99999"', "node.listen", "from 0 to 65535"),
+        (
+            "[datasets.residents]",
+            '[state]\nbackend = "redis"\n[datasets.residents]',
+            "state.backend",
+            '"sqlite"',
+        ),
+        (
+            "[datasets.residents]",
+            '[state]\nbackend = "memory"\npath = "x.db"\n[datasets.residents]',
+            "state.path",
+            "remove path",
+        ),
+        ("[datasets.residents]", "[queries]\nmax_age_seconds = 0\n[datasets.residents]", "max_age", "300"),
+        (
+            "[datasets.residents]",
+            "[queries]\nclock_skew = 5\n[datasets.residents]",
+            "queries.clock_skew",
+            "did you",
+        ),
         ('name = "county"', 'name = "County Council"', "node.name", "lower-case"),
         ('coordinators = ["coordinator"]', "coordinators = []", "access.coordinators", "certificate names"),
         ('ca = "/etc/accord/ca.pem"', "", "tls.ca", "is required"),
@@ -211,3 +231,38 @@ def test_demo_federation_configs_load(tmp_path: Path) -> None:
             assert "on_violation" in err.message and "use" in err.message
             continue
         assert cfg.datasets
+
+
+def test_state_and_freshness_defaults_and_settings(tmp_path: Path) -> None:
+    """Property: without [state] a node keeps its state in SQLite at state/<name>.sqlite3 beside
+    the config (never silently in memory); [state] and [queries] are read as written."""
+    cfg = load_node_config(write(tmp_path, VALID))
+    assert cfg.state == StateConfig("sqlite", tmp_path / "state" / "county.sqlite3")
+    assert (cfg.query_max_age_seconds, cfg.clock_skew_seconds) == (300, 60)
+    text = VALID.replace(
+        "[datasets.residents]",
+        '[state]\npath = "/var/lib/accord/county.db"\n[queries]\nmax_age_seconds = 30\n'
+        "clock_skew_seconds = 5\n[datasets.residents]",
+    )
+    cfg = load_node_config(write(tmp_path, text))
+    assert cfg.state == StateConfig("sqlite", Path("/var/lib/accord/county.db"))
+    assert (cfg.query_max_age_seconds, cfg.clock_skew_seconds) == (30, 5)
+    memory = VALID.replace("[datasets.residents]", '[state]\nbackend = "memory"\n[datasets.residents]')
+    assert load_node_config(write(tmp_path, memory)).state == StateConfig("memory")
+
+
+def test_writer_round_trips(tmp_path: Path) -> None:
+    """Property: write_node_config writes what load_node_config reads back as the same config, with
+    paths inside the config's folder written relative to it (the folder can be moved and served
+    again as it is)."""
+    cfg = load_node_config(write(tmp_path, VALID))
+    cfg = dataclasses.replace(cfg, query_max_age_seconds=42, max_concurrent_rpcs=7)
+    out = write_node_config(cfg, tmp_path / "copy.toml")
+    assert load_node_config(out) == cfg
+    text = out.read_text(encoding="utf-8")
+    assert 'path = "data/residents.parquet"' in text and 'ca = "/etc/accord/ca.pem"' in text
+    moved = tmp_path.parent / (tmp_path.name + "-moved")
+    tmp_path.rename(moved)
+    again = load_node_config(moved / "copy.toml")
+    assert again.dataset("residents") is not None
+    assert again.tls_cert == moved / "certs/nodes/county.pem"

@@ -9,9 +9,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from accord.coordinator.config import load_coordinator_config
 from accord.demo.datasets import DISTRICTS, NODES
-from accord.demo.layout import cert_paths, coordinator_config_toml, node_config_toml, write_demo_federation
+from accord.demo.layout import demo_node_config, write_demo_federation
 from accord.demo.population import generate_population
+from accord.node.config import StateConfig, load_node_config
+from accord.policies.pki import init_federation
 
 PEOPLE = 5_000
 
@@ -19,7 +22,10 @@ PEOPLE = 5_000
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo")
-    write_demo_federation(out, people_per_authority=PEOPLE, seed=3, ports={"county": 0, "coordinator": 6000})
+    init_federation(out / "certs", nodes=NODES, analysts=("alice",))
+    write_demo_federation(
+        out, people_per_authority=PEOPLE, seed=3, ports={"county": 6001, "coordinator": 6000}
+    )
     return out
 
 
@@ -113,35 +119,38 @@ def test_service_contacts_exceed_the_declared_bound(federation: Path) -> None:
 
 
 def test_configs_point_at_the_layout(federation: Path) -> None:
-    node = tomllib.loads((federation / "county.toml").read_text(encoding="utf-8"))
-    assert node["node"] == {"name": "county", "listen": "127.0.0.1:0"}
-    assert node["tls"] == {
-        "cert": "certs/nodes/county.pem",
-        "key": "certs/nodes/county.key",
-        "ca": "certs/ca.pem",
+    """Property: the node and coordinator configs load, name every file relative to the folder
+    (so it can be moved and served again), and keep each node's state in the folder."""
+    node = load_node_config(federation / "county.toml")
+    assert (node.name, node.listen) == ("county", "127.0.0.1:6001")
+    assert (node.tls_cert, node.tls_key, node.tls_ca) == (
+        federation / "certs/nodes/county.pem",
+        federation / "certs/nodes/county.key",
+        federation / "certs/ca.pem",
+    )
+    assert node.coordinators == ("coordinator",)
+    assert node.state == StateConfig("sqlite", federation / "state" / "county.sqlite3")
+    citizens = node.dataset("citizens")
+    assert citizens is not None and citizens.path == federation / "data/county/citizens.parquet"
+    flag = citizens.schema.column("claims_housing_benefit")
+    assert flag is not None and flag.categories == (True, False)
+    text = (federation / "county.toml").read_text(encoding="utf-8")
+    assert 'cert = "certs/nodes/county.pem"' in text and str(federation) not in text
+    coord = load_coordinator_config(federation / "coordinator.toml")
+    assert (coord.name, coord.listen, coord.deadline_seconds) == ("coordinator", "127.0.0.1:6000", 10)
+    assert coord.tls.cert == federation / "certs/coordinators/coordinator.pem"
+    assert coord.analysts == ("alice",)
+    assert {n.name: n.address for n in coord.nodes} == {
+        "county": "127.0.0.1:6001",
+        "district-a": "127.0.0.1:50052",
+        "district-b": "127.0.0.1:50053",
     }
-    assert node["access"] == {"coordinators": ["coordinator"]}
-    assert node["datasets"]["citizens"]["columns"]["claims_housing_benefit"]["categories"] == [True, False]
-    coord = tomllib.loads((federation / "coordinator.toml").read_text(encoding="utf-8"))
-    assert coord["coordinator"] == {"name": "coordinator", "listen": "127.0.0.1:6000", "deadline_seconds": 10}
-    assert coord["tls"]["cert"] == "certs/coordinators/coordinator.pem"
-    assert coord["access"] == {"analysts": ["alice"]}
-    assert coord["nodes"] == {
-        "county": {"address": "127.0.0.1:0"},
-        "district-a": {"address": "127.0.0.1:50052"},
-        "district-b": {"address": "127.0.0.1:50053"},
-    }
-    assert cert_paths("analysts", "alice") == ("certs/analysts/alice.pem", "certs/analysts/alice.key")
-    assert not list(federation.rglob(".*"))  # no temporary files left behind
+    assert not [p for p in federation.rglob(".*") if "certs" not in p.parts]  # no temporary files left
 
 
-def test_toml_functions_standalone() -> None:
-    text = node_config_toml("district-b", 50060)
-    parsed = tomllib.loads(text)
-    assert parsed["node"]["listen"] == "127.0.0.1:50060"
-    assert list(parsed["datasets"]) == ["citizens"]
-    coord = tomllib.loads(coordinator_config_toml(None, {"county": 1, "district-a": 2}, listen_port=3))
-    assert coord["coordinator"]["listen"] == "127.0.0.1:3"
-    assert list(coord["nodes"]) == ["county", "district-a"]
+def test_node_config_standalone(tmp_path: Path) -> None:
+    config = demo_node_config(tmp_path, "district-b", 50060)
+    assert config.listen == "127.0.0.1:50060"
+    assert [d.schema.name for d in config.datasets] == ["citizens"]
     with pytest.raises(ValueError, match="unknown node"):
-        node_config_toml("parish", 1)
+        demo_node_config(tmp_path, "parish", 1)
