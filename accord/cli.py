@@ -3,7 +3,11 @@
 Subcommands live with the package they drive and are found through the ``accord.commands``
 entry-point group (see pyproject.toml). Each entry point is a ``register(subparsers)`` function
 that adds its parser and sets ``func`` to a callable taking the parsed arguments and returning an
-exit status. User errors (:class:`accord.errors.AccordError`) print one clear line and exit 2.
+exit status.
+
+Exit statuses: 0 success; 2 a user error (:class:`~accord.errors.AccordError`: one clear line
+saying what to change) or a usage error; 70 a bug in Accord (``EX_SOFTWARE``: reported as a bug,
+never as the user's mistake); 130 interrupted; 141 the reader of the output went away.
 """
 
 from __future__ import annotations
@@ -12,16 +16,28 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 
-from accord.errors import AccordError
+from accord import __version__
+from accord.errors import AccordError, InternalError
+
+__all__ = ["BUG", "USER_ERROR", "build_parser", "main"]
+
+USER_ERROR = 2
+BUG = 70
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="accord", description="Federated differentially private queries.")
+    parser = argparse.ArgumentParser(
+        prog="accord",
+        description="Federated, differentially private aggregate queries for public authorities.",
+        epilog="Run `accord COMMAND --help` for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"accord {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for ep in sorted(entry_points(group="accord.commands"), key=lambda e: e.name):
         ep.load()(sub)
     return parser
@@ -30,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:  # a bare `accord`: say what there is
+        parser.print_help()
+        return 0
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -39,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args.func(args)
     except AccordError as err:
         print(f"accord {args.command}: error: {err.message}", file=sys.stderr)
-        return 2
+        return USER_ERROR
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -47,6 +66,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    except Exception as err:  # InternalError, or any other bug: not the user's doing
+        what = err.message if isinstance(err, InternalError) else f"{type(err).__name__}: {err}"
+        if args.verbose:
+            traceback.print_exc()
+        print(
+            f"accord {args.command}: internal error (a bug in Accord, not in what you asked): {what}. "
+            "Please report it with the output of the same command run with -v.",
+            file=sys.stderr,
+        )
+        return BUG
     return status
 
 

@@ -1,15 +1,38 @@
 """The one exception tree both sides share.
 
-Every error a user can cause is an :class:`AccordError` whose message says what to change.
-Messages depend only on the query, the configuration and the policy, never on the data.
-:mod:`accord.protos.rpcstatus` maps this tree to rich gRPC status and back, at one boundary per side.
-Bugs in Accord itself raise :class:`InternalError` (or an ordinary Python exception) and are
-reported to callers without detail.
+Every error a user can cause (an analyst, an operator, an auditor) is an :class:`AccordError` whose
+message says what to change. Messages depend only on the query, the configuration and the policy,
+never on the data. :mod:`accord.protos.rpcstatus` maps this tree to rich gRPC status and back, at
+one boundary per side.
+
+A bug in Accord itself is not the user's doing: it raises :class:`InternalError`, which is kept
+apart (it is *not* an :class:`AccordError`, so ``except AccordError`` never swallows a bug). Servers
+report it to callers as ``INTERNAL`` without detail; the command line reports it as a bug, with its
+own exit status.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeAlias
+
+__all__ = [
+    "AccordError",
+    "BudgetExhausted",
+    "ConfigError",
+    "DataError",
+    "DeadlineExceeded",
+    "Failure",
+    "InternalError",
+    "InvalidQuery",
+    "NotFound",
+    "PartialFailure",
+    "PermissionDenied",
+    "ResourceLimit",
+    "Unauthenticated",
+    "Unavailable",
+    "Violation",
+]
 
 
 @dataclass(frozen=True)
@@ -90,5 +113,13 @@ class DataError(AccordError):
     """A dataset's files contradict its declared metadata (bounds, categories, person id)."""
 
 
-class InternalError(AccordError):
+class InternalError(Exception):
     """A bug in Accord: not the caller's fault. Details go to the server log only."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+Failure: TypeAlias = AccordError | InternalError
+"""Whatever a call to another Accord party can fail with: their refusal or their bug."""

@@ -6,7 +6,7 @@ fixed one-row-per-person file (:data:`ROWS` rows):
 * **Accord**: the node's own DP path. The node config is loaded and checked as a node does
   (``load_node_config``, ``load_datasets``), the query compiled by the node's parser, its exact
   values computed once by the node's engine (they are deterministic), then
-  :func:`node.release.build_release` (the function ``NodeService.answer_once`` calls: epsilon split,
+  :func:`node.release.build_release` (the function ``NodeService.answer`` calls: epsilon split,
   calibration against OpenDP's privacy map, OpenDP's samplers, the mean as post-processing) is run
   ``releases`` times. The error is the mean absolute difference from the exact answer.
 * **Prediction from the stated scale**: each release states its noise scale ``b``. Counts and
@@ -48,6 +48,7 @@ from accord.node.duckdb.catalog import load_datasets
 from accord.node.duckdb.engine import Engine
 from accord.node.plan import distinct_measurements
 from accord.node.release import build_release
+from accord.query.epsilon import Epsilon
 from accord.query.model import Query
 from accord.query.release import Cell, Mechanism
 from accord.query.schema import DatasetSchema
@@ -117,7 +118,7 @@ class AccordNode:
         return self.engine.execute(query, self.schema)
 
     def release(self, query: Query, exact: ExactAnswer, epsilon: Fraction, i: int) -> Cell:
-        r = build_release(query, self.schema, exact, epsilon, f"accuracy-{i}", "bench", 0.0)
+        r = build_release(query, self.schema, exact, Epsilon(epsilon), f"accuracy-{i}", "bench", 0.0)
         return r.rows[0].cells[0]
 
 

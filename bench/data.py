@@ -28,25 +28,32 @@ node can scan them on every core.
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from cryptography import x509
 
 from accord.node.config import DatasetConfig, NodeConfig, StateConfig, write_node_config
+from accord.policies.pki import CA_CERT, init_federation, leaf_paths
+from accord.policies.signing import QuerySigner
 from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
 from bench.common import BenchConfig
 
 __all__ = [
+    "ANALYST",
     "COORDINATOR",
     "DATASET",
     "PLAIN",
     "QUERIES",
     "REGIONS",
+    "analyst_signer",
     "citizens_schema",
     "ensure_dataset",
+    "ensure_pki",
     "generate",
     "node_config",
     "plain_sql",
@@ -161,6 +168,29 @@ def ensure_dataset(cfg: BenchConfig, rows: int, multi: bool) -> Path:
     return path
 
 
+ANALYST = "bench-analyst"
+NODE = "bench"
+
+
+def ensure_pki(folder: Path) -> Path:
+    """A development PKI in ``folder`` (a coordinator, node ``bench`` and analyst ``bench-analyst``),
+    made once and reused while its CA is valid for another week; returns ``folder``. In-process
+    suites need it: a node checks every signed query against its CA."""
+    ca = folder / CA_CERT
+    if ca.is_file():
+        cert = x509.load_pem_x509_certificate(ca.read_bytes())
+        if cert.not_valid_after_utc > datetime.now(UTC) + timedelta(days=7):
+            return folder
+    init_federation(folder, COORDINATOR, (NODE,), (ANALYST,), force=True)
+    return folder
+
+
+def analyst_signer(pki: Path, name: str = ANALYST) -> QuerySigner:
+    """What the analyst ``name`` of ``pki`` signs queries with."""
+    cert, key = leaf_paths(pki, "analyst", name)
+    return QuerySigner.from_pem(key.read_bytes(), cert.read_bytes())
+
+
 def citizens_schema(max_rows_per_person: int = 1) -> DatasetSchema:
     """The public metadata of ``citizens``: the generator's bounds and categories."""
     integer = ColumnType.INTEGER
@@ -183,7 +213,7 @@ def node_config(
     data: Path,
     *,
     out: Path | None = None,
-    name: str = "bench",
+    name: str = NODE,
     listen: str = "127.0.0.1:0",
     max_rows_per_person: int = 1,
     on_violation: str = "reject",
@@ -197,13 +227,13 @@ def node_config(
 
     ``out`` defaults to ``<data>.<name>.k<max_rows_per_person>.toml`` beside the data. The
     ``[tls]`` paths point into ``pki`` (a folder made by :func:`accord.policies.pki.init_federation`,
-    certificates as ``nodes/<name>.pem``); loading the config does not open them, so in-process
-    suites may leave ``pki`` unset. ``state`` defaults to the memory backend (the in-process suites
+    certificates as ``nodes/<name>.pem``; by default :func:`ensure_pki` beside the data: the node
+    checks signed queries against its CA). ``state`` defaults to the memory backend (the in-process suites
     measure answers, not restarts; the state row measures SQLite against it). Bounds and categories
     are the generator's (see the module docstring)."""
     if out is None:
         out = data.with_name(f"{data.stem}.{name}.k{max_rows_per_person}.toml")
-    tls = (pki if pki is not None else data.parent / "pki").resolve()
+    tls = (pki if pki is not None else ensure_pki(data.parent / "pki")).resolve()
     config = NodeConfig(
         name=name,
         listen=listen,

@@ -2,10 +2,10 @@
 
 For each size in ``cfg.sizes`` and each task of :data:`bench.data.QUERIES`:
 
-* ``accord``: the node's own answer path, :meth:`node.service.NodeService.answer_once` (parse and
-  validate the SQL, run it on the node's DuckDB with clamping and, when needed, per-person
-  bounding, add OpenDP noise, assemble and serialize the release), with a fresh query id on every
-  call so no answer comes from the release store;
+* ``accord``: the node's own answer path, :meth:`accord.node.service.NodeService.answer` (verify
+  the analyst's signature, parse and validate the SQL, run it on the node's DuckDB with clamping
+  and, when needed, per-person bounding, add OpenDP noise, assemble, serialize and record the
+  release), with a fresh query id on every call so no answer comes from the node's state;
 * ``duckdb``: the plain aggregate (:func:`bench.data.plain_sql`) on a fresh ``duckdb.connect()``
   reading the same Parquet file. This is the limit: no checks, no clamping, no noise.
 
@@ -22,43 +22,42 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from fractions import Fraction
 from pathlib import Path
 
 import duckdb
 
 from accord.node.config import load_node_config
 from accord.node.server import build_service
+from accord.node.servicer import serialize_release
 from accord.policies.identity import Identity
-from accord.protos import convert
-from accord.query.model import QueryRequest
-from accord.query.release import Release
+from accord.policies.signing import SignedQuery
 from bench.common import BenchConfig, Row, median, p95
-from bench.data import COORDINATOR, QUERIES, ensure_dataset, node_config, plain_sql
+from bench.data import COORDINATOR, QUERIES, analyst_signer, ensure_dataset, node_config, plain_sql
 
 SUITE = "local"
 NOTES = {
     "count": "no scan on either side: the node's load-time counts vs DuckDB's Parquet footer",
 }
-EPSILON = Fraction(1)
+EPSILON = "1"
 BOUNDED_K = 3
 TARGET = {False: 1.3, True: 3.0}
 
 
-def _serialize(release: Release) -> bytes:
-    """What the node's servicer sends (the same conversion and deterministic serialization)."""
-    payload: bytes = convert.release_to_pb(release).SerializeToString(deterministic=True)
-    return payload
-
-
 def accord_answerer(config: Path) -> Callable[[str], bytes]:
     """Start a node in-process from ``config`` (load and check its datasets) and return a function
-    answering one SQL query through the node's full answer path, with a fresh query id each time."""
-    service = build_service(load_node_config(config))
+    answering one SQL query through the node's full answer path (signature check included), with a
+    fresh query id each time; the analyst signs outside the function, as in a federation."""
+    node = load_node_config(config)
+    service = build_service(node)
     caller = Identity("coordinator", COORDINATOR)
+    analyst = analyst_signer(node.tls_ca.parent)
+    signed: dict[str, list[SignedQuery]] = {}
 
     def answer(sql: str) -> bytes:
-        return service.answer_once(caller, QueryRequest(str(uuid.uuid4()), sql, EPSILON), _serialize)
+        batch = signed.setdefault(sql, [])
+        if not batch:  # sign ahead, untimed: signing is the analyst's work, not the node's
+            batch.extend(analyst.sign(str(uuid.uuid4()), sql, EPSILON) for _ in range(64))
+        return service.answer(caller, batch.pop(), serialize_release)
 
     return answer
 

@@ -9,7 +9,7 @@ counted:
 
 * ``accord``: start a node in-process from its config (load and check the dataset, as a real node
   does at start-up), then answer one query of each task of :data:`bench.data.QUERIES` through
-  :meth:`node.service.NodeService.answer_once`;
+  :meth:`accord.node.service.NodeService.answer`;
 * ``duckdb``: ``duckdb.connect()`` and the plain aggregate of each task on the same file.
 
 Both children import only what they need (the node's packages, or ``duckdb``): the benchmark's own
@@ -45,19 +45,18 @@ _ACCORD_CHILD = (
     _HWM
     + """
 import json, sys, uuid
-from fractions import Fraction
 from accord.node.config import load_node_config
 from accord.node.server import build_service
-from accord.protos import convert
+from accord.node.servicer import serialize_release
 from accord.policies.identity import Identity
-from accord.query.model import QueryRequest
+from bench.data import analyst_signer
 config, caller, queries = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-service = build_service(load_node_config(config))
+node = load_node_config(config)
+service = build_service(node)
 who = Identity("coordinator", caller)
-def serialize(release):
-    return convert.release_to_pb(release).SerializeToString(deterministic=True)
+analyst = analyst_signer(node.tls_ca.parent)
 for sql in queries:
-    service.answer_once(who, QueryRequest(str(uuid.uuid4()), sql, Fraction(1)), serialize)
+    service.answer(who, analyst.sign(str(uuid.uuid4()), sql, "1"), serialize_release)
 print("VmHWM_MB", _vm_hwm_mb())
 """
 )

@@ -15,6 +15,7 @@ failed call reuse the same query id, so a node never charges twice for one quest
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -26,11 +27,13 @@ import grpc
 from accord.config import Table, read_toml
 from accord.coordinator.nodes import RECONNECT_BACKOFF_MS
 from accord.coordinator.table import to_arrow
-from accord.errors import DeadlineExceeded, Unavailable
+from accord.errors import ConfigError, DeadlineExceeded, Unavailable
+from accord.policies.signing import QuerySigner
 from accord.protos import convert
 from accord.protos.rpcstatus import error_from_rpc
 from accord.protos.v1 import coordinator_pb2, coordinator_pb2_grpc
-from accord.query.model import QueryRequest, parse_epsilon
+from accord.query.epsilon import Epsilon
+from accord.query.model import QueryRequest
 from accord.query.release import FederatedRelease
 from accord.query.schema import DatasetSchema
 from accord.rpc.timing import (
@@ -97,6 +100,17 @@ class AccordClient:
         )
         self._stub = coordinator_pb2_grpc.CoordinatorServiceStub(self._channel)
         self._retries = retries
+        files = tls.read()
+        try:
+            self._signer = QuerySigner.from_pem(files.key, files.cert)
+        except ConfigError as err:
+            self._channel.close()
+            raise ConfigError(f"{tls.key} / {tls.cert}: {err.message}") from None
+
+    @property
+    def analyst(self) -> str:
+        """The analyst whose certificate this client presents and signs with."""
+        return self._signer.identity.name
 
     @classmethod
     def from_profile(cls, path: str | Path = DEFAULT_PROFILE) -> AccordClient:
@@ -115,14 +129,17 @@ class AccordClient:
         self._channel.close()
 
     def _call(self, method: Any, request: Any, timeout: float, retry: bool) -> Any:
-        return self._call_with_metadata(method, request, timeout, retry)[0]
+        return self._call_with_metadata(method, lambda: request, timeout, retry)[0]
 
-    def _call_with_metadata(self, method: Any, request: Any, timeout: float, retry: bool) -> tuple[Any, Any]:
-        """The reply and the trailing metadata of the (last) attempt."""
+    def _call_with_metadata(
+        self, method: Any, request: Callable[[], Any], timeout: float, retry: bool
+    ) -> tuple[Any, Any]:
+        """The reply and the trailing metadata of the (last) attempt; ``request`` makes each
+        attempt's request (a signed query is signed anew, so a retry is always fresh)."""
         attempts = 1 + (self._retries if retry else 0)
         for attempt in range(attempts):
             try:
-                reply, call = method.with_call(request, timeout=timeout)
+                reply, call = method.with_call(request(), timeout=timeout)
                 return reply, call.trailing_metadata()
             except grpc.RpcError as err:
                 error = error_from_rpc(err, peer=f"coordinator {self.address}")
@@ -135,13 +152,15 @@ class AccordClient:
     def query_release(
         self,
         sql: str,
-        epsilon: str | Fraction | float,
+        epsilon: str | Fraction | Epsilon,
         *,
         require_all: bool = False,
         query_id: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> FederatedRelease:
-        """Run ``sql`` spending ``epsilon`` at each node; the combined release."""
+        """Run ``sql`` spending ``epsilon`` at each node; the combined release.
+
+        ``epsilon`` is best given as text (``"0.5"``, ``"1/3"``): it is signed exactly as written."""
         return self.query_release_timed(
             sql, epsilon, require_all=require_all, query_id=query_id, timeout=timeout
         )[0]
@@ -149,7 +168,7 @@ class AccordClient:
     def query_release_timed(
         self,
         sql: str,
-        epsilon: str | Fraction | float,
+        epsilon: str | Fraction | Epsilon,
         *,
         require_all: bool = False,
         query_id: str | None = None,
@@ -158,11 +177,17 @@ class AccordClient:
         """Like :meth:`query_release`, with the coordinator's own time and the slowest node's time
         for this query (see :mod:`accord.rpc.timing`): what benchmarks need to tell the federation's
         overhead from the nodes' work."""
-        eps = epsilon if isinstance(epsilon, Fraction) else parse_epsilon(str(epsilon))
-        request = QueryRequest(query_id or str(uuid.uuid4()), sql, eps, require_all=require_all)
-        reply, trailing = self._call_with_metadata(
-            self._stub.Submit, convert.request_to_pb(request), timeout, retry=True
-        )
+        text = epsilon if isinstance(epsilon, str) else str(epsilon)
+        # Refuse here what every node would refuse, before anything is signed or sent.
+        request = QueryRequest(query_id or str(uuid.uuid4()), sql, Epsilon.parse(text))
+
+        def signed() -> coordinator_pb2.SubmitRequest:
+            envelope = self._signer.sign(request.query_id, sql, text, request.agreement)
+            return coordinator_pb2.SubmitRequest(
+                query=convert.signed_query_to_pb(envelope), require_all=require_all
+            )
+
+        reply, trailing = self._call_with_metadata(self._stub.Submit, signed, timeout, retry=True)
         timing = ServerTiming(
             coordinator_seconds=seconds_from_metadata(trailing, COORDINATOR_SECONDS),
             slowest_node_seconds=seconds_from_metadata(trailing, SLOWEST_NODE_SECONDS),
@@ -172,7 +197,7 @@ class AccordClient:
     def query(
         self,
         sql: str,
-        epsilon: str | Fraction | float,
+        epsilon: str | Fraction | Epsilon,
         *,
         require_all: bool = False,
         query_id: str | None = None,

@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from fractions import Fraction
 
 from accord.coordinator import intervals
 from accord.errors import InternalError, Unavailable
 from accord.query.model import AggregateFunction, Literal
 from accord.query.release import (
+    RATIO_PART_ALPHA,
     Cell,
     Estimate,
     FederatedRelease,
@@ -44,10 +44,8 @@ from accord.query.release import (
     Release,
     ReleaseColumn,
     ReleaseRow,
+    ratio_estimate,
 )
-
-RATIO_PART_ALPHA = intervals.ALPHA / 2
-"""Each part of a combined mean gets a 97.5% interval; both hold together with probability >= 95%."""
 
 
 def combine_estimates(parts: Sequence[Estimate], alpha: float = intervals.ALPHA) -> Estimate:
@@ -81,15 +79,14 @@ def combine_ratio(
     c_h = intervals.half_width(
         [p.noise_scale for p in counts], [p.mechanism for p in counts], RATIO_PART_ALPHA
     )
-    s_lo, s_hi = total.value - s_h, total.value + s_h
-    c_lo, c_hi = max(count.value - c_h, 1.0), max(count.value + c_h, 1.0)
-    corners = (s_lo / c_lo, s_lo / c_hi, s_hi / c_lo, s_hi / c_hi)
-    value = total.value / max(count.value, 1.0)
-    low, high = min(corners), max(corners)
-    if bounds is not None:
-        lo_b, hi_b = bounds
-        value, low, high = (min(max(x, lo_b), hi_b) for x in (value, low, high))
-    return Cell(Estimate(value, 0.0, low, high, Mechanism.RATIO), sum=total, count=count)
+    mean = ratio_estimate(
+        total.value,
+        count.value,
+        (total.value - s_h, total.value + s_h),
+        (count.value - c_h, count.value + c_h),
+        bounds,
+    )
+    return Cell(mean, sum=total, count=count)
 
 
 def _check_same(releases: Mapping[str, Release], what: str, key: str) -> None:
@@ -140,7 +137,7 @@ def combine(
     _check_same(releases, "dataset", "dataset")
     _check_same(releases, "epsilon", "epsilon")
     first = releases[names[0]]
-    epsilon: Fraction = first.epsilon
+    epsilon = first.epsilon
     aggregates = [c for c in columns if not c.is_group]
 
     cells_by_group: dict[tuple[Literal, ...], list[tuple[Cell, ...]]] = {}
@@ -189,4 +186,4 @@ def _combine_cell(
     return Cell(combine_estimates([cell.estimate for cell in cells]))
 
 
-__all__ = ["RATIO_PART_ALPHA", "combine", "combine_estimates", "combine_ratio"]
+__all__ = ["combine", "combine_estimates", "combine_ratio"]

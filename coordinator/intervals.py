@@ -53,10 +53,7 @@ import itertools
 import math
 from collections.abc import Sequence
 
-from accord.query.release import Mechanism
-
-ALPHA = 0.05
-"""The default significance: every interval Accord reports is a 95% interval."""
+from accord.query.release import ALPHA, Mechanism
 
 _SAFETY = 1e-6  # solve for a tail slightly below alpha so numerical error never costs coverage
 _MAX_LATTICE = 4096  # largest trapezoid grid for the exact discrete inversion

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 import grpc
 
 from accord.coordinator.config import NodeEndpoint
-from accord.errors import AccordError, DeadlineExceeded, InternalError, Unavailable
+from accord.errors import AccordError, DeadlineExceeded, Failure, InternalError, Unavailable
+from accord.policies.signing import SignedQuery
 from accord.protos import convert
 from accord.protos.rpcstatus import error_from_rpc
-from accord.protos.v1 import common_pb2, node_pb2, node_pb2_grpc
-from accord.query.model import QueryRequest
+from accord.protos.v1 import node_pb2, node_pb2_grpc
 from accord.query.release import Release
 from accord.query.schema import DatasetSchema
 from accord.rpc.timing import NODE_SECONDS, seconds_from_metadata
@@ -41,7 +41,7 @@ defaults grow to two minutes: a node restarted after a minute down would stay ou
 as long again."""
 
 
-def describe(err: AccordError) -> str:
+def describe(err: Failure) -> str:
     """A short reason for an answer's `missing` list."""
     if isinstance(err, DeadlineExceeded):
         return "deadline exceeded"
@@ -100,7 +100,7 @@ class NodeClient:
     def _refresh(self) -> None:
         try:
             self._fetch()
-        except AccordError as err:  # a malformed catalog: keep the last known one
+        except (AccordError, InternalError) as err:  # a malformed catalog: keep the last known one
             self.last_error = err.message
             log.warning("node %s: unusable catalog: %s", self.name, err.message)
         except ValueError:  # the channel was closed: the coordinator is shutting down
@@ -130,7 +130,7 @@ class NodeClient:
             self.last_error = reason
             self._catalog_at = 0.0
 
-    def answer(self, request: common_pb2.QueryRequest, deadline_at: float) -> tuple[Release, float | None]:
+    def answer(self, request: node_pb2.AnswerRequest, deadline_at: float) -> tuple[Release, float | None]:
         """Ask this node (blocking) until the monotonic time ``deadline_at``: its release and the
         handler time it reported (see :mod:`accord.rpc.timing`). Raises ``grpc.RpcError`` for a failed
         call and :class:`AccordError` for a malformed reply."""
@@ -151,7 +151,7 @@ class FanOutPool:
         self._pool = futures.ThreadPoolExecutor(max_workers=max(1, size), thread_name_prefix="accord-fanout")
 
     def submit(
-        self, client: NodeClient, request: common_pb2.QueryRequest, deadline_at: float
+        self, client: NodeClient, request: node_pb2.AnswerRequest, deadline_at: float
     ) -> futures.Future[tuple[Release, float | None]]:
         return self._pool.submit(client.answer, request, deadline_at)
 
@@ -162,7 +162,7 @@ class FanOutPool:
 @dataclass(frozen=True)
 class FanOutResult:
     releases: dict[str, Release]
-    errors: dict[str, AccordError]
+    errors: dict[str, Failure]
     # Each answering node's own handler time, as it reported it (see accord.rpc.timing).
     node_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -172,21 +172,22 @@ class FanOutResult:
 
 
 def fan_out(
-    clients: Iterable[NodeClient], request: QueryRequest, deadline: float, pool: FanOutPool
+    clients: Iterable[NodeClient], signed: SignedQuery, query_id: str, deadline: float, pool: FanOutPool
 ) -> FanOutResult:
-    """Send ``request`` to every client at once (on ``pool``) and wait for all, within ``deadline``
-    seconds from now."""
+    """Send the analyst's ``signed`` query (id ``query_id``) to every client at once (on ``pool``)
+    and wait for all, within ``deadline`` seconds from now. The envelope's bytes reach every node
+    exactly as the analyst's client sent them."""
     deadline_at = time.monotonic() + deadline
     by_name = {c.name: c for c in clients}
-    message = convert.request_to_pb(request)  # the same bytes for every node, built once
+    message = node_pb2.AnswerRequest(query=convert.signed_query_to_pb(signed))  # built once, for all
     pending = {name: pool.submit(c, message, deadline_at) for name, c in by_name.items()}
     releases: dict[str, Release] = {}
-    errors: dict[str, AccordError] = {}
+    errors: dict[str, Failure] = {}
     node_seconds: dict[str, float] = {}
     for name, future in pending.items():
         try:
             release, seconds = future.result()
-            if release.node != name or release.query_id != request.query_id:
+            if release.node != name or release.query_id != query_id:
                 raise InternalError(
                     f"node {name} answered as node {release.node!r} for query {release.query_id!r}"
                 )
@@ -199,7 +200,7 @@ def fan_out(
             by_name[name].mark_unreachable(describe(err))
         except futures.CancelledError:  # the coordinator is shutting down
             errors[name] = Unavailable(f"node {name}: the coordinator is shutting down")
-        except AccordError as err:
+        except (AccordError, InternalError) as err:
             # A malformed or mismatched reply costs this node's contribution, not the whole answer.
             errors[name] = InternalError(f"node {name} sent a malformed release ({err.message})")
         else:
@@ -207,7 +208,7 @@ def fan_out(
             if seconds is not None:
                 node_seconds[name] = seconds
             continue
-        log.warning("node %s did not answer query %s: %s", name, request.query_id, errors[name].message)
+        log.warning("node %s did not answer query %s: %s", name, query_id, errors[name].message)
     return FanOutResult(releases, errors, node_seconds)
 
 

@@ -1,8 +1,9 @@
 """The coordinator's query path, free of gRPC.
 
-1. check the analyst is allowed; 2. parse the SQL once (early, clear errors) and find which
-nodes hold the dataset; 3. validate against each holder's public metadata; 4. send the same
-request to every holder in parallel with a deadline; 5. combine what came back. Nodes that did
+1. check the analyst is allowed and signed the query they send; 2. parse the SQL once (early,
+clear errors) and find which nodes hold the dataset; 3. validate against each holder's public
+metadata; 4. forward the analyst's signed envelope, unchanged, to every holder in parallel with a
+deadline; 5. combine what came back. Nodes that did
 not answer are named in the answer (``partial``), or, with ``require_all``, the query fails.
 The coordinator never sees a row: only the nodes' noisy aggregates.
 """
@@ -17,17 +18,19 @@ from accord.coordinator.combine import combine
 from accord.coordinator.config import CoordinatorConfig
 from accord.coordinator.nodes import FanOutPool, NodeClient, describe, fan_out, holders
 from accord.errors import (
-    AccordError,
     BudgetExhausted,
+    Failure,
     InvalidQuery,
     NotFound,
     PartialFailure,
     PermissionDenied,
+    Unauthenticated,
     Unavailable,
     Violation,
 )
 from accord.policies.identity import Identity
-from accord.query.model import Query, QueryRequest
+from accord.policies.signing import QueryPayload, SignedQuery
+from accord.query.model import Query
 from accord.query.release import FederatedRelease
 from accord.query.schema import DatasetSchema
 from accord.query.sql import parse, validate
@@ -92,13 +95,28 @@ class CoordinatorService:
                 datasets.setdefault(schema.name, (schema, []))[1].append(name)
         return {k: (s, tuple(n)) for k, (s, n) in sorted(datasets.items())}, unreachable
 
-    def submit(self, caller: Identity, request: QueryRequest) -> FederatedRelease:
-        return self.submit_timed(caller, request)[0]
+    def submit(self, caller: Identity, signed: SignedQuery, require_all: bool = False) -> FederatedRelease:
+        return self.submit_timed(caller, signed, require_all)[0]
 
-    def submit_timed(self, caller: Identity, request: QueryRequest) -> tuple[FederatedRelease, float | None]:
+    def submit_timed(
+        self, caller: Identity, signed: SignedQuery, require_all: bool = False
+    ) -> tuple[FederatedRelease, float | None]:
         """Like :meth:`submit`, with the slowest answering node's own time (seconds, as the nodes
-        reported it; ``None`` if none did)."""
+        reported it; ``None`` if none did).
+
+        The coordinator decodes a copy of the signed payload to route the query and to refuse early
+        what every node would refuse; it never changes or re-encodes it, and it does not check the
+        signature (the nodes do: the coordinator's word counts for nothing there)."""
         self.authorise(caller)
+        payload = QueryPayload.decode(signed.payload)
+        if payload.analyst != caller.name:
+            raise Unauthenticated(
+                f"the query is signed by analyst {payload.analyst[:63]!r} but was sent by {caller}; analysts "
+                "send their own signed queries",
+                "ANALYST_MISMATCH",
+                {"caller": str(caller)},
+            )
+        request = payload.request()
         query = self._parse(request.sql)
         found, unknown = holders(self.clients, query.dataset)
         if not found:
@@ -113,21 +131,26 @@ class CoordinatorService:
                 (Violation("from", f"unknown dataset {query.dataset}"),),
             )
         _validate_once_per_schema(query, found)
-        if request.require_all and unknown:
+        if require_all and unknown:
             raise PartialFailure(self._missing_message(unknown), unknown)
         result = fan_out(
-            [self.clients[n] for n in sorted(found)], request, self.config.deadline_seconds, self._pool
+            [self.clients[n] for n in sorted(found)],
+            signed,
+            request.query_id,
+            self.config.deadline_seconds,
+            self._pool,
         )
         missing = dict(unknown)
         missing.update({n: describe(e) for n, e in result.errors.items()})
         if not result.releases:
             self._raise_common_refusal(result.errors)
-        if request.require_all and missing:
+        if require_all and missing:
             raise PartialFailure(self._missing_message(missing), missing)
         release = combine(request.query_id, result.releases, missing, _public_bounds(found.values()))
         log.info(
-            "query %s on %s: %d node(s) answered, %d missing",
+            "query %s of analyst %s on %s: %d node(s) answered, %d missing",
             request.query_id,
+            payload.analyst,
             query.dataset,
             len(result.releases),
             len(missing),
@@ -140,7 +163,7 @@ class CoordinatorService:
         return f"--require-all was given and these nodes did not answer: {listed}"
 
     @staticmethod
-    def _raise_common_refusal(errors: Mapping[str, AccordError]) -> None:
+    def _raise_common_refusal(errors: Mapping[str, Failure]) -> None:
         """When no node answered: surface the nodes' own refusal if they agree on its kind."""
         user = [e for e in errors.values() if isinstance(e, _USER_ERRORS)]
         if user and len(user) == len(errors) and len({type(e) for e in user}) == 1:

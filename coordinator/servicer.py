@@ -11,7 +11,7 @@ from accord.coordinator.service import CoordinatorService
 from accord.errors import ResourceLimit
 from accord.protos import convert
 from accord.protos.rpcstatus import rpc_boundary
-from accord.protos.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
+from accord.protos.v1 import coordinator_pb2, coordinator_pb2_grpc
 from accord.rpc.identity import peer_identity
 from accord.rpc.timing import COORDINATOR_SECONDS, SLOWEST_NODE_SECONDS, format_seconds
 
@@ -36,17 +36,17 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
 
     @rpc_boundary
     def Submit(
-        self, request: common_pb2.QueryRequest, context: grpc.ServicerContext
+        self, request: coordinator_pb2.SubmitRequest, context: grpc.ServicerContext
     ) -> coordinator_pb2.FederatedRelease:
         started = time.perf_counter()
         caller = peer_identity(context)
-        query = convert.request_from_pb(request)
+        signed = convert.signed_query_from_pb(request.query)
         if not self._slots.acquire(blocking=False):
             raise ResourceLimit(
                 f"the coordinator is already running {self._max_in_flight} queries; retry shortly"
             )
         try:
-            release, slowest = self._service.submit_timed(caller, query)
+            release, slowest = self._service.submit_timed(caller, signed, request.require_all)
         finally:
             self._slots.release()
         reply = convert.federated_to_pb(release)

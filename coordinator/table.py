@@ -17,7 +17,6 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from accord.query.model import Literal as Value
-from accord.query.model import format_epsilon
 from accord.query.release import FederatedRelease, Mechanism
 
 Format = Literal["table", "csv", "json"]
@@ -83,7 +82,7 @@ def metadata(release: FederatedRelease) -> dict[bytes, bytes]:
         b"accord.dataset": release.dataset.encode(),
         b"accord.partial": b"true" if release.partial else b"false",
         b"accord.missing": json.dumps(dict(sorted(release.missing.items()))).encode(),
-        b"accord.epsilon": format_epsilon(release.epsilon).encode(),
+        b"accord.epsilon": str(release.epsilon).encode(),
     }
 
 
@@ -161,7 +160,7 @@ def _json(release: FederatedRelease) -> str:
     doc = {
         "query_id": release.query_id,
         "dataset": release.dataset,
-        "epsilon": format_epsilon(release.epsilon),
+        "epsilon": str(release.epsilon),
         "partial": release.partial,
         "contributing_nodes": list(release.contributing_nodes),
         "missing": dict(sorted(release.missing.items())),

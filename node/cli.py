@@ -8,17 +8,36 @@ from typing import Any
 
 from accord.node.config import load_node_config
 from accord.node.server import build_service, start_node
+from accord.node.state import MemoryState, StateInUse
 from accord.rpc.serving import serve_until_signal
 from accord.rpc.transport import TlsFiles, check_certificate_files
 
+__all__ = ["register"]
+
 
 def register(sub: Any) -> None:
-    parser = sub.add_parser("node", help="run an authority's node")
+    parser = sub.add_parser(
+        "node",
+        help="run an authority's node",
+        description="Run an authority's node: serve its datasets to the federation's coordinator "
+        "under differential privacy, or check its config, certificates, data and state first.",
+    )
     cmds = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    serve = cmds.add_parser("serve", help="serve the configured datasets over mTLS until SIGTERM/SIGINT")
+    serve = cmds.add_parser(
+        "serve",
+        help="serve the configured datasets over mTLS until SIGTERM/SIGINT",
+        description="Load and check every dataset, open the node's state, then answer signed queries "
+        "over mutual TLS until SIGTERM or Ctrl-C (in-flight queries finish first).",
+    )
     serve.add_argument("--config", required=True, type=Path, help="node TOML file")
     serve.set_defaults(func=_serve)
-    check = cmds.add_parser("check", help="validate the config, certificates and data, then exit")
+    check = cmds.add_parser(
+        "check",
+        help="validate the config, certificates, data and state, then exit",
+        description="Everything `serve` checks at start-up, without serving: the config, the "
+        "certificates, every dataset against its declaration, and the state file (which must not be "
+        "in use by a running node).",
+    )
     check.add_argument("--config", required=True, type=Path, help="node TOML file")
     check.set_defaults(func=_check)
 
@@ -34,8 +53,21 @@ def _serve(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     config = load_node_config(args.config)
     check_certificate_files(TlsFiles(config.tls_cert, config.tls_key, config.tls_ca))
-    service = build_service(config)
-    for schema in service.schemas:
-        print(f"dataset {schema.name}: {len(schema.columns)} column(s), person column {schema.privacy_unit}")
+    where = config.state.path if config.state.path is not None else "memory (forgotten on restart)"
+    state_note = f"state: {config.state.backend} {where}"
+    try:
+        service = build_service(config)
+    except StateInUse:
+        # A running node holds the file: it opened and checked it at start-up. Check the rest.
+        service = build_service(config, state=MemoryState())
+        state_note = f"state: {where} is in use by the running node (checked when it started)"
+    try:
+        for schema in service.schemas:
+            print(
+                f"dataset {schema.name}: {len(schema.columns)} column(s), person column {schema.privacy_unit}"
+            )
+        print(state_note)
+    finally:
+        service.close()
     print(f"{args.config}: OK")
     return 0

@@ -25,13 +25,11 @@ import opendp.prelude as dp
 from accord.errors import InternalError
 from accord.node.plan import MeasureKind, Measurement, distinct_measurements
 from accord.query.model import Query
-from accord.query.release import Estimate, Mechanism
+from accord.query.release import ALPHA, Estimate, Mechanism
 from accord.query.schema import ColumnType, DatasetSchema
 
 dp.enable_features("contrib")
 
-ALPHA = 0.05
-"""Two-sided miss probability of every reported interval (95% confidence)."""
 
 I64_SAFE = 2**62
 """Largest exact integer magnitude handed to OpenDP's 64-bit integer Laplace. OpenDP saturates

@@ -9,19 +9,23 @@ touches the exact values again, so it costs no budget.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from fractions import Fraction
 from typing import Protocol
 
 from accord.errors import InternalError
 from accord.node import dp
 from accord.node.plan import Measurement, distinct_measurements, measurements_for
+from accord.query.epsilon import Epsilon
 from accord.query.model import Aggregate, AggregateFunction, GroupColumn, Literal, Query
-from accord.query.release import Cell, Estimate, Mechanism, Release, ReleaseColumn, ReleaseRow
+from accord.query.release import (
+    RATIO_PART_ALPHA,
+    Cell,
+    Estimate,
+    Release,
+    ReleaseColumn,
+    ReleaseRow,
+    ratio_estimate,
+)
 from accord.query.schema import DatasetSchema
-
-RATIO_PART_ALPHA = dp.ALPHA / 2
-"""Each part of a mean gets a (1 - alpha/2) interval; by the union bound both hold at once
-with probability >= 1 - alpha, so the derived ratio interval is a joint 95% interval."""
 
 
 class ExactValues(Protocol):
@@ -35,27 +39,16 @@ class ExactValues(Protocol):
     def values(self) -> Mapping[Measurement, Sequence[int | float]]: ...
 
 
-def _clamp(x: float, lower: float, upper: float) -> float:
-    return min(max(x, lower), upper)
-
-
-def ratio_estimate(total: Estimate, count: Estimate, lower: float, upper: float) -> Estimate:
-    """A mean from a noisy sum and a noisy count, by post-processing only.
-
-    The point estimate is ``total / max(count, 1)`` clamped to ``[lower, upper]`` (the exact mean
-    of clamped values always lies there). The interval is conservative: take the sum and count
-    intervals at 1 - alpha/2 each, floor the count interval at 1 (a mean exists only when the
-    exact count is a positive integer), take the extreme corner ratios (``s / c`` is monotone in
-    each argument for ``c > 0``) and clamp to the bounds.
-    """
-    value = _clamp(total.value / max(count.value, 1.0), lower, upper)
-    s_lo, s_hi = dp.interval(total.value, total.mechanism, total.noise_scale, RATIO_PART_ALPHA)
-    c_lo, c_hi = dp.interval(count.value, count.mechanism, count.noise_scale, RATIO_PART_ALPHA)
-    c_lo, c_hi = max(c_lo, 1.0), max(c_hi, 1.0)
-    corners = (s_lo / c_lo, s_lo / c_hi, s_hi / c_lo, s_hi / c_hi)
-    ci_low = _clamp(min(corners), lower, upper)
-    ci_high = _clamp(max(corners), lower, upper)
-    return Estimate(value, 0.0, ci_low, ci_high, Mechanism.RATIO)
+def mean_estimate(total: Estimate, count: Estimate, bounds: tuple[float, float]) -> Estimate:
+    """A node's mean from its noisy sum and count: the intervals of the parts at ``1 - ALPHA/2``
+    (OpenDP's accuracy for each noise), then :func:`accord.query.release.ratio_estimate`."""
+    return ratio_estimate(
+        total.value,
+        count.value,
+        dp.interval(total.value, total.mechanism, total.noise_scale, RATIO_PART_ALPHA),
+        dp.interval(count.value, count.mechanism, count.noise_scale, RATIO_PART_ALPHA),
+        bounds,
+    )
 
 
 def _columns(query: Query) -> tuple[ReleaseColumn, ...]:
@@ -84,8 +77,8 @@ def _cell(
 ) -> Cell:
     if agg.function is AggregateFunction.AVG:
         total, count = noisy[parts[0]][i], noisy[parts[1]][i]
-        lower, upper = _bounds(agg, schema)
-        return Cell(ratio_estimate(total, count, lower, upper), sum=total, count=count)
+        mean = mean_estimate(total, count, _bounds(agg, schema))
+        return Cell(mean, sum=total, count=count)
     return Cell(noisy[parts[0]][i])
 
 
@@ -93,7 +86,7 @@ def build_release(
     query: Query,
     schema: DatasetSchema,
     exact: ExactValues,
-    epsilon: Fraction,
+    epsilon: Epsilon,
     query_id: str,
     node_name: str,
     elapsed: float,
@@ -104,7 +97,7 @@ def build_release(
     reused by every aggregate that needs it.
     """
     groups = tuple(exact.groups)
-    eps_m = dp.epsilon_split(query, epsilon)
+    eps_m = dp.epsilon_split(query, epsilon.value)
     noisy: dict[Measurement, tuple[Estimate, ...]] = {}
     for m in distinct_measurements(query):
         values = exact.values.get(m)
@@ -130,4 +123,4 @@ def build_release(
     )
 
 
-__all__ = ["RATIO_PART_ALPHA", "ExactValues", "build_release", "ratio_estimate"]
+__all__ = ["ExactValues", "build_release", "mean_estimate"]

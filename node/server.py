@@ -1,42 +1,74 @@
-"""Start a node from its config: load and check the datasets, then serve over mTLS."""
+"""Start a node from its config: load and check the datasets, open its state, then serve over mTLS."""
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
+from cryptography import x509
+
+from accord.errors import ConfigError
 from accord.node.config import NodeConfig
 from accord.node.duckdb import open_duckdb
 from accord.node.service import NodeService
-from accord.node.servicer import NodeServicer
-from accord.protos.v1 import node_pb2, node_pb2_grpc
+from accord.node.servicer import SERVICE_NAME, NodeServicer, register
+from accord.node.state import NodeState, open_state
+from accord.policies.gate import PolicyGate
+from accord.policies.signing import QueryVerifier
 from accord.rpc.serving import RunningServer, ServiceBinding, start_server
 from accord.rpc.transport import TlsFiles
 
+__all__ = ["build_service", "start_node"]
+
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = node_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name
+
+def _verifier(config: NodeConfig) -> QueryVerifier:
+    """Checks signed queries against the federation CA of the node's own [tls] ca."""
+    try:
+        cas = x509.load_pem_x509_certificates(
+            TlsFiles(config.tls_cert, config.tls_key, config.tls_ca).read().ca
+        )
+    except ValueError:
+        raise ConfigError(
+            f"{config.tls_ca}: not a PEM certificate; point [tls] ca at the federation CA"
+        ) from None
+    return QueryVerifier(
+        cas, timedelta(seconds=config.query_max_age_seconds), timedelta(seconds=config.clock_skew_seconds)
+    )
 
 
-def build_service(config: NodeConfig) -> NodeService:
-    engine = open_duckdb(config.datasets)
-    schemas = {d.schema.name: d.schema for d in config.datasets}
-    return NodeService(config.name, engine, schemas, config.coordinators)
+def build_service(config: NodeConfig, state: NodeState | None = None) -> NodeService:
+    """The node's answer path over its datasets (loaded and checked) and its state (opened, and
+    locked against a second node on the same file; ``state`` overrides the config's)."""
+    verifier = _verifier(config)
+    state = state if state is not None else open_state(config.state, config.name)
+    try:
+        backend = open_duckdb(config.datasets)
+    except BaseException:
+        state.close()
+        raise
+    schemas = tuple(d.schema for d in config.datasets)
+    gate = PolicyGate(config.name, config.coordinators, {s.name: s for s in schemas})
+    return NodeService(config.name, backend, schemas, gate, verifier, state)
 
 
 def start_node(config: NodeConfig, listen: str | None = None) -> RunningServer:
-    """Start the node server; ``listen`` overrides the config (tests pass ``127.0.0.1:0``)."""
+    """Start the node server; ``listen`` overrides the config (tests pass ``127.0.0.1:0``). Stopping
+    the returned server also closes the node's state and engine."""
     service = build_service(config)
     servicer = NodeServicer(service, max_in_flight=config.max_workers)
-    running = start_server(
-        [
-            ServiceBinding(
-                SERVICE_NAME, lambda s: node_pb2_grpc.add_NodeServiceServicer_to_server(servicer, s)
-            )
-        ],
-        listen or config.listen,
-        TlsFiles(config.tls_cert, config.tls_key, config.tls_ca),
-        max_workers=config.max_workers + 4,
-        max_concurrent_rpcs=config.max_concurrent_rpcs,
-    )
+    try:
+        running = start_server(
+            [ServiceBinding(SERVICE_NAME, lambda s: register(servicer, s))],
+            listen or config.listen,
+            TlsFiles(config.tls_cert, config.tls_key, config.tls_ca),
+            max_workers=config.max_workers + 4,
+            max_concurrent_rpcs=config.max_concurrent_rpcs,
+            on_stop=service.close,
+        )
+    except BaseException:
+        service.close()
+        raise
     log.info("node %s serving %d dataset(s) on port %d", config.name, len(config.datasets), running.port)
     return running

@@ -1,17 +1,21 @@
-"""The node's answer path, free of gRPC: one place where a query is authorised, charged and run.
+"""The node's answer path, free of gRPC: the one place where a query is checked, answered and recorded.
 
-``NodeService.answer`` is the life of a query at a node:
+:meth:`NodeService.answer` is the life of a query at a node, in this order:
 
-1. **authorise** the caller: first who it is (:meth:`NodeService.admit`, the coordinator
-   allow-list, before the request is even parsed), then what it asks (:meth:`NodeService.authorise`:
-   agreements, purposes and consent checks slot in there);
-2. **parse and validate** the SQL against this node's own public metadata (a node trusts nobody
-   upstream, so it re-checks what the coordinator already checked);
-3. **retry check**: a query id answered before returns the stored release, no fresh noise;
-4. **charge** the privacy budget (:meth:`NodeService.charge`; the durable ledger slots in here,
-   reserving *before* computing so that a crash leaves the budget spent);
-5. **execute** exactly on the local engine (filter, bounding, clamping), then add OpenDP noise;
-6. **store** the release, then reply.
+1. **caller**: the TLS identity must be a coordinator this node serves (:meth:`PolicyGate.admit`);
+2. **verify**: the analyst's signature, certificate chain, role and validity, the query's freshness
+   (:class:`~accord.policies.signing.QueryVerifier`);
+3. **gate**: what the analyst may ask (:meth:`PolicyGate.authorise`: today every dataset whole;
+   agreements and consent plug in there), and the SQL compiled against those views (a node trusts
+   nobody upstream, so it re-checks what the coordinator already checked);
+4. **state**: a query id this analyst used before returns the recorded release byte for byte (or is
+   refused if it named another query): no fresh noise, no second charge;
+5. **backend**: the exact aggregates on the local engine (filter, bounding, clamping);
+6. **release**: OpenDP noise, intervals;
+7. **state**: the answer recorded in one durable transaction (:meth:`NodeState.record`); only then
+   does the release leave the node.
+
+Everything logged or stored about a query names its analyst.
 """
 
 from __future__ import annotations
@@ -20,22 +24,28 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from accord.errors import PermissionDenied
 from accord.node.backend import ExecutionBackend
 from accord.node.release import build_release
-from accord.node.store import MemoryReleaseStore, ReleaseStore, StoredRelease, fingerprint
+from accord.node.state import Answer, NodeState
+from accord.policies.gate import PolicyGate
 from accord.policies.identity import Identity
-from accord.query.model import Query, QueryRequest
+from accord.policies.signing import QueryVerifier, SignedQuery, VerifiedQuery
+from accord.query.model import Query
 from accord.query.release import Release
 from accord.query.schema import DatasetSchema
 from accord.query.sql import compile_query
 
+__all__ = ["NodeService"]
+
 log = logging.getLogger(__name__)
 
 _COMPILED_QUERIES = 512
-"""How many distinct SQL texts keep their parsed, validated query (a few KB each at most)."""
+"""How many distinct (SQL text, views) pairs keep their parsed, validated query (a few KB each)."""
+_ID_LOCKS = 64
 
 
 class NodeService:
@@ -44,78 +54,96 @@ class NodeService:
     def __init__(
         self,
         name: str,
-        engine: ExecutionBackend,
-        schemas: Mapping[str, DatasetSchema],
-        allowed_coordinators: tuple[str, ...],
-        store: ReleaseStore | None = None,
+        backend: ExecutionBackend,
+        schemas: tuple[DatasetSchema, ...],
+        gate: PolicyGate,
+        verifier: QueryVerifier,
+        state: NodeState,
     ) -> None:
         self.name = name
-        self._engine = engine
-        self._schemas = dict(schemas)
-        self._allowed = frozenset(allowed_coordinators)
-        self._store = store if store is not None else MemoryReleaseStore()
-        self._id_locks = [threading.Lock() for _ in range(64)]
-        # Parsing is a pure function of the SQL text and this node's schemas (fixed for the life of
-        # the service), and the Query is immutable: repeated texts (dashboards, retries with a new
-        # id) skip sqlglot. Only successes are cached; a refusal is recomputed (and re-raised).
+        self.gate = gate
+        self._backend = backend
+        self._schemas = {s.name: s for s in schemas}
+        self._verifier = verifier
+        self._state = state
+        self._id_locks = [threading.Lock() for _ in range(_ID_LOCKS)]
+        # Compiling is a pure function of the SQL text and the views it is checked against, and the
+        # Query is immutable: repeated texts (dashboards, retries) skip sqlglot. Only successes are
+        # cached; a refusal is recomputed (and raised again).
         self._compile = functools.lru_cache(maxsize=_COMPILED_QUERIES)(self._compile_uncached)
 
-    def _compile_uncached(self, sql: str) -> Query:
-        return compile_query(sql, self._schemas)
+    @staticmethod
+    def _compile_uncached(sql: str, views: tuple[DatasetSchema, ...]) -> Query:
+        return compile_query(sql, {v.name: v for v in views})
 
     @property
     def schemas(self) -> tuple[DatasetSchema, ...]:
         return tuple(self._schemas[k] for k in sorted(self._schemas))
 
-    def admit(self, caller: Identity) -> None:
-        """Refuse callers this node has not agreed to answer, before looking at their request."""
-        if caller.role != "coordinator" or caller.name not in self._allowed:
-            raise PermissionDenied(
-                f"{caller.role} {caller.name!r} may not query node {self.name!r}; the node operator must add "
-                f"it to [access] coordinators in the node config",
-                reason="CALLER_NOT_ALLOWED",
-                metadata={"caller": f"{caller.role}/{caller.name}"},
-            )
+    def catalog(self, caller: Identity) -> tuple[DatasetSchema, ...]:
+        """The datasets ``caller`` (a coordinator this node serves) may see."""
+        views = self.gate.catalog(caller)
+        return tuple(views[k] for k in sorted(views))
 
-    def authorise(self, caller: Identity, query: Query) -> None:
-        """Refuse queries this caller may not ask. (Agreements slot in here.)"""
-        self.admit(caller)
+    def close(self) -> None:
+        """Release the state file and the engine (the server has stopped taking calls)."""
+        self._state.close()
+        self._backend.close()
 
-    def charge(self, caller: Identity, query: Query, request: QueryRequest) -> None:
-        """Reserve the privacy budget for this query (before computing). No ledger yet."""
+    def answer(self, caller: Identity, signed: SignedQuery, serialize: Callable[[Release], bytes]) -> bytes:
+        """The release bytes for ``signed``, asked by ``caller`` (see the module docstring).
 
-    def answer_once(
-        self, caller: Identity, request: QueryRequest, serialize: Callable[[Release], bytes]
-    ) -> bytes:
-        """Answer ``request`` for ``caller``, or return the stored bytes of an earlier answer to the
-        same query id (see the module docstring for the steps).
-
-        ``serialize`` turns a release into its wire bytes (the servicer owns the wire format), so a
-        retry is answered byte for byte without this module knowing about protobuf.
-        """
+        ``serialize`` turns a release into its wire bytes (the servicer owns the wire format): the
+        bytes are recorded, and a retry is answered with exactly them."""
         started = time.perf_counter()
-        self.admit(caller)  # before parsing: a caller the node does not serve gets no feedback
-        query = self._compile(request.sql)
-        self.authorise(caller, query)
-        fp = fingerprint(f"{caller.role}/{caller.name}", request)
-        with self._id_locks[hash(request.query_id) % len(self._id_locks)]:
-            stored = self._store.lookup(request.query_id, fp)
+        self.gate.admit(caller)
+        verified = self._verifier.verify(signed)
+        views = self.gate.authorise(verified)
+        query = self._compile(verified.request.sql, tuple(views[k] for k in sorted(views)))
+        analyst, query_id = verified.analyst.name, verified.request.query_id
+        digest = verified.payload.request_digest()
+        with self._id_locks[hash((analyst, query_id)) % _ID_LOCKS]:
+            stored = self._state.find(analyst, query_id)
             if stored is not None:
-                log.info("query %s answered from the release store", request.query_id)
-                return stored
-            self.charge(caller, query, request)
+                _same_query(stored, digest, verified)
+                log.info("query %s of analyst %s: answered again from the state", query_id, analyst)
+                return stored.release
             schema = self._schemas[query.dataset]
-            exact = self._engine.execute(query, schema)
+            exact = self._backend.execute(query, schema)
             release = build_release(
                 query,
                 schema,
                 exact,
-                request.epsilon,
-                request.query_id,
+                verified.request.epsilon,
+                query_id,
                 self.name,
                 time.perf_counter() - started,
             )
-            payload = serialize(release)
-            self._store.put(request.query_id, StoredRelease(fp, payload))
-            log.info("query %s answered on dataset %s", request.query_id, query.dataset)
-            return payload
+            recorded = self._state.record(
+                Answer(
+                    analyst=analyst,
+                    query_id=query_id,
+                    request_digest=digest,
+                    envelope_digest=signed.digest(),
+                    envelope=signed.to_bytes(),
+                    dataset=query.dataset,
+                    epsilon=str(verified.request.epsilon),
+                    answered_at=datetime.now(UTC),
+                    release=serialize(release),
+                )
+            )
+            _same_query(recorded, digest, verified)
+        log.info("query %s of analyst %s answered on dataset %s", query_id, analyst, query.dataset)
+        return recorded.release
+
+
+def _same_query(stored: Answer, digest: bytes, verified: VerifiedQuery) -> None:
+    """Refuse an id the analyst already used for another query (another SQL, epsilon or agreement)."""
+    if stored.request_digest != digest:
+        raise PermissionDenied(
+            f"query id {verified.request.query_id!r} was already used by analyst {verified.analyst.name!r} "
+            "for a different query; use a fresh id (a UUID) for every new query and reuse an id only to "
+            "retry the same query",
+            "QUERY_ID_REUSED",
+            {"analyst": verified.analyst.name, "query_id": verified.request.query_id},
+        )

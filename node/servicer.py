@@ -1,4 +1,9 @@
-"""The node's gRPC edge: identity from the TLS context, pb2 in and out, errors as rich status."""
+"""The node's gRPC edge: identity from the TLS context, pb2 in and out, errors as rich status.
+
+``Answer`` replies with the release bytes the node recorded (:mod:`accord.node.service`), sent as
+they are: :func:`register` installs the service with a response serializer that passes bytes
+through, so each release is serialized exactly once, and a retry gets the very same bytes.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +16,18 @@ from accord.errors import ResourceLimit
 from accord.node.service import NodeService
 from accord.protos import convert
 from accord.protos.rpcstatus import rpc_boundary
-from accord.protos.v1 import common_pb2, node_pb2, node_pb2_grpc
+from accord.protos.v1 import node_pb2, node_pb2_grpc
 from accord.query.release import Release
 from accord.rpc.identity import peer_identity
 from accord.rpc.timing import NODE_SECONDS, format_seconds
 
+__all__ = ["SERVICE_NAME", "NodeServicer", "register"]
 
-def _serialize(release: Release) -> bytes:
+SERVICE_NAME = node_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name
+
+
+def serialize_release(release: Release) -> bytes:
+    """The release's wire bytes (deterministic serialization of ``NodeRelease``)."""
     payload: bytes = convert.release_to_pb(release).SerializeToString(deterministic=True)
     return payload
 
@@ -41,24 +51,42 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     def GetCatalog(
         self, request: node_pb2.GetCatalogRequest, context: grpc.ServicerContext
     ) -> node_pb2.GetCatalogResponse:
-        self._service.admit(peer_identity(context))
-        return convert.catalog_to_pb(self._service.name, self._service.schemas)
+        return convert.catalog_to_pb(self._service.name, self._service.catalog(peer_identity(context)))
 
     @rpc_boundary
-    def Answer(self, request: common_pb2.QueryRequest, context: grpc.ServicerContext) -> node_pb2.NodeRelease:
+    def Answer(self, request: node_pb2.AnswerRequest, context: grpc.ServicerContext) -> bytes:
         started = time.perf_counter()
         caller = peer_identity(context)
-        self._service.admit(caller)
-        query = convert.request_from_pb(request)
+        self._service.gate.admit(caller)  # before anything is parsed: a stranger learns nothing
+        signed = convert.signed_query_from_pb(request.query)
         if not self._slots.acquire(blocking=False):
-            raise ResourceLimit(
-                f"node {self._service.name!r} is already answering {self._max_in_flight} queries; "
-                "retry shortly"
-            )
+            busy = f"node {self._service.name!r} is already answering {self._max_in_flight} queries"
+            raise ResourceLimit(f"{busy}; retry shortly")
         try:
-            payload = self._service.answer_once(caller, query, _serialize)
+            payload = self._service.answer(caller, signed, serialize_release)
         finally:
             self._slots.release()
-        reply = node_pb2.NodeRelease.FromString(payload)
         context.set_trailing_metadata(((NODE_SECONDS, format_seconds(time.perf_counter() - started)),))
-        return reply
+        return payload
+
+
+def _as_is(payload: bytes) -> bytes:
+    return payload
+
+
+def register(servicer: NodeServicer, server: grpc.Server) -> None:
+    """Serve ``servicer`` on ``server`` as ``accord.v1.NodeService`` (``Answer`` replies with its
+    recorded bytes as they are)."""
+    handlers = {
+        "GetCatalog": grpc.unary_unary_rpc_method_handler(
+            servicer.GetCatalog,
+            request_deserializer=node_pb2.GetCatalogRequest.FromString,
+            response_serializer=node_pb2.GetCatalogResponse.SerializeToString,
+        ),
+        "Answer": grpc.unary_unary_rpc_method_handler(
+            servicer.Answer,
+            request_deserializer=node_pb2.AnswerRequest.FromString,
+            response_serializer=_as_is,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))

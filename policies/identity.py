@@ -30,7 +30,7 @@ __all__ = [
     "validity_problem",
 ]
 
-ROLES = ("coordinator", "node", "analyst")
+ROLES = ("coordinator", "node", "analyst", "auditor")
 URI_SCHEME = "accord"
 _URI = re.compile(r"^accord://(?P<role>[a-z]+)/(?P<name>[^/]+)$")
 

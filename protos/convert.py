@@ -7,15 +7,15 @@ everything behind them works on :mod:`accord.query.model`, :mod:`accord.query.sc
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Mapping
-from fractions import Fraction
 
-from accord.errors import ConfigError, InternalError, InvalidQuery, Violation
+from accord.errors import ConfigError, InternalError, InvalidQuery, Unauthenticated
+from accord.policies.signing import SignedQuery
 from accord.protos.v1 import common_pb2 as pb
 from accord.protos.v1 import coordinator_pb2 as cpb
 from accord.protos.v1 import node_pb2 as npb
-from accord.query.model import AggregateFunction, Literal, QueryRequest, parse_epsilon
+from accord.query.epsilon import Epsilon
+from accord.query.model import AggregateFunction, Literal
 from accord.query.release import (
     Cell,
     Estimate,
@@ -26,11 +26,6 @@ from accord.query.release import (
     ReleaseRow,
 )
 from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
-
-# Every request and release carries its epsilon as text, and a federation uses a handful of
-# values: parse each once (parse_epsilon is pure and Fractions are immutable; a refusal is not
-# cached and is raised again every time).
-_parse_epsilon = functools.lru_cache(maxsize=256)(parse_epsilon)
 
 # ---- literals ----------------------------------------------------------------------------------
 
@@ -59,30 +54,22 @@ def value_from_pb(msg: pb.Value) -> Literal:
     return result
 
 
-# ---- query requests ----------------------------------------------------------------------------
+# ---- signed queries ----------------------------------------------------------------------------
 
 
-def request_to_pb(request: QueryRequest) -> pb.QueryRequest:
-    return pb.QueryRequest(
-        query_id=request.query_id,
-        sql=request.sql,
-        epsilon=str(request.epsilon),
-        require_all=request.require_all,
-    )
+def signed_query_to_pb(signed: SignedQuery) -> pb.SignedQuery:
+    return pb.SignedQuery(payload=signed.payload, signature=signed.signature, certificate=signed.certificate)
 
 
-def request_from_pb(msg: pb.QueryRequest) -> QueryRequest:
-    if not msg.epsilon:
-        raise InvalidQuery(
-            "epsilon is missing; say how much privacy budget to spend, e.g. 0.5",
-            (Violation("epsilon", "missing"),),
+def signed_query_from_pb(msg: pb.SignedQuery) -> SignedQuery:
+    """The envelope's three byte strings, as they arrived (nothing is decoded or re-encoded)."""
+    if not msg.payload or not msg.signature or not msg.certificate:
+        raise Unauthenticated(
+            "the request carries no signed query (payload, signature and certificate are all needed); "
+            "send queries through the Accord client, which signs them",
+            "QUERY_NOT_SIGNED",
         )
-    return QueryRequest(
-        query_id=msg.query_id,
-        sql=msg.sql,
-        epsilon=_parse_epsilon(msg.epsilon),
-        require_all=msg.require_all,
-    )
+    return SignedQuery(bytes(msg.payload), bytes(msg.signature), bytes(msg.certificate))
 
 
 # ---- catalog -----------------------------------------------------------------------------------
@@ -271,10 +258,10 @@ def _rows_from_pb(
     return tuple(rows)
 
 
-def _epsilon_from_pb(text: str, what: str) -> Fraction:
+def _epsilon_from_pb(text: str, what: str) -> Epsilon:
     """The epsilon of a release; a malformed one is the sender's bug, not the caller's."""
     try:
-        return _parse_epsilon(text)
+        return Epsilon.parse(text)
     except InvalidQuery as err:
         raise InternalError(f"{what} arrived with an invalid epsilon: {err.message}") from None
 

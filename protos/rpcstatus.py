@@ -23,6 +23,7 @@ from accord.errors import (
     AccordError,
     BudgetExhausted,
     DeadlineExceeded,
+    Failure,
     InternalError,
     InvalidQuery,
     NotFound,
@@ -49,7 +50,7 @@ def _pack(detail: Any) -> any_pb2.Any:
     return packed
 
 
-def to_status(err: AccordError) -> grpc.Status:
+def to_status(err: Failure) -> grpc.Status:
     """The rich gRPC status for one of our errors."""
     details: list[any_pb2.Any] = []
     if isinstance(err, InvalidQuery):
@@ -118,8 +119,11 @@ def rpc_boundary(
             return method(self, request, context)
         except AccordError as err:
             status = to_status(err)
-            if status.code == grpc.StatusCode.INTERNAL:  # e.g. InternalError, DataError: not the caller's
-                log.exception("internal error in %s", method.__qualname__)
+            if status.code == grpc.StatusCode.INTERNAL:  # e.g. DataError: the operator's, not the caller's
+                log.exception("error in %s that the caller cannot fix", method.__qualname__)
+        except InternalError as err:
+            log.error("internal error (a bug) in %s: %s", method.__qualname__, err.message, exc_info=True)
+            status = to_status(err)
         except Exception:
             log.exception("unexpected error in %s", method.__qualname__)
             status = to_status(InternalError(INTERNAL_MESSAGE))
@@ -136,7 +140,7 @@ _STATUS_BY_CODE: dict[grpc.StatusCode, type[AccordError]] = {
 }
 
 
-def error_from_rpc(err: grpc.RpcError, peer: str = "server") -> AccordError:
+def error_from_rpc(err: grpc.RpcError, peer: str = "server") -> Failure:
     """Rebuild our exception from a failed call (rich details when present)."""
     code: grpc.StatusCode = err.code()
     message: str = err.details() or f"{peer} returned {code.name}"

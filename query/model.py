@@ -7,14 +7,13 @@ converted to/from the wire by :mod:`accord.protos.convert`.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import re
-from dataclasses import dataclass, field
-from fractions import Fraction
+from dataclasses import dataclass
 from typing import TypeAlias
 
 from accord.errors import InvalidQuery, Violation
+from accord.query.epsilon import Epsilon
 
 # A literal that may appear in a WHERE clause or as a public category / group key.
 Literal: TypeAlias = str | int | float | bool | None
@@ -166,9 +165,15 @@ class Query:
         return frozenset(cols)
 
 
+QUERY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+"""A query id: 1-128 letters, digits, '.', '_', ':' or '-' (a UUID fits), so that it can be logged
+and stored as it is."""
+
+
 @dataclass(frozen=True)
 class QueryRequest:
-    """What an analyst asks: one SQL text, the epsilon it may spend at each node, and an id.
+    """What an analyst asks: one SQL text, the epsilon it may spend at each node, the data-sharing
+    agreement it is asked under (empty until agreements are enforced), and an id.
 
     ``query_id`` is chosen by the client and reused on retries: a node that has already answered
     that id returns the stored release instead of spending budget again.
@@ -176,68 +181,20 @@ class QueryRequest:
 
     query_id: str
     sql: str
-    epsilon: Fraction
-    require_all: bool = False
-    extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    epsilon: Epsilon
+    agreement: str = ""
 
     def __post_init__(self) -> None:
-        if not self.query_id or len(self.query_id) > 128:
+        if not isinstance(self.query_id, str) or not QUERY_ID_PATTERN.fullmatch(self.query_id):
             raise InvalidQuery(
-                "query_id must be 1-128 characters; let the client generate a UUID",
-                (Violation("query_id", "missing or too long"),),
+                "query_id must be 1-128 letters, digits, '.', '_', ':' or '-' (starting with a letter or "
+                "digit); let the client generate a UUID",
+                (Violation("query_id", "missing, too long or with other characters"),),
             )
-        if not isinstance(self.epsilon, Fraction):
-            raise TypeError("epsilon must be a fractions.Fraction")
-        if self.epsilon <= 0:
+        if not isinstance(self.epsilon, Epsilon):
+            raise TypeError("epsilon must be an accord.query.epsilon.Epsilon")
+        if self.epsilon.value <= 0:
             raise InvalidQuery(
                 f"epsilon must be greater than 0 (got {self.epsilon}); try 0.5",
                 (Violation("epsilon", "not positive"),),
             )
-
-
-# What an epsilon may look like before it is handed to Fraction: plain ASCII digits, and an
-# exponent of at most two digits. Fraction alone would accept "1e999999999" and spend minutes
-# building a billion-digit integer, so a single request could stall a server. The exact form
-# (``str(value)``, what goes on the wire) must fit in MAX_EPSILON_TEXT too, so that every
-# accepted epsilon is accepted again after a round trip.
-_EPSILON_TEXT = re.compile(
-    r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,2})?|[+-]?[0-9]+/[0-9]+"
-)
-MAX_EPSILON_TEXT = 64
-
-
-def parse_epsilon(text: str) -> Fraction:
-    """Parse an epsilon written as a decimal (``0.5``) or a fraction (``1/3``), exactly."""
-    stripped = text.strip()
-    value: Fraction | None = None
-    if len(stripped) <= MAX_EPSILON_TEXT and _EPSILON_TEXT.fullmatch(stripped):
-        with contextlib.suppress(ValueError, ZeroDivisionError):
-            value = Fraction(stripped)
-    if value is None:
-        shown = text if len(text) <= MAX_EPSILON_TEXT else text[:MAX_EPSILON_TEXT] + "..."
-        raise InvalidQuery(
-            f"epsilon {shown!r} is not a number; write it as a decimal such as 0.5 or a fraction such as 1/3"
-            f" (at most {MAX_EPSILON_TEXT} characters, an exponent of at most two digits)",
-            (Violation("epsilon", "not a number"),),
-        )
-    if value <= 0:
-        raise InvalidQuery(
-            f"epsilon must be greater than 0 (got {stripped}); try 0.5",
-            (Violation("epsilon", "not positive"),),
-        )
-    if value > 100:
-        raise InvalidQuery(
-            f"epsilon {stripped} is far beyond any meaningful privacy guarantee; use a value of at most 100",
-            (Violation("epsilon", "too large"),),
-        )
-    if len(format_epsilon(value)) > MAX_EPSILON_TEXT:
-        raise InvalidQuery(
-            f"epsilon {stripped} has too many digits to be carried exactly; round it, e.g. to 0.5 or 1/3",
-            (Violation("epsilon", "too many digits"),),
-        )
-    return value
-
-
-def format_epsilon(value: Fraction) -> str:
-    """The exact wire form of an epsilon (``"1/2"``, ``"3"``)."""
-    return str(value)

@@ -9,11 +9,32 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from fractions import Fraction
 
+from accord.query.epsilon import Epsilon
 from accord.query.model import AggregateFunction, Literal
 
-CONFIDENCE = 0.95  # the level of every interval Accord reports
+__all__ = [
+    "ALPHA",
+    "CONFIDENCE",
+    "RATIO_PART_ALPHA",
+    "Cell",
+    "Estimate",
+    "FederatedRelease",
+    "Mechanism",
+    "Release",
+    "ReleaseColumn",
+    "ReleaseRow",
+    "ratio_estimate",
+]
+
+ALPHA = 0.05
+"""Two-sided miss probability of every interval Accord reports."""
+CONFIDENCE = 1 - ALPHA
+"""The level of every interval Accord reports (95%)."""
+RATIO_PART_ALPHA = ALPHA / 2
+"""Each part of a mean (its noisy sum and its noisy count) gets a ``1 - ALPHA/2`` interval; by the
+union bound both hold at once with probability at least ``1 - ALPHA``, so the mean's interval
+derived from them (:func:`ratio_estimate`) is a joint 95% interval."""
 
 
 class Mechanism(enum.Enum):
@@ -76,8 +97,12 @@ class Release:
     dataset: str
     columns: tuple[ReleaseColumn, ...]
     rows: tuple[ReleaseRow, ...]
-    epsilon: Fraction
+    epsilon: Epsilon
     execution_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.epsilon, Epsilon):
+            raise TypeError("a release's epsilon must be an Epsilon")
 
 
 @dataclass(frozen=True)
@@ -89,10 +114,41 @@ class FederatedRelease:
     dataset: str
     columns: tuple[ReleaseColumn, ...]
     rows: tuple[ReleaseRow, ...]
-    epsilon: Fraction
+    epsilon: Epsilon
     contributing_nodes: tuple[str, ...]
     missing: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.epsilon, Epsilon):
+            raise TypeError("a release's epsilon must be an Epsilon")
 
     @property
     def partial(self) -> bool:
         return bool(self.missing)
+
+
+def ratio_estimate(
+    total: float,
+    count: float,
+    total_interval: tuple[float, float],
+    count_interval: tuple[float, float],
+    bounds: tuple[float, float] | None,
+) -> Estimate:
+    """A mean from a noisy sum and a noisy count, by post-processing only (node and coordinator).
+
+    The point estimate is ``total / max(count, 1)``. The interval is conservative: from the sum's
+    and the count's ``1 - ALPHA/2`` intervals, floor the count interval at 1 (a mean exists only
+    when the exact count is a positive integer) and take the extreme corner ratios (``s / c`` is
+    monotone in each argument for ``c > 0``). With the column's public ``bounds`` the estimate and
+    both ends are clamped to them: every clamped value averaged lies within them, so the exact
+    mean does too, and clamping is post-processing that keeps the coverage. Mechanism ``RATIO``,
+    noise scale 0: a mean adds no noise of its own.
+    """
+    s_lo, s_hi = total_interval
+    c_lo, c_hi = max(count_interval[0], 1.0), max(count_interval[1], 1.0)
+    corners = (s_lo / c_lo, s_lo / c_hi, s_hi / c_lo, s_hi / c_hi)
+    value, low, high = total / max(count, 1.0), min(corners), max(corners)
+    if bounds is not None:
+        lower, upper = bounds
+        value, low, high = (min(max(x, lower), upper) for x in (value, low, high))
+    return Estimate(value, 0.0, low, high, Mechanism.RATIO)

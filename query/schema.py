@@ -7,7 +7,8 @@ by declaration (the operator writes them in the node config); they are never rea
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
 from accord.errors import ConfigError
 from accord.query.model import Literal
@@ -60,10 +61,6 @@ class ColumnSpec:
     def bounded(self) -> bool:
         return self.lower is not None
 
-    @property
-    def groupable(self) -> bool:
-        return self.categories is not None
-
 
 @dataclass(frozen=True)
 class DatasetSchema:
@@ -94,3 +91,13 @@ class DatasetSchema:
             if c.name == name:
                 return c
         return None
+
+    def view(self, columns: Iterable[str]) -> DatasetSchema:
+        """This dataset as someone allowed only ``columns`` sees it: the other columns are gone, as
+        if never declared, so a query naming one is refused exactly like a query naming a column
+        that does not exist. The privacy unit stays (it can never be used in a query anyway)."""
+        keep = set(columns) | {self.privacy_unit}
+        unknown = keep - {c.name for c in self.columns}
+        if unknown:
+            raise ConfigError(f"dataset {self.name!r} has no column(s) {', '.join(sorted(unknown))} to show")
+        return replace(self, columns=tuple(c for c in self.columns if c.name in keep))

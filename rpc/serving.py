@@ -54,6 +54,8 @@ class RunningServer:
     port: int
     health: health.HealthServicer
     service_names: tuple[str, ...]
+    on_stop: Callable[[], None] | None = None
+    """Run once the server has stopped (closes what the service holds: files, locks)."""
 
     def set_serving(self, serving: bool) -> None:
         status = (
@@ -66,6 +68,9 @@ class RunningServer:
         """Report NOT_SERVING, refuse new calls and wait up to ``grace`` s for in-flight ones."""
         self.set_serving(False)
         self.server.stop(grace).wait()
+        closing, self.on_stop = self.on_stop, None
+        if closing is not None:
+            closing()
 
 
 class _CallLimit(grpc.ServerInterceptor):  # type: ignore[misc]
@@ -126,6 +131,7 @@ def start_server(
     tls: TlsFiles,
     max_workers: int = 16,
     max_concurrent_rpcs: int = 64,
+    on_stop: Callable[[], None] | None = None,
 ) -> RunningServer:
     """Start serving ``bindings`` on ``listen`` (``host:port``; port 0 picks a free one) over mTLS.
 
@@ -164,7 +170,7 @@ def start_server(
     if port == 0:
         raise ConfigError(f"cannot listen on {listen}; is the port in use or the address wrong?")
     server.start()
-    running = RunningServer(server, port, health_servicer, names)
+    running = RunningServer(server, port, health_servicer, names, on_stop)
     running.set_serving(True)
     return running
 

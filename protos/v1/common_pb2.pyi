@@ -70,17 +70,15 @@ class Value(_message.Message):
     null_value: bool
     def __init__(self, string_value: _Optional[str] = ..., int_value: _Optional[int] = ..., float_value: _Optional[float] = ..., bool_value: _Optional[bool] = ..., null_value: _Optional[bool] = ...) -> None: ...
 
-class QueryRequest(_message.Message):
-    __slots__ = ("query_id", "sql", "epsilon", "require_all")
-    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
-    SQL_FIELD_NUMBER: _ClassVar[int]
-    EPSILON_FIELD_NUMBER: _ClassVar[int]
-    REQUIRE_ALL_FIELD_NUMBER: _ClassVar[int]
-    query_id: str
-    sql: str
-    epsilon: str
-    require_all: bool
-    def __init__(self, query_id: _Optional[str] = ..., sql: _Optional[str] = ..., epsilon: _Optional[str] = ..., require_all: _Optional[bool] = ...) -> None: ...
+class SignedQuery(_message.Message):
+    __slots__ = ("payload", "signature", "certificate")
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    payload: bytes
+    signature: bytes
+    certificate: bytes
+    def __init__(self, payload: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., certificate: _Optional[bytes] = ...) -> None: ...
 
 class ColumnSpec(_message.Message):
     __slots__ = ("name", "type", "bounded", "lower", "upper", "has_categories", "categories", "description")

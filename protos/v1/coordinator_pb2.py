@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from accord.protos.v1 import common_pb2 as accord_dot_protos_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"accord/protos/v1/coordinator.proto\x12\taccord.v1\x1a\x1d\x61\x63\x63ord/protos/v1/common.proto\"7\n\x0bMissingNode\x12\x12\n\x04node\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x14\n\x06reason\x18\x02 \x01(\tB\x04\xc8\xf3\x18\x03\"\x9c\x02\n\x10\x46\x65\x64\x65ratedRelease\x12\x16\n\x08query_id\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x15\n\x07\x64\x61taset\x18\x02 \x01(\tB\x04\xc8\xf3\x18\x02\x12/\n\x07\x63olumns\x18\x03 \x03(\x0b\x32\x18.accord.v1.ReleaseColumnB\x04\xc8\xf3\x18\x02\x12)\n\x04rows\x18\x04 \x03(\x0b\x32\x15.accord.v1.ReleaseRowB\x04\xc8\xf3\x18\x01\x12\x15\n\x07\x65psilon\x18\x05 \x01(\tB\x04\xc8\xf3\x18\x03\x12 \n\x12\x63ontributing_nodes\x18\x06 \x03(\tB\x04\xc8\xf3\x18\x03\x12-\n\x07missing\x18\x07 \x03(\x0b\x32\x16.accord.v1.MissingNodeB\x04\xc8\xf3\x18\x03\x12\x15\n\x07partial\x18\x08 \x01(\x08\x42\x04\xc8\xf3\x18\x03\"\x12\n\x10ListNodesRequest\"{\n\x08NodeInfo\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x02\x12\x15\n\x07\x61\x64\x64ress\x18\x02 \x01(\tB\x04\xc8\xf3\x18\x02\x12\x17\n\treachable\x18\x03 \x01(\x08\x42\x04\xc8\xf3\x18\x03\x12\x13\n\x05\x65rror\x18\x04 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x16\n\x08\x64\x61tasets\x18\x05 \x03(\tB\x04\xc8\xf3\x18\x02\"=\n\x11ListNodesResponse\x12(\n\x05nodes\x18\x01 \x03(\x0b\x32\x13.accord.v1.NodeInfoB\x04\xc8\xf3\x18\x02\"\x19\n\x17\x46\x65\x64\x65ratedCatalogRequest\"W\n\x10\x46\x65\x64\x65ratedDataset\x12.\n\x06schema\x18\x01 \x01(\x0b\x32\x18.accord.v1.DatasetSchemaB\x04\xc8\xf3\x18\x02\x12\x13\n\x05nodes\x18\x02 \x03(\tB\x04\xc8\xf3\x18\x02\"\x82\x01\n\x18\x46\x65\x64\x65ratedCatalogResponse\x12\x33\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x1b.accord.v1.FederatedDatasetB\x04\xc8\xf3\x18\x02\x12\x31\n\x0bunreachable\x18\x02 \x03(\x0b\x32\x16.accord.v1.MissingNodeB\x04\xc8\xf3\x18\x03\x32\xf3\x01\n\x12\x43oordinatorService\x12>\n\x06Submit\x12\x17.accord.v1.QueryRequest\x1a\x1b.accord.v1.FederatedRelease\x12\x46\n\tListNodes\x12\x1b.accord.v1.ListNodesRequest\x1a\x1c.accord.v1.ListNodesResponse\x12U\n\nGetCatalog\x12\".accord.v1.FederatedCatalogRequest\x1a#.accord.v1.FederatedCatalogResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"accord/protos/v1/coordinator.proto\x12\taccord.v1\x1a\x1d\x61\x63\x63ord/protos/v1/common.proto\"K\n\rSubmitRequest\x12%\n\x05query\x18\x01 \x01(\x0b\x32\x16.accord.v1.SignedQuery\x12\x13\n\x0brequire_all\x18\x02 \x01(\x08\"7\n\x0bMissingNode\x12\x12\n\x04node\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x14\n\x06reason\x18\x02 \x01(\tB\x04\xc8\xf3\x18\x03\"\x9c\x02\n\x10\x46\x65\x64\x65ratedRelease\x12\x16\n\x08query_id\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x15\n\x07\x64\x61taset\x18\x02 \x01(\tB\x04\xc8\xf3\x18\x02\x12/\n\x07\x63olumns\x18\x03 \x03(\x0b\x32\x18.accord.v1.ReleaseColumnB\x04\xc8\xf3\x18\x02\x12)\n\x04rows\x18\x04 \x03(\x0b\x32\x15.accord.v1.ReleaseRowB\x04\xc8\xf3\x18\x01\x12\x15\n\x07\x65psilon\x18\x05 \x01(\tB\x04\xc8\xf3\x18\x03\x12 \n\x12\x63ontributing_nodes\x18\x06 \x03(\tB\x04\xc8\xf3\x18\x03\x12-\n\x07missing\x18\x07 \x03(\x0b\x32\x16.accord.v1.MissingNodeB\x04\xc8\xf3\x18\x03\x12\x15\n\x07partial\x18\x08 \x01(\x08\x42\x04\xc8\xf3\x18\x03\"\x12\n\x10ListNodesRequest\"{\n\x08NodeInfo\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x02\x12\x15\n\x07\x61\x64\x64ress\x18\x02 \x01(\tB\x04\xc8\xf3\x18\x02\x12\x17\n\treachable\x18\x03 \x01(\x08\x42\x04\xc8\xf3\x18\x03\x12\x13\n\x05\x65rror\x18\x04 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x16\n\x08\x64\x61tasets\x18\x05 \x03(\tB\x04\xc8\xf3\x18\x02\"=\n\x11ListNodesResponse\x12(\n\x05nodes\x18\x01 \x03(\x0b\x32\x13.accord.v1.NodeInfoB\x04\xc8\xf3\x18\x02\"\x19\n\x17\x46\x65\x64\x65ratedCatalogRequest\"W\n\x10\x46\x65\x64\x65ratedDataset\x12.\n\x06schema\x18\x01 \x01(\x0b\x32\x18.accord.v1.DatasetSchemaB\x04\xc8\xf3\x18\x02\x12\x13\n\x05nodes\x18\x02 \x03(\tB\x04\xc8\xf3\x18\x02\"\x82\x01\n\x18\x46\x65\x64\x65ratedCatalogResponse\x12\x33\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x1b.accord.v1.FederatedDatasetB\x04\xc8\xf3\x18\x02\x12\x31\n\x0bunreachable\x18\x02 \x03(\x0b\x32\x16.accord.v1.MissingNodeB\x04\xc8\xf3\x18\x03\x32\xf4\x01\n\x12\x43oordinatorService\x12?\n\x06Submit\x12\x18.accord.v1.SubmitRequest\x1a\x1b.accord.v1.FederatedRelease\x12\x46\n\tListNodes\x12\x1b.accord.v1.ListNodesRequest\x1a\x1c.accord.v1.ListNodesResponse\x12U\n\nGetCatalog\x12\".accord.v1.FederatedCatalogRequest\x1a#.accord.v1.FederatedCatalogResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -72,22 +72,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FEDERATEDCATALOGRESPONSE'].fields_by_name['datasets']._serialized_options = b'\310\363\030\002'
   _globals['_FEDERATEDCATALOGRESPONSE'].fields_by_name['unreachable']._loaded_options = None
   _globals['_FEDERATEDCATALOGRESPONSE'].fields_by_name['unreachable']._serialized_options = b'\310\363\030\003'
-  _globals['_MISSINGNODE']._serialized_start=80
-  _globals['_MISSINGNODE']._serialized_end=135
-  _globals['_FEDERATEDRELEASE']._serialized_start=138
-  _globals['_FEDERATEDRELEASE']._serialized_end=422
-  _globals['_LISTNODESREQUEST']._serialized_start=424
-  _globals['_LISTNODESREQUEST']._serialized_end=442
-  _globals['_NODEINFO']._serialized_start=444
-  _globals['_NODEINFO']._serialized_end=567
-  _globals['_LISTNODESRESPONSE']._serialized_start=569
-  _globals['_LISTNODESRESPONSE']._serialized_end=630
-  _globals['_FEDERATEDCATALOGREQUEST']._serialized_start=632
-  _globals['_FEDERATEDCATALOGREQUEST']._serialized_end=657
-  _globals['_FEDERATEDDATASET']._serialized_start=659
-  _globals['_FEDERATEDDATASET']._serialized_end=746
-  _globals['_FEDERATEDCATALOGRESPONSE']._serialized_start=749
-  _globals['_FEDERATEDCATALOGRESPONSE']._serialized_end=879
-  _globals['_COORDINATORSERVICE']._serialized_start=882
-  _globals['_COORDINATORSERVICE']._serialized_end=1125
+  _globals['_SUBMITREQUEST']._serialized_start=80
+  _globals['_SUBMITREQUEST']._serialized_end=155
+  _globals['_MISSINGNODE']._serialized_start=157
+  _globals['_MISSINGNODE']._serialized_end=212
+  _globals['_FEDERATEDRELEASE']._serialized_start=215
+  _globals['_FEDERATEDRELEASE']._serialized_end=499
+  _globals['_LISTNODESREQUEST']._serialized_start=501
+  _globals['_LISTNODESREQUEST']._serialized_end=519
+  _globals['_NODEINFO']._serialized_start=521
+  _globals['_NODEINFO']._serialized_end=644
+  _globals['_LISTNODESRESPONSE']._serialized_start=646
+  _globals['_LISTNODESRESPONSE']._serialized_end=707
+  _globals['_FEDERATEDCATALOGREQUEST']._serialized_start=709
+  _globals['_FEDERATEDCATALOGREQUEST']._serialized_end=734
+  _globals['_FEDERATEDDATASET']._serialized_start=736
+  _globals['_FEDERATEDDATASET']._serialized_end=823
+  _globals['_FEDERATEDCATALOGRESPONSE']._serialized_start=826
+  _globals['_FEDERATEDCATALOGRESPONSE']._serialized_end=956
+  _globals['_COORDINATORSERVICE']._serialized_start=959
+  _globals['_COORDINATORSERVICE']._serialized_end=1203
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SubmitRequest(_message.Message):
+    __slots__ = ("query", "require_all")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    REQUIRE_ALL_FIELD_NUMBER: _ClassVar[int]
+    query: _common_pb2.SignedQuery
+    require_all: bool
+    def __init__(self, query: _Optional[_Union[_common_pb2.SignedQuery, _Mapping]] = ..., require_all: _Optional[bool] = ...) -> None: ...
+
 class MissingNode(_message.Message):
     __slots__ = ("node", "reason")
     NODE_FIELD_NUMBER: _ClassVar[int]

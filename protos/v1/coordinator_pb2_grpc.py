@@ -3,7 +3,6 @@
 import grpc
 import warnings
 
-from accord.protos.v1 import common_pb2 as accord_dot_protos_dot_v1_dot_common__pb2
 from accord.protos.v1 import coordinator_pb2 as accord_dot_protos_dot_v1_dot_coordinator__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -37,7 +36,7 @@ class CoordinatorServiceStub:
         """
         self.Submit = channel.unary_unary(
                 '/accord.v1.CoordinatorService/Submit',
-                request_serializer=accord_dot_protos_dot_v1_dot_common__pb2.QueryRequest.SerializeToString,
+                request_serializer=accord_dot_protos_dot_v1_dot_coordinator__pb2.SubmitRequest.SerializeToString,
                 response_deserializer=accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedRelease.FromString,
                 _registered_method=True)
         self.ListNodes = channel.unary_unary(
@@ -81,7 +80,7 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Submit': grpc.unary_unary_rpc_method_handler(
                     servicer.Submit,
-                    request_deserializer=accord_dot_protos_dot_v1_dot_common__pb2.QueryRequest.FromString,
+                    request_deserializer=accord_dot_protos_dot_v1_dot_coordinator__pb2.SubmitRequest.FromString,
                     response_serializer=accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedRelease.SerializeToString,
             ),
             'ListNodes': grpc.unary_unary_rpc_method_handler(
@@ -120,7 +119,7 @@ class CoordinatorService:
             request,
             target,
             '/accord.v1.CoordinatorService/Submit',
-            accord_dot_protos_dot_v1_dot_common__pb2.QueryRequest.SerializeToString,
+            accord_dot_protos_dot_v1_dot_coordinator__pb2.SubmitRequest.SerializeToString,
             accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedRelease.FromString,
             options,
             channel_credentials,

@@ -7,6 +7,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class AnswerRequest(_message.Message):
+    __slots__ = ("query",)
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    query: _common_pb2.SignedQuery
+    def __init__(self, query: _Optional[_Union[_common_pb2.SignedQuery, _Mapping]] = ...) -> None: ...
+
 class GetCatalogRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -3,7 +3,6 @@
 import grpc
 import warnings
 
-from accord.protos.v1 import common_pb2 as accord_dot_protos_dot_v1_dot_common__pb2
 from accord.protos.v1 import node_pb2 as accord_dot_protos_dot_v1_dot_node__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -42,7 +41,7 @@ class NodeServiceStub:
                 _registered_method=True)
         self.Answer = channel.unary_unary(
                 '/accord.v1.NodeService/Answer',
-                request_serializer=accord_dot_protos_dot_v1_dot_common__pb2.QueryRequest.SerializeToString,
+                request_serializer=accord_dot_protos_dot_v1_dot_node__pb2.AnswerRequest.SerializeToString,
                 response_deserializer=accord_dot_protos_dot_v1_dot_node__pb2.NodeRelease.FromString,
                 _registered_method=True)
 
@@ -74,7 +73,7 @@ def add_NodeServiceServicer_to_server(servicer, server):
             ),
             'Answer': grpc.unary_unary_rpc_method_handler(
                     servicer.Answer,
-                    request_deserializer=accord_dot_protos_dot_v1_dot_common__pb2.QueryRequest.FromString,
+                    request_deserializer=accord_dot_protos_dot_v1_dot_node__pb2.AnswerRequest.FromString,
                     response_serializer=accord_dot_protos_dot_v1_dot_node__pb2.NodeRelease.SerializeToString,
             ),
     }
@@ -130,7 +129,7 @@ class NodeService:
             request,
             target,
             '/accord.v1.NodeService/Answer',
-            accord_dot_protos_dot_v1_dot_common__pb2.QueryRequest.SerializeToString,
+            accord_dot_protos_dot_v1_dot_node__pb2.AnswerRequest.SerializeToString,
             accord_dot_protos_dot_v1_dot_node__pb2.NodeRelease.FromString,
             options,
             channel_credentials,

@@ -16,7 +16,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +47,10 @@ from accord.node.config import load_node_config, write_node_config
 from accord.node.server import SERVICE_NAME as NODE_SERVICE
 from accord.node.server import start_node
 from accord.policies.pki import issue
+from accord.policies.signing import SignedQuery
 from accord.protos import convert
 from accord.protos.v1 import coordinator_pb2, node_pb2, node_pb2_grpc
-from accord.query.model import QueryRequest
+from accord.query.epsilon import Epsilon
 from accord.query.release import Estimate, Mechanism, Release
 from accord.rpc.serving import RunningServer
 from accord.rpc.timing import NODE_SECONDS, seconds_from_metadata
@@ -80,6 +80,7 @@ from tests.integration.federation import (
     write_node,
 )
 from tests.paths import CENSUS
+from tests.signing import answer_request, sign, submit_request
 
 FAR = 10  # noise scales: a released value further than this from the truth is a bug
 
@@ -154,11 +155,11 @@ def half_width(estimate: Estimate) -> float:
     return high
 
 
-def node_release(fed: Federation, node: str, request: QueryRequest) -> tuple[bytes, Release]:
+def node_release(fed: Federation, node: str, signed: SignedQuery) -> tuple[bytes, Release]:
     """Ask one node directly, as the coordinator: the reply's bytes and the release."""
     channel, stub = fed.node_stub(node)
     with channel:
-        reply = stub.Answer(convert.request_to_pb(request), timeout=TIMEOUT)
+        reply = stub.Answer(answer_request(signed), timeout=TIMEOUT)
     return reply.SerializeToString(deterministic=True), convert.release_from_pb(reply)
 
 
@@ -186,8 +187,9 @@ def details(err: grpc.RpcError) -> list[Any]:
     return out
 
 
-def request_pb(sql: str, epsilon: str = "1", query_id: str | None = None) -> Any:
-    return convert.request_to_pb(QueryRequest(query_id or str(uuid.uuid4()), sql, Fraction(epsilon)))
+def alice_signs(pki: TestPki, sql: str, epsilon: str = "1", query_id: str | None = None) -> SignedQuery:
+    """``sql`` signed by analyst alice of the session PKI."""
+    return sign(pki.analyst("alice"), sql, epsilon, query_id)
 
 
 def group_truth(
@@ -223,7 +225,7 @@ def test_grouped_release_has_every_category_and_calibrated_intervals(
         release = client.query_release(GROUPED, "1")
     assert release.contributing_nodes == ("county", "district-a")
     assert release.missing == {} and not release.partial
-    assert release.dataset == "pums" and release.epsilon == 1
+    assert release.dataset == "pums" and release.epsilon == Epsilon.parse("1")
     assert [row.group for row in release.rows] == [(r,) for r in RACES]
     assert [c.name for c in release.columns] == ["race", "people", "total_income", "mean_age"]
 
@@ -324,10 +326,13 @@ def test_federated_values_are_exact_combinations_of_node_releases(
     combined count (not a mean of means). Each node's own release for the same query id (asked
     afterwards, so it is the stored one) is combined here by hand and must match exactly; two
     nodes over the same file give about twice the truth."""
-    request = QueryRequest(str(uuid.uuid4()), GROUPED.replace("race", "sex"), Fraction(1))
+    query_id, sql = str(uuid.uuid4()), GROUPED.replace("race", "sex")
     with pums_fed.client() as client:
-        fed = client.query_release(request.sql, request.epsilon, query_id=request.query_id)
-    parts = {n: node_release(pums_fed, n, request)[1] for n in ("county", "district-a")}
+        fed = client.query_release(sql, "1", query_id=query_id)
+    parts = {
+        n: node_release(pums_fed, n, alice_signs(pums_fed.pki, sql, "1", query_id))[1]
+        for n in ("county", "district-a")
+    }
     truth = group_truth(census, "sex", (0, 1))
     assert [r.group for r in fed.rows] == [(0,), (1,)]
     for i, row in enumerate(fed.rows):
@@ -488,8 +493,7 @@ def test_stopped_node_is_named_in_a_partial_answer(
 
     channel, stub = small_fed.coordinator_stub()
     with channel:
-        req = convert.request_to_pb(QueryRequest(str(uuid.uuid4()), sql, Fraction(1), require_all=True))
-        err = rpc_failure(stub.Submit, req)
+        err = rpc_failure(stub.Submit, submit_request(alice_signs(small_fed.pki, sql), require_all=True))
     assert err.code() == grpc.StatusCode.UNAVAILABLE
     (info_detail,) = [d for d in details(err) if isinstance(d, error_details_pb2.ErrorInfo)]
     assert info_detail.reason == "NODES_MISSING"
@@ -531,8 +535,9 @@ def test_node_never_reached_is_missing_and_require_all_asks_nobody(
 
 def test_retry_with_the_same_id_returns_the_same_release(pums_fed: Federation) -> None:
     """The same query id answers with the same release (no fresh noise): through the coordinator
-    the combined release is equal, and each node returns byte-identical replies. A new id gets
-    new noise. (Budget charging has no observable state yet: ``NodeService.charge`` is a stub.)"""
+    the combined release is equal, and each node returns byte-identical replies, also to the same
+    query signed again later with the epsilon written another way (0.5 is 1/2). A new id gets new
+    noise."""
     sql = "SELECT educ, COUNT(*) AS n, SUM(income) AS s FROM pums GROUP BY educ"
     query_id = f"retry-{uuid.uuid4()}"
     with pums_fed.client() as client:
@@ -541,10 +546,9 @@ def test_retry_with_the_same_id_returns_the_same_release(pums_fed: Federation) -
         fresh = client.query_release(sql, "0.5")
     assert again == first
     assert [r.cells[1].estimate.value for r in fresh.rows] != [r.cells[1].estimate.value for r in first.rows]
-    request = QueryRequest(query_id, sql, Fraction(1, 2))
     for node in ("county", "district-a"):
-        payload_1, release_1 = node_release(pums_fed, node, request)
-        payload_2, _ = node_release(pums_fed, node, request)
+        payload_1, release_1 = node_release(pums_fed, node, alice_signs(pums_fed.pki, sql, "1/2", query_id))
+        payload_2, _ = node_release(pums_fed, node, alice_signs(pums_fed.pki, sql, "0.50", query_id))
         assert payload_1 == payload_2
         assert release_1.query_id == query_id and release_1.node == node
 
@@ -564,24 +568,24 @@ def test_server_timings_travel_as_trailing_metadata(pums_fed: Federation) -> Non
     assert timing.slowest_node_seconds is None
     channel, stub = pums_fed.node_stub("county")
     with channel:
-        _, call = stub.Answer.with_call(request_pb(sql), timeout=TIMEOUT)
+        _, call = stub.Answer.with_call(answer_request(alice_signs(pums_fed.pki, sql)), timeout=TIMEOUT)
     node_seconds = seconds_from_metadata(call.trailing_metadata(), NODE_SECONDS)
     assert node_seconds is not None and node_seconds > 0
 
 
 def test_reusing_an_id_for_another_query_is_refused_end_to_end(pums_fed: Federation) -> None:
-    """An id reused for different SQL is refused by every node (INVALID_ARGUMENT, field
-    query_id); the coordinator passes the nodes' common refusal on with its type."""
+    """An id an analyst reused for different SQL or another epsilon is refused by every node
+    (PERMISSION_DENIED, reason QUERY_ID_REUSED); the coordinator passes the nodes' common refusal
+    on with its type."""
     query_id = f"reuse-{uuid.uuid4()}"
     with pums_fed.client() as client:
         client.query_release("SELECT COUNT(*) FROM pums", "1", query_id=query_id)
-        with pytest.raises(InvalidQuery) as info:
+        with pytest.raises(PermissionDenied) as info:
             client.query_release("SELECT SUM(age) FROM pums", "1", query_id=query_id)
-        with pytest.raises(InvalidQuery):
+        with pytest.raises(PermissionDenied) as again:
             client.query_release("SELECT COUNT(*) FROM pums", "2", query_id=query_id)
-    assert type(info.value) is InvalidQuery
-    assert "already used" in info.value.message
-    assert [v.field for v in info.value.violations] == ["query_id"]
+    assert info.value.reason == again.value.reason == "QUERY_ID_REUSED"
+    assert "already used" in info.value.message and "fresh id" in info.value.message
 
 
 # ---- 6. rejections cross the wire as rich status -----------------------------------------------
@@ -619,7 +623,7 @@ def test_rejections_arrive_as_typed_errors_and_rich_status(
     fed: Federation = value[0] if isinstance(value, tuple) else value
     channel, stub = fed.coordinator_stub()
     with channel:
-        err = rpc_failure(stub.Submit, request_pb(sql))
+        err = rpc_failure(stub.Submit, submit_request(alice_signs(fed.pki, sql)))
     assert err.code() == code, err.details()
     bad = [d for d in details(err) if isinstance(d, error_details_pb2.BadRequest)]
     assert len(bad) == 1 and bad[0].field_violations
@@ -651,7 +655,7 @@ def test_analyst_not_listed_is_denied(pums_fed: Federation, pki: TestPki, tmp_pa
     bob = _issue(pki, tmp_path, "analyst", "bob")
     channel, stub = pums_fed.coordinator_stub(bob)
     with channel:
-        _assert_denied(rpc_failure(stub.Submit, request_pb("SELECT COUNT(*) FROM pums")))
+        _assert_denied(rpc_failure(stub.Submit, submit_request(sign(bob, "SELECT COUNT(*) FROM pums"))))
     with pums_fed.client(bob) as client:
         with pytest.raises(PermissionDenied) as info:
             client.query_release("SELECT COUNT(*) FROM pums", "1")
@@ -672,17 +676,19 @@ def test_wrong_roles_are_refused(pums_fed: Federation, pki: TestPki, tmp_path: P
         channel, node = pums_fed.node_stub("county", tls)
         with channel:
             for attempt in attempts:
-                _assert_denied(rpc_failure(node.Answer, request_pb(attempt)))
+                _assert_denied(rpc_failure(node.Answer, answer_request(alice_signs(pums_fed.pki, attempt))))
             # the catalog too: a node shares its metadata only with coordinators it has agreed to serve
             _assert_denied(rpc_failure(node.GetCatalog, node_pb2.GetCatalogRequest()))
     channel, coordinator = pums_fed.coordinator_stub(pki.node("county"))
     with channel:
         for attempt in attempts:
-            _assert_denied(rpc_failure(coordinator.Submit, request_pb(attempt)))
+            _assert_denied(
+                rpc_failure(coordinator.Submit, submit_request(alice_signs(pums_fed.pki, attempt)))
+            )
         _assert_denied(rpc_failure(coordinator.GetCatalog, coordinator_pb2.FederatedCatalogRequest()))
         _assert_denied(rpc_failure(coordinator.ListNodes, coordinator_pb2.ListNodesRequest()))
     # The listed coordinator is answered (control).
-    _, release = node_release(pums_fed, "county", QueryRequest(str(uuid.uuid4()), sql, Fraction(1)))
+    _, release = node_release(pums_fed, "county", alice_signs(pums_fed.pki, sql))
     assert release.node == "county"
 
 
@@ -841,7 +847,7 @@ def test_bounds_violation_rejects_or_clamps(
     try:
         with secure_channel(f"127.0.0.1:{running.port}", pki.coordinator, "county") as channel:
             reply = node_pb2_grpc.NodeServiceStub(channel).Answer(
-                request_pb("SELECT SUM(age) AS years FROM pums"), timeout=TIMEOUT
+                answer_request(alice_signs(pki, "SELECT SUM(age) AS years FROM pums")), timeout=TIMEOUT
             )
     finally:
         running.stop(grace=0)

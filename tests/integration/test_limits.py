@@ -18,11 +18,9 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +40,6 @@ from accord.node.duckdb.engine import Engine
 from accord.node.server import SERVICE_NAME as NODE_SERVICE
 from accord.protos import convert
 from accord.protos.v1 import coordinator_pb2_grpc, node_pb2, node_pb2_grpc
-from accord.query.model import QueryRequest
 from accord.query.sql import MAX_SQL_LENGTH
 from accord.rpc.serving import RunningServer
 from accord.rpc.transport import MAX_MESSAGE_BYTES, TlsFiles, secure_channel
@@ -62,6 +59,7 @@ from tests.integration.federation import (
     write_coordinator,
     write_node,
 )
+from tests.signing import answer_request, sign, submit_request
 
 ROOT = Path(__file__).resolve().parents[2]
 SQL = "SELECT COUNT(*) FROM pums"
@@ -157,8 +155,10 @@ def start_small_federation(
     return Federation(root, pki, nodes, running, service)
 
 
-def request_pb(sql: str = SQL) -> Any:
-    return convert.request_to_pb(QueryRequest(str(uuid.uuid4()), sql, Fraction(1)))
+def request_pb(pki: TestPki, kind: str = "node", sql: str = SQL) -> Any:
+    """A query signed by analyst alice, as the ``kind`` server ("node" or "coordinator") takes it."""
+    signed = sign(pki.analyst(), sql)
+    return answer_request(signed) if kind == "node" else submit_request(signed)
 
 
 def rich_details(err: grpc.RpcError) -> list[Any]:
@@ -266,14 +266,16 @@ def test_request_over_the_message_limit_is_resource_exhausted(small_fed: Federat
     """Property: a request larger than MAX_MESSAGE_BYTES (4 MiB) is refused by gRPC itself with
     RESOURCE_EXHAUSTED before any handler runs, on the node and on the coordinator, and the
     server keeps answering normal requests afterwards."""
-    huge = request_pb("SELECT COUNT(*) FROM pums WHERE age > 1" + " " * MAX_MESSAGE_BYTES)
+    huge = request_pb(
+        small_fed.pki, kind, "SELECT COUNT(*) FROM pums WHERE age > 1" + " " * MAX_MESSAGE_BYTES
+    )
     assert huge.ByteSize() > MAX_MESSAGE_BYTES
     channel, call = _query_stub(small_fed, kind, UNBOUNDED_SEND)
     with channel:
         err = failure(call, huge)
         assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.details()
         assert "larger than max" in err.details()
-        assert call(request_pb(), timeout=TIMEOUT).ByteSize() > 0
+        assert call(request_pb(small_fed.pki, kind), timeout=TIMEOUT).ByteSize() > 0
 
 
 def test_analyst_client_does_not_send_an_oversized_request(small_fed: Federation) -> None:
@@ -291,7 +293,7 @@ def test_sql_over_the_length_limit_is_invalid_argument(small_fed: Federation, ki
     assert MAX_SQL_LENGTH < len(sql) < MAX_MESSAGE_BYTES
     channel, call = _query_stub(small_fed, kind)
     with channel:
-        err = failure(call, request_pb(sql))
+        err = failure(call, request_pb(small_fed.pki, kind, sql))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()
     assert f"the limit is {MAX_SQL_LENGTH}" in err.details()
     [bad] = [d for d in rich_details(err) if isinstance(d, error_details_pb2.BadRequest)]
@@ -319,7 +321,7 @@ def test_node_burst_is_refused_cleanly_while_health_answers(
         with secure_channel(address, pki.coordinator, "county") as channel:
             stub = node_pb2_grpc.NodeServiceStub(channel)
             outcomes = run_burst(
-                lambda: stub.Answer.future(request_pb(), timeout=CALL_DEADLINE), gate, 1, prober
+                lambda: stub.Answer.future(request_pb(pki), timeout=CALL_DEADLINE), gate, 1, prober
             )
     finally:
         running.stop(grace=0)
@@ -347,7 +349,10 @@ def test_coordinator_burst_is_refused_cleanly_while_health_answers(
         channel, stub = fed.coordinator_stub()
         with channel:
             outcomes = run_burst(
-                lambda: stub.Submit.future(request_pb(), timeout=CALL_DEADLINE), gate, 2, prober
+                lambda: stub.Submit.future(request_pb(pki, "coordinator"), timeout=CALL_DEADLINE),
+                gate,
+                2,
+                prober,
             )
     finally:
         fed.stop()
@@ -609,7 +614,7 @@ def test_node_shutdown_reports_not_serving_first_and_finishes_in_flight_queries(
             running.server = spy
             watch = health_stub.Watch(request, timeout=TIMEOUT)
             assert next(watch).status == SERVING
-            in_flight = stub.Answer.future(request_pb(), timeout=TIMEOUT)
+            in_flight = stub.Answer.future(request_pb(pki), timeout=TIMEOUT)
             gate.wait_entered(1)
 
             stopper = threading.Thread(target=running.stop, kwargs={"grace": TIMEOUT}, name="stopper")
@@ -622,7 +627,7 @@ def test_node_shutdown_reports_not_serving_first_and_finishes_in_flight_queries(
             with secure_channel(address, pki.coordinator, "county", OWN_CONNECTION) as late:
                 err = failure(node_pb2_grpc.NodeServiceStub(late).GetCatalog, node_pb2.GetCatalogRequest())
             assert err.code() == grpc.StatusCode.UNAVAILABLE, err.details()
-            err = failure(stub.Answer, request_pb())
+            err = failure(stub.Answer, request_pb(pki))
             assert err.code() == grpc.StatusCode.UNAVAILABLE, err.details()
             assert not in_flight.done() and stopper.is_alive()
 
@@ -708,7 +713,7 @@ def test_sigterm_to_node_process_finishes_the_in_flight_query_and_exits_zero(
             request = health_pb2.HealthCheckRequest(service=NODE_SERVICE)
             watch = health_pb2_grpc.HealthStub(channel).Watch(request, timeout=60)
             assert next(watch).status == SERVING
-            in_flight = node_pb2_grpc.NodeServiceStub(channel).Answer.future(request_pb(), timeout=60)
+            in_flight = node_pb2_grpc.NodeServiceStub(channel).Answer.future(request_pb(pki), timeout=60)
             _expect_line(lines, "ENGINE ENTERED", log)
             proc.send_signal(signal.SIGTERM)
             assert next(watch).status == NOT_SERVING

@@ -11,11 +11,9 @@ client side (the coordinator and the analyst client refuse a server with the wro
 from __future__ import annotations
 
 import socket
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from datetime import UTC, datetime, timedelta
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +33,7 @@ from accord.coordinator.nodes import NodeClient
 from accord.errors import PermissionDenied, Unauthenticated, Unavailable
 from accord.policies.identity import Identity, identity_from_pem
 from accord.policies.pki import IssuedCert, init_federation, issue, leaf_paths
-from accord.protos import convert
 from accord.protos.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2, node_pb2_grpc
-from accord.query.model import QueryRequest
 from accord.rpc.identity import peer_identity, require_role
 from accord.rpc.transport import (
     MAX_MESSAGE_BYTES,
@@ -58,6 +54,7 @@ from tests.integration.federation import (
     start_federation,
     write_node,
 )
+from tests.signing import answer_request, sign, submit_request
 
 TIMEOUT = 10.0
 WHO = "/accord.test.Echo/Who"
@@ -342,18 +339,18 @@ def _channel(fed: Federation, kind: str, tls: TlsFiles | None) -> grpc.Channel:
     return secure_channel(address, tls, name, options=own_connection)
 
 
-def _calls(kind: str, channel: grpc.Channel) -> dict[str, Callable[[], Any]]:
-    """The server's query and catalog RPCs, each with a valid request."""
-    request = convert.request_to_pb(QueryRequest(str(uuid.uuid4()), "SELECT COUNT(*) FROM pums", Fraction(1)))
+def _calls(kind: str, channel: grpc.Channel, pki: TestPki) -> dict[str, Callable[[], Any]]:
+    """The server's query and catalog RPCs, each with a valid request (signed by analyst alice)."""
+    signed = sign(pki.analyst(), "SELECT COUNT(*) FROM pums")
     if kind == "node":
         node = node_pb2_grpc.NodeServiceStub(channel)
         return {
-            "Answer": lambda: node.Answer(request, timeout=TIMEOUT),
+            "Answer": lambda: node.Answer(answer_request(signed), timeout=TIMEOUT),
             "GetCatalog": lambda: node.GetCatalog(node_pb2.GetCatalogRequest(), timeout=TIMEOUT),
         }
     coordinator = coordinator_pb2_grpc.CoordinatorServiceStub(channel)
     return {
-        "Submit": lambda: coordinator.Submit(request, timeout=TIMEOUT),
+        "Submit": lambda: coordinator.Submit(submit_request(signed), timeout=TIMEOUT),
         "GetCatalog": lambda: coordinator.GetCatalog(
             coordinator_pb2.FederatedCatalogRequest(), timeout=TIMEOUT
         ),
@@ -401,7 +398,7 @@ def test_client_credential_matrix_on_real_servers(
     certificate of the wrong role or of an identity the server does not list is refused with
     PERMISSION_DENIED (ErrorInfo CALLER_NOT_ALLOWED); the listed caller is answered."""
     with _channel(real_fed, kind, credentials[(kind, credential)]) as channel:
-        outcomes = {rpc: _outcome(call) for rpc, call in _calls(kind, channel).items()}
+        outcomes = {rpc: _outcome(call) for rpc, call in _calls(kind, channel, real_fed.pki).items()}
         if credential in TLS_REFUSED:
             outcomes["Health"] = _outcome(_health_check(channel))
     if credential in TLS_REFUSED:
@@ -435,7 +432,7 @@ def test_plaintext_to_real_servers_is_refused(real_fed: Federation, kind: str) -
     the connection closed without a single byte back (no HTTP/2 settings, no service)."""
     address = real_fed.node_address("county") if kind == "node" else real_fed.address
     with grpc.insecure_channel(address) as channel:
-        outcomes = {rpc: _outcome(call)[0] for rpc, call in _calls(kind, channel).items()}
+        outcomes = {rpc: _outcome(call)[0] for rpc, call in _calls(kind, channel, real_fed.pki).items()}
         outcomes["Health"] = _outcome(_health_check(channel))[0]
     assert set(outcomes.values()) == {"UNAVAILABLE"}, outcomes
     host, port = address.rsplit(":", 1)

@@ -36,6 +36,7 @@ from accord.node.duckdb.catalog import load_dataset
 from accord.node.duckdb.engine import Engine
 from accord.node.plan import Measurement, distinct_measurements, measurements_for
 from accord.node.release import build_release
+from accord.query.epsilon import Epsilon
 from accord.query.model import AggregateFunction, Literal, Query
 from accord.query.release import Release
 from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
@@ -207,7 +208,7 @@ class Prepared:
         """One call of the node's :func:`~node.release.build_release` noising ``n`` copies of
         ``exact`` (rows ``i * len(groups)`` to ``(i + 1) * len(groups) - 1`` are the i-th release)."""
         tiled = _Tiled(exact.groups * n, {m: tuple(v) * n for m, v in exact.values.items()})
-        return build_release(self.query, self.schema, tiled, epsilon, "audit", "node", 0.0)
+        return build_release(self.query, self.schema, tiled, Epsilon(epsilon), "audit", "node", 0.0)
 
     def sampler(self, exact: ExactAnswer, epsilon: Fraction) -> Sampler:
         """``n`` releases of the query at ``epsilon`` from the node's release path, as rows of the

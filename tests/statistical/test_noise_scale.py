@@ -21,7 +21,7 @@ from scipy import stats
 
 from accord.node import dp
 from accord.node.plan import MeasureKind, Measurement
-from accord.node.release import ratio_estimate
+from accord.node.release import mean_estimate
 from accord.query.release import Estimate, Mechanism
 from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
 from tests.statistical.neighbours import SCENARIO_IDS, SCENARIOS, Neighbours, prepare
@@ -127,7 +127,7 @@ def test_ratio_interval_covers_at_least_95_percent() -> None:
     eps = Fraction(1, 2)
     sums = dp.release_measurement(Measurement(MeasureKind.SUM, "x"), SCHEMA, [1200] * N, eps)
     counts = dp.release_measurement(Measurement(MeasureKind.COUNT, "x"), SCHEMA, [30] * N, eps)
-    ratios = tuple(ratio_estimate(s, c, 0.0, 100.0) for s, c in zip(sums, counts, strict=True))
+    ratios = tuple(mean_estimate(s, c, (0.0, 100.0)) for s, c in zip(sums, counts, strict=True))
     assert coverage(40.0, ratios) >= 0.95 - COVERAGE_TOL
 
 

@@ -20,7 +20,7 @@ Clopper-Pearson, Bonferroni over events and orderings).
   claim, so this fails by chance with negligible probability.
 
 The mean is audited on what a node releases for it: the noisy (sum, count) pair. The released
-mean is a function of that pair and public bounds (:func:`node.release.ratio_estimate`), so
+mean is a function of that pair and public bounds (:func:`accord.query.release.ratio_estimate`), so
 every event about the mean is an event about the pair and the pair's bound covers it.
 
 Fast runs (``make test``) draw 100,000 OpenDP noise values per side for the claim: 100,000

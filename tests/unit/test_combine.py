@@ -10,6 +10,7 @@ import pytest
 from accord.coordinator import intervals
 from accord.coordinator.combine import combine
 from accord.errors import InternalError, Unavailable
+from accord.query.epsilon import Epsilon
 from accord.query.model import AggregateFunction
 from accord.query.release import Cell, Estimate, Mechanism, Release, ReleaseColumn, ReleaseRow
 
@@ -56,7 +57,7 @@ def _release(node: str, rows: dict[str, tuple[float, float, float, float]], **kw
         "dataset": "citizens",
         "columns": COLUMNS,
         "rows": tuple(out),
-        "epsilon": Fraction(1, 2),
+        "epsilon": Epsilon(Fraction(1, 2)),
     }
     fields.update(kw)
     return Release(**fields)  # type: ignore[arg-type]
@@ -83,7 +84,7 @@ def test_counts_and_sums_add_with_the_exact_interval_of_the_summed_noise() -> No
     assert total.estimate.mechanism is L
     h2 = intervals.half_width([2000.0, 3000.0], [L, L])
     assert total.estimate.ci_high - total.estimate.value == pytest.approx(h2)
-    assert fed.epsilon == Fraction(1, 2)
+    assert fed.epsilon == Epsilon(Fraction(1, 2))
     assert fed.dataset == "citizens"
 
 
@@ -135,7 +136,10 @@ def test_mismatched_columns_name_the_nodes() -> None:
 
 
 def test_different_epsilon_is_an_internal_error() -> None:
-    releases = {"node-a": _release("node-a", A), "node-b": _release("node-b", B, epsilon=Fraction(1))}
+    releases = {
+        "node-a": _release("node-a", A),
+        "node-b": _release("node-b", B, epsilon=Epsilon(Fraction(1))),
+    }
     with pytest.raises(InternalError, match="epsilon"):
         combine("q1", releases, {})
 

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from accord.errors import InternalError
 from accord.node import dp
 from accord.node.plan import MeasureKind, Measurement, distinct_measurements, group_keys
-from accord.node.release import build_release, ratio_estimate
+from accord.node.release import build_release, mean_estimate
+from accord.query.epsilon import Epsilon
 from accord.query.model import Aggregate, AggregateFunction, GroupColumn, Literal, Query
 from accord.query.release import Estimate, Mechanism, ReleaseColumn
 from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
@@ -243,7 +244,7 @@ def est(value: float, scale: float, mech: Mechanism = Mechanism.DISCRETE_LAPLACE
 
 
 def test_ratio_plain() -> None:
-    r = ratio_estimate(est(500.0, 1.0), est(10.0, 0.1), 0.0, 100.0)
+    r = mean_estimate(est(500.0, 1.0), est(10.0, 0.1), (0.0, 100.0))
     assert r.value == pytest.approx(50.0)
     assert r.mechanism is Mechanism.RATIO and r.noise_scale == 0.0
     assert r.ci_low <= r.value <= r.ci_high
@@ -256,21 +257,21 @@ def test_ratio_plain() -> None:
 
 @pytest.mark.parametrize("count", [0.0, -3.0, 0.5])
 def test_ratio_count_below_one_is_treated_as_one(count: float) -> None:
-    r = ratio_estimate(est(4.0, 1.0), est(count, 1.0), 0.0, 100.0)
+    r = mean_estimate(est(4.0, 1.0), est(count, 1.0), (0.0, 100.0))
     assert r.value == pytest.approx(4.0)
     assert 0.0 <= r.ci_low <= r.value <= r.ci_high <= 100.0
 
 
 def test_ratio_is_clamped_to_bounds() -> None:
-    high = ratio_estimate(est(5000.0, 1.0), est(2.0, 1.0), 0.0, 100.0)
+    high = mean_estimate(est(5000.0, 1.0), est(2.0, 1.0), (0.0, 100.0))
     assert high.value == 100.0 and high.ci_high == 100.0
-    low = ratio_estimate(est(-40.0, 1.0), est(2.0, 1.0), 0.0, 100.0)
+    low = mean_estimate(est(-40.0, 1.0), est(2.0, 1.0), (0.0, 100.0))
     assert low.value == 0.0 and low.ci_low == 0.0
     assert low.ci_low <= low.value <= low.ci_high
 
 
 def test_ratio_negative_sum_corner_ordering() -> None:
-    r = ratio_estimate(est(-30.0, 2.0, Mechanism.LAPLACE), est(3.0, 2.0), -100.0, 100.0)
+    r = mean_estimate(est(-30.0, 2.0, Mechanism.LAPLACE), est(3.0, 2.0), (-100.0, 100.0))
     assert r.value == pytest.approx(-10.0)
     assert -100.0 <= r.ci_low < r.value < r.ci_high <= 100.0
 
@@ -305,9 +306,9 @@ def test_build_release_shape_and_reuse() -> None:
             Measurement(MeasureKind.SUM, "y"): (1.0, 0.0, 0.5),
         },
     )
-    rel = build_release(query, schema, exact, Fraction(3, 2), "q1", "node-a", 0.25)
+    rel = build_release(query, schema, exact, Epsilon(Fraction(3, 2)), "q1", "node-a", 0.25)
     assert rel.query_id == "q1" and rel.node == "node-a" and rel.dataset == "people"
-    assert rel.epsilon == Fraction(3, 2) and rel.execution_seconds == 0.25
+    assert rel.epsilon == Epsilon(Fraction(3, 2)) and rel.execution_seconds == 0.25
     assert rel.columns == (
         ReleaseColumn("nx", AggregateFunction.COUNT, "x"),
         ReleaseColumn("grp", None, "g"),
@@ -330,7 +331,9 @@ def test_build_release_shape_and_reuse() -> None:
 def test_build_release_without_group_by() -> None:
     schema = make_schema()
     query = Query("people", (agg(AggregateFunction.COUNT, None, "n"),))
-    rel = build_release(query, schema, FakeExact(((),), {COUNT_STAR: (7,)}), Fraction(1), "q", "n", 0.0)
+    rel = build_release(
+        query, schema, FakeExact(((),), {COUNT_STAR: (7,)}), Epsilon(Fraction(1)), "q", "n", 0.0
+    )
     assert len(rel.rows) == 1 and rel.rows[0].group == () and len(rel.rows[0].cells) == 1
 
 
@@ -338,4 +341,4 @@ def test_build_release_without_group_by() -> None:
 def test_build_release_rejects_bad_engine_output(values: Mapping[Measurement, tuple[int, ...]]) -> None:
     query = Query("people", (agg(AggregateFunction.COUNT, None, "n"),))
     with pytest.raises(InternalError):
-        build_release(query, make_schema(), FakeExact(((),), values), Fraction(1), "q", "n", 0.0)
+        build_release(query, make_schema(), FakeExact(((),), values), Epsilon(Fraction(1)), "q", "n", 0.0)

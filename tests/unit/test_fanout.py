@@ -13,12 +13,15 @@ import pytest
 from accord.coordinator.config import NodeEndpoint
 from accord.coordinator.nodes import FanOutPool, NodeClient, fan_out
 from accord.errors import DeadlineExceeded, InternalError
+from accord.policies.signing import SignedQuery
 from accord.protos import convert
-from accord.query.model import AggregateFunction, QueryRequest
+from accord.protos.v1 import node_pb2
+from accord.query.epsilon import Epsilon
+from accord.query.model import AggregateFunction
 from accord.query.release import Release, ReleaseColumn
 from tests.conftest import TestPki
 
-REQUEST = QueryRequest("q-1", "SELECT COUNT(*) FROM t", Fraction(1))
+SIGNED = SignedQuery(b"payload", b"signature", b"certificate")
 
 
 def _release(node: str, query_id: str = "q-1") -> Release:
@@ -28,7 +31,7 @@ def _release(node: str, query_id: str = "q-1") -> Release:
         "t",
         (ReleaseColumn("count", AggregateFunction.COUNT, None),),
         (),
-        Fraction(1),
+        Epsilon(Fraction(1)),
     )
 
 
@@ -42,9 +45,11 @@ class FakeClient:
         self._delay = delay
         self.unreachable: list[str] = []
         self.threads: list[str] = []
+        self.requests: list[Any] = []
 
     def answer(self, request: Any, deadline_at: float) -> tuple[Release, float | None]:
         self.threads.append(threading.current_thread().name)
+        self.requests.append(request)
         time.sleep(self._delay)
         if isinstance(self._answer, BaseException):
             raise self._answer
@@ -65,17 +70,20 @@ def test_answers_are_collected_with_the_slowest_reported_time(pool: FanOutPool) 
     a = FakeClient("a", _release("a"), seconds=0.02, delay=0.05)
     b = FakeClient("b", _release("b"), seconds=0.07)
     c = FakeClient("c", _release("c"), seconds=None)
-    result = fan_out([a, b, c], REQUEST, 5.0, pool)  # type: ignore[list-item]
+    result = fan_out([a, b, c], SIGNED, "q-1", 5.0, pool)  # type: ignore[list-item]
     assert sorted(result.releases) == ["a", "b", "c"] and result.errors == {}
     assert result.node_seconds == {"a": 0.02, "b": 0.07}
     assert result.slowest_node_seconds == 0.07
     assert all(t.startswith("accord-fanout") for t in a.threads + b.threads + c.threads)
+    # every node got the same request, carrying the analyst's envelope exactly
+    sent = {id(r) for r in a.requests + b.requests + c.requests}
+    assert len(sent) == 1 and convert.signed_query_from_pb(a.requests[0].query) == SIGNED
 
 
 def test_the_calls_run_at_once(pool: FanOutPool) -> None:
     clients = [FakeClient(n, _release(n), delay=0.2) for n in "abc"]
     started = time.perf_counter()
-    fan_out(clients, REQUEST, 5.0, pool)  # type: ignore[arg-type]
+    fan_out(clients, SIGNED, "q-1", 5.0, pool)  # type: ignore[arg-type]
     assert time.perf_counter() - started < 0.5
 
 
@@ -84,7 +92,7 @@ def test_failures_cost_only_their_node(pool: FanOutPool) -> None:
     late = FakeClient("b", DeadlineExceeded("node b: deadline exceeded before the call could start"))
     liar = FakeClient("c", _release("someone-else"))
     malformed = FakeClient("d", InternalError("bad estimate"))
-    result = fan_out([good, late, liar, malformed], REQUEST, 5.0, pool)  # type: ignore[list-item]
+    result = fan_out([good, late, liar, malformed], SIGNED, "q-1", 5.0, pool)  # type: ignore[list-item]
     assert list(result.releases) == ["a"]
     assert isinstance(result.errors["b"], DeadlineExceeded) and late.unreachable == ["deadline exceeded"]
     assert isinstance(result.errors["c"], InternalError) and "answered as node" in result.errors["c"].message
@@ -99,6 +107,8 @@ def test_a_call_past_its_deadline_is_not_sent(pki: TestPki) -> None:
     client = NodeClient(NodeEndpoint("county", "127.0.0.1:9"), pki.coordinator)
     try:
         with pytest.raises(DeadlineExceeded, match="before the call could start"):
-            client.answer(convert.request_to_pb(REQUEST), time.monotonic() - 1)
+            client.answer(
+                node_pb2.AnswerRequest(query=convert.signed_query_to_pb(SIGNED)), time.monotonic() - 1
+            )
     finally:
         client.close()

@@ -3,20 +3,18 @@ exactly what the uncached computation gives, and refusals must never be cached."
 
 from __future__ import annotations
 
-import uuid
 from fractions import Fraction
 
-import duckdb
 import pytest
 
 from accord.errors import InvalidQuery, NotFound
 from accord.node import dp
-from accord.node.duckdb.catalog import load_datasets
-from accord.node.duckdb.engine import Engine
 from accord.node.service import NodeService
 from accord.policies.identity import Identity
-from accord.query.model import QueryRequest
+from accord.policies.signing import QuerySigner
 from accord.query.release import Release
+from tests.conftest import TestPki
+from tests.signing import node_service, sign, signer
 from tests.unit.nodedata import pums
 
 CALLER = Identity("coordinator", "coordinator")
@@ -43,27 +41,22 @@ def test_calibration_errors_are_not_cached() -> None:
             dp.calibrate(1, Fraction(0), True)
 
 
-def _service() -> NodeService:
-    cfg = pums()
-    con = duckdb.connect()
-    return NodeService("n", Engine(con, load_datasets((cfg,), con)), {"pums": cfg.schema}, ("coordinator",))
-
-
-def _ask(service: NodeService, sql: str) -> Release:
+def _ask(service: NodeService, alice: QuerySigner, sql: str) -> Release:
     got: list[Release] = []
 
     def keep(release: Release) -> bytes:
         got.append(release)
         return b"x"
 
-    service.answer_once(CALLER, QueryRequest(str(uuid.uuid4()), sql, Fraction(1)), keep)
+    service.answer(CALLER, sign(alice, sql), keep)
     return got[0]
 
 
-def test_repeated_sql_is_compiled_once_and_answered_afresh() -> None:
-    service = _service()
+def test_repeated_sql_is_compiled_once_and_answered_afresh(pki: TestPki) -> None:
+    service = node_service(pki, (pums(),))
+    alice = signer(pki.analyst())
     sql = "SELECT sex, COUNT(*) AS n FROM pums GROUP BY sex"
-    first, second = _ask(service, sql), _ask(service, sql)
+    first, second = _ask(service, alice, sql), _ask(service, alice, sql)
     info = service._compile.cache_info()
     assert info.hits >= 1 and info.currsize == 1
     assert first.columns == second.columns
@@ -71,10 +64,11 @@ def test_repeated_sql_is_compiled_once_and_answered_afresh() -> None:
     assert first.query_id != second.query_id  # two releases, each with its own noise draw
 
 
-def test_refused_sql_is_refused_every_time() -> None:
-    service = _service()
+def test_refused_sql_is_refused_every_time(pki: TestPki) -> None:
+    service = node_service(pki, (pums(),))
+    alice = signer(pki.analyst())
     for sql in ("SELECT COUNT(*) FROM nowhere", "SELECT MAX(age) FROM pums"):
         for _ in range(2):
             with pytest.raises((InvalidQuery, NotFound)):
-                _ask(service, sql)
+                _ask(service, alice, sql)
     assert service._compile.cache_info().currsize == 0

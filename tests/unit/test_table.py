@@ -10,6 +10,7 @@ from fractions import Fraction
 import pyarrow as pa
 
 from accord.coordinator.table import column_names, format_release, to_arrow
+from accord.query.epsilon import Epsilon
 from accord.query.model import AggregateFunction
 from accord.query.release import Cell, Estimate, FederatedRelease, Mechanism, ReleaseColumn, ReleaseRow
 
@@ -46,7 +47,7 @@ def _release(missing: dict[str, str] | None = None) -> FederatedRelease:
         dataset="citizens",
         columns=COLUMNS,
         rows=(row("north", 2024, 152.0, 31234.56789), row("south, east", 2025, 17.0, 28000.123)),
-        epsilon=Fraction(1, 2),
+        epsilon=Epsilon(Fraction(1, 2)),
         contributing_nodes=("district-a", "district-c"),
         missing=dict(missing or {}),
     )
