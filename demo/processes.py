@@ -7,9 +7,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +22,7 @@ from typing import IO
 
 from accord.errors import Unavailable
 
-__all__ = ["Process", "accord_command", "spawn"]
+__all__ = ["Process", "accord_command", "free_ports", "spawn"]
 
 
 @dataclass
@@ -76,3 +78,15 @@ def spawn(name: str, args: list[str], cwd: Path) -> Process:
     assert popen.stdout is not None
     proc.start_reader(popen.stdout)
     return proc
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct TCP ports that are free on ``host`` right now (all held open until every
+    one is chosen), so the configs can name real ports and be served again as they are."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((host, 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,7 +22,7 @@ from accord.coordinator.client import AccordClient
 from accord.coordinator.table import format_release
 from accord.demo.datasets import NODES
 from accord.demo.layout import ANALYST, CERTS, COORDINATOR, HOST, write_demo_federation
-from accord.demo.processes import Process, accord_command, spawn
+from accord.demo.processes import Process, accord_command, free_ports, spawn
 from accord.errors import AccordError
 from accord.policies.pki import CA_CERT, leaf_paths
 from accord.rpc.transport import TlsFiles
@@ -72,18 +71,6 @@ def _workdir(path: Path | None) -> Iterator[Path]:
 
 def _say(text: str = "") -> None:
     print(text, flush=True)
-
-
-def free_ports(count: int, host: str = HOST) -> list[int]:
-    """``count`` distinct TCP ports that are free on ``host`` right now (all held open until every
-    one is chosen), so the configs can name real ports and be served again as they are."""
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind((host, 0))
-            ports.append(int(sock.getsockname()[1]))
-        return ports
 
 
 def _pki(root: Path) -> None:
