@@ -5,4 +5,6 @@ Everything Accord installs lives in this one namespace: ``accord.node`` (an auth
 contract), ``accord.policies`` (PKI and, later, agreements, consent, budgets and the audit log).
 """
 
+__all__ = ["__version__"]
+
 __version__ = "0.1.0"

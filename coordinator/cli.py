@@ -17,6 +17,12 @@ from accord.errors import ConfigError
 from accord.rpc.serving import serve_until_signal
 from accord.rpc.transport import TlsFiles
 
+__all__ = [
+    "register",
+    "register_catalog",
+    "register_query",
+]
+
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("coordinator", help="run the coordinator")

@@ -44,6 +44,15 @@ from accord.rpc.timing import (
 )
 from accord.rpc.transport import TlsFiles, secure_channel
 
+__all__ = [
+    "DEFAULT_PROFILE",
+    "DEFAULT_TIMEOUT",
+    "AccordClient",
+    "Profile",
+    "load_profile",
+]
+
+
 DEFAULT_PROFILE = Path("~/.config/accord/profile.toml")
 DEFAULT_TIMEOUT = 60.0
 

@@ -31,6 +31,19 @@ from accord.query.schema import DatasetSchema
 from accord.rpc.timing import NODE_SECONDS, seconds_from_metadata
 from accord.rpc.transport import TlsFiles, secure_channel
 
+__all__ = [
+    "CATALOG_DEADLINE_SECONDS",
+    "CATALOG_TTL_SECONDS",
+    "RECONNECT_BACKOFF_MS",
+    "FanOutPool",
+    "FanOutResult",
+    "NodeClient",
+    "describe",
+    "fan_out",
+    "holders",
+]
+
+
 log = logging.getLogger(__name__)
 
 CATALOG_TTL_SECONDS = 30.0

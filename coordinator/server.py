@@ -10,6 +10,12 @@ from accord.coordinator.servicer import CoordinatorServicer
 from accord.protos.v1 import coordinator_pb2, coordinator_pb2_grpc
 from accord.rpc.serving import RunningServer, ServiceBinding, start_server
 
+__all__ = [
+    "SERVICE_NAME",
+    "start_coordinator",
+]
+
+
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = coordinator_pb2.DESCRIPTOR.services_by_name["CoordinatorService"].full_name

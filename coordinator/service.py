@@ -35,6 +35,13 @@ from accord.query.release import FederatedRelease
 from accord.query.schema import DatasetSchema
 from accord.query.sql import parse, validate
 
+__all__ = [
+    "MAX_FANOUT_THREADS",
+    "PARSED_QUERIES",
+    "CoordinatorService",
+]
+
+
 log = logging.getLogger(__name__)
 
 # Errors that mean "the query itself is refused"; if every node refuses for such a reason the

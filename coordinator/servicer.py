@@ -15,6 +15,10 @@ from accord.protos.v1 import coordinator_pb2, coordinator_pb2_grpc
 from accord.rpc.identity import peer_identity
 from accord.rpc.timing import COORDINATOR_SECONDS, SLOWEST_NODE_SECONDS, format_seconds
 
+__all__ = [
+    "CoordinatorServicer",
+]
+
 
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     """Thin: authenticate, convert, delegate to :class:`CoordinatorService`, convert back.

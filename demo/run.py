@@ -27,6 +27,14 @@ from accord.errors import AccordError
 from accord.policies.pki import CA_CERT, leaf_paths
 from accord.rpc.transport import TlsFiles
 
+__all__ = [
+    "QUESTIONS",
+    "START_TIMEOUT",
+    "register",
+    "run_demo",
+]
+
+
 START_TIMEOUT = 120.0
 
 QUESTIONS: tuple[tuple[str, str], ...] = (

@@ -16,6 +16,14 @@ from dataclasses import dataclass
 from accord.query.model import AggregateFunction, Literal, Query
 from accord.query.schema import DatasetSchema
 
+__all__ = [
+    "MeasureKind",
+    "Measurement",
+    "distinct_measurements",
+    "group_keys",
+    "measurements_for",
+]
+
 
 class MeasureKind(enum.Enum):
     COUNT = "count"  # number of (bounded) rows; with a column: rows where it is not NULL

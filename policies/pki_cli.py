@@ -13,6 +13,10 @@ from accord.errors import AccordError, ConfigError
 from accord.policies.identity import ROLES, identity_from_certificate, validity_problem
 from accord.policies.pki import DEFAULT_DAYS, init_federation, issue
 
+__all__ = [
+    "register",
+]
+
 
 def register(subparsers: Any) -> None:
     """Add ``accord pki`` and its subcommands to the ``accord`` dispatcher."""

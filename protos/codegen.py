@@ -17,6 +17,14 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+__all__ = [
+    "committed_files",
+    "generate",
+    "main",
+    "proto_files",
+]
+
+
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "protos" / "v1"
 IMPORT_PATH = Path("accord", "protos", "v1")

@@ -27,6 +27,23 @@ from accord.query.release import (
 )
 from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
 
+__all__ = [
+    "catalog_from_pb",
+    "catalog_to_pb",
+    "federated_from_pb",
+    "federated_to_pb",
+    "missing_to_pb",
+    "release_from_pb",
+    "release_to_pb",
+    "schema_from_pb",
+    "schema_to_pb",
+    "signed_query_from_pb",
+    "signed_query_to_pb",
+    "value_from_pb",
+    "value_to_pb",
+]
+
+
 # ---- literals ----------------------------------------------------------------------------------
 
 

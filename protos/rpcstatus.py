@@ -35,6 +35,15 @@ from accord.errors import (
     Violation,
 )
 
+__all__ = [
+    "DOMAIN",
+    "INTERNAL_MESSAGE",
+    "error_from_rpc",
+    "rpc_boundary",
+    "to_status",
+]
+
+
 log = logging.getLogger(__name__)
 
 DOMAIN = "accord.v1"

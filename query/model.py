@@ -15,6 +15,28 @@ from typing import TypeAlias
 from accord.errors import InvalidQuery, Violation
 from accord.query.epsilon import Epsilon
 
+__all__ = [
+    "QUERY_ID_PATTERN",
+    "Aggregate",
+    "AggregateFunction",
+    "And",
+    "Between",
+    "Comparison",
+    "ComparisonOp",
+    "GroupColumn",
+    "InList",
+    "IsNull",
+    "Literal",
+    "Not",
+    "Or",
+    "OutputColumn",
+    "Predicate",
+    "Query",
+    "QueryRequest",
+    "predicate_columns",
+]
+
+
 # A literal that may appear in a WHERE clause or as a public category / group key.
 Literal: TypeAlias = str | int | float | bool | None
 

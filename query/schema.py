@@ -13,6 +13,12 @@ from dataclasses import dataclass, replace
 from accord.errors import ConfigError
 from accord.query.model import Literal
 
+__all__ = [
+    "ColumnSpec",
+    "ColumnType",
+    "DatasetSchema",
+]
+
 
 class ColumnType(enum.Enum):
     INTEGER = "integer"

@@ -32,6 +32,16 @@ from accord.errors import ConfigError, ResourceLimit
 from accord.protos.rpcstatus import to_status
 from accord.rpc.transport import MAX_MESSAGE_BYTES, TlsFiles, check_certificate_files, server_credentials
 
+__all__ = [
+    "SHUTDOWN_GRACE_SECONDS",
+    "SPARE_WORKERS",
+    "RunningServer",
+    "ServiceBinding",
+    "serve_until_signal",
+    "start_server",
+]
+
+
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 10.0
