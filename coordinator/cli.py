@@ -25,12 +25,25 @@ __all__ = [
 
 
 def register(sub: Any) -> None:
-    parser = sub.add_parser("coordinator", help="run the coordinator")
+    parser = sub.add_parser(
+        "coordinator",
+        help="run the coordinator",
+        description="Run the federation's coordinator: it forwards analysts' signed queries to the nodes "
+        "holding the dataset and combines their noisy answers (it never sees a record).",
+    )
     cmds = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    serve = cmds.add_parser("serve", help="serve analysts over mTLS until SIGTERM/SIGINT")
+    serve = cmds.add_parser(
+        "serve",
+        help="serve analysts over mTLS until SIGTERM/SIGINT",
+        description="Serve analysts over mutual TLS until SIGTERM or Ctrl-C (in-flight queries finish).",
+    )
     serve.add_argument("--config", required=True, type=Path, help="coordinator TOML file")
     serve.set_defaults(func=_serve)
-    check = cmds.add_parser("check", help="validate the config and certificates, then exit")
+    check = cmds.add_parser(
+        "check",
+        help="validate the config and certificates, then exit",
+        description="Check the coordinator's config and certificates without serving.",
+    )
     check.add_argument("--config", required=True, type=Path, help="coordinator TOML file")
     check.set_defaults(func=_check)
 
@@ -96,7 +109,13 @@ def register_query(sub: Any) -> None:
         description="Run one aggregate SQL query at every node holding its dataset and print the combined, "
         "differentially private answer with 95% intervals.",
     )
-    parser.add_argument("sql", help='e.g. "SELECT district, COUNT(*) FROM citizens GROUP BY district"')
+    parser.add_argument(
+        "sql",
+        nargs="?",
+        help='the query, e.g. "SELECT district, COUNT(*) FROM citizens GROUP BY district"; '
+        "- reads it from standard input",
+    )
+    parser.add_argument("-f", "--file", type=Path, help="read the query from this file")
     parser.add_argument(
         "--epsilon", required=True, help="privacy budget to spend at each node, e.g. 0.5 or 1/4"
     )
@@ -109,10 +128,25 @@ def register_query(sub: Any) -> None:
     parser.set_defaults(func=_query)
 
 
+def _sql(args: argparse.Namespace) -> str:
+    """The query text: the argument, standard input (``-``) or ``--file``; exactly one of them."""
+    if (args.sql is None) == (args.file is None):
+        raise ConfigError("give the query once: as an argument, as - (standard input) or with -f FILE")
+    if args.file is not None:
+        try:
+            return str(args.file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"cannot read the query from {args.file} ({err.__class__.__name__})") from None
+    if args.sql == "-":
+        return sys.stdin.read()
+    return str(args.sql)
+
+
 def _query(args: argparse.Namespace) -> int:
+    sql = _sql(args)
     with _connect(args) as client:
         release = client.query_release(
-            args.sql, args.epsilon, require_all=args.require_all, query_id=args.query_id, timeout=args.timeout
+            sql, args.epsilon, require_all=args.require_all, query_id=args.query_id, timeout=args.timeout
         )
     text = format_release(release, args.format)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -124,7 +158,12 @@ def _query(args: argparse.Namespace) -> int:
 
 
 def register_catalog(sub: Any) -> None:
-    parser = sub.add_parser("catalog", help="list the federation's datasets and their public metadata")
+    parser = sub.add_parser(
+        "catalog",
+        help="list the federation's datasets and their public metadata",
+        description="List every dataset of the federation, its columns with their public bounds and "
+        "categories, and which nodes hold it, and whether each node is up.",
+    )
     parser.add_argument("--format", choices=("table", "json"), default="table")
     _add_connection_args(parser)
     parser.set_defaults(func=_catalog)

@@ -2,9 +2,14 @@
 
 Every form has the same columns: each group column, then for each aggregate ``<alias>``,
 ``<alias>_ci_low``, ``<alias>_ci_high`` and ``<alias>_noise_scale``, and a final ``nodes`` column
-(the contributing nodes, comma-joined; the same on every row). The intervals are 95% intervals;
-for combined counts and sums ``noise_scale`` is ``sqrt(Σ b_i²)`` over the nodes (see
-:mod:`coordinator.combine`), for means it is 0 (a ratio adds no noise of its own).
+(the contributing nodes, comma-joined; the same on every row). The intervals are 95% intervals.
+Integer-valued numbers (counts, sums of integer columns) are integers in every form.
+
+``noise_scale`` is the Laplace scale ``b`` of the noise in the number: for one node's count or sum
+the ``b`` it drew with; for a count or sum combined over nodes ``sqrt(Σ b_i²)`` (see
+:mod:`accord.coordinator.combine`); for a mean 0, because a mean adds no noise of its own: its
+uncertainty comes from its noisy sum and count, whose scales the table's footer shows (and
+JSON's ``noise`` member).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from accord.query.model import Literal as Value
-from accord.query.release import FederatedRelease, Mechanism
+from accord.query.release import Estimate, FederatedRelease, Mechanism
 
 Format = Literal["table", "csv", "json"]
 
@@ -35,6 +40,14 @@ def column_names(release: FederatedRelease) -> list[str]:
     return names
 
 
+def _integral(e: Estimate) -> bool:
+    return e.mechanism is Mechanism.DISCRETE_LAPLACE
+
+
+def _as_number(x: float, integral: bool) -> int | float:
+    return round(x) if integral else x
+
+
 def _records(release: FederatedRelease) -> list[dict[str, Any]]:
     group_cols = [c.name for c in release.columns if c.is_group]
     agg_cols = [c.name for c in release.columns if not c.is_group]
@@ -44,13 +57,50 @@ def _records(release: FederatedRelease) -> list[dict[str, Any]]:
         rec: dict[str, Any] = dict(zip(group_cols, row.group, strict=True))
         for name, cell in zip(agg_cols, row.cells, strict=True):
             e = cell.estimate
-            rec[name] = e.value
-            rec[name + "_ci_low"] = e.ci_low
-            rec[name + "_ci_high"] = e.ci_high
+            integral = _integral(e)
+            rec[name] = _as_number(e.value, integral)
+            rec[name + "_ci_low"] = _as_number(e.ci_low, integral)
+            rec[name + "_ci_high"] = _as_number(e.ci_high, integral)
             rec[name + "_noise_scale"] = e.noise_scale
         rec[NODES_COLUMN] = nodes
         out.append(rec)
     return out
+
+
+def _scales(estimates: list[Estimate]) -> str:
+    shown = [f"{v:.3g}" for v in sorted({e.noise_scale for e in estimates})]
+    if not shown:
+        return "unknown"
+    return shown[0] if len(shown) == 1 else f"{shown[0]} to {shown[-1]}"
+
+
+def noise_summary(release: FederatedRelease) -> dict[str, dict[str, str]]:
+    """Per aggregate, the Laplace scale of its noise (for a mean: of its sum and of its count),
+    as text; the same for every group unless nodes differ."""
+    out: dict[str, dict[str, str]] = {}
+    aggregates = [c.name for c in release.columns if not c.is_group]
+    for i, name in enumerate(aggregates):
+        cells = [row.cells[i] for row in release.rows]
+        if not cells:
+            continue
+        if cells[0].estimate.mechanism is Mechanism.RATIO:
+            sums = [c.sum for c in cells if c.sum is not None]
+            counts = [c.count for c in cells if c.count is not None]
+            out[name] = {"sum": _scales(sums), "count": _scales(counts)}
+        else:
+            out[name] = {"scale": _scales([c.estimate for c in cells])}
+    return out
+
+
+def _noise_line(release: FederatedRelease) -> str:
+    parts = []
+    for name, scale in noise_summary(release).items():
+        if "scale" in scale:
+            parts.append(f"{name} {scale['scale']}")
+        else:
+            parts.append(f"{name} = sum (scale {scale['sum']}) / count (scale {scale['count']})")
+    combined = " combined over the nodes" if len(release.contributing_nodes) > 1 else ""
+    return f"noise scale (Laplace b{combined}): " + "; ".join(parts)
 
 
 def _group_type(values: list[Value]) -> Any:
@@ -97,6 +147,8 @@ def to_arrow(release: FederatedRelease) -> Any:
             arrays.append(pa.array(values, type=pa.string()))
         elif any(name == c.name for c in release.columns if c.is_group):
             arrays.append(_group_array(values))
+        elif all(isinstance(v, int) for v in values) and not name.endswith("_noise_scale"):
+            arrays.append(pa.array(values, type=pa.int64()))
         else:
             arrays.append(pa.array([float(v) for v in values], type=pa.float64()))
     fields = [pa.field(n, a.type) for n, a in zip(names, arrays, strict=True)]
@@ -140,6 +192,8 @@ def _text(release: FederatedRelease) -> str:
     lines.extend(fmt(r) for r in body)
     if not body:
         lines.append("(no rows)")
+    if body:
+        lines.append(_noise_line(release))
     lines.append(f"nodes: {', '.join(release.contributing_nodes)}")
     if release.partial:
         lines.append(_missing_line(release))
@@ -165,6 +219,7 @@ def _json(release: FederatedRelease) -> str:
         "contributing_nodes": list(release.contributing_nodes),
         "missing": dict(sorted(release.missing.items())),
         "columns": column_names(release),
+        "noise": noise_summary(release),
         "rows": _records(release),
     }
     return json.dumps(doc, indent=2, allow_nan=False) + "\n"
@@ -181,4 +236,4 @@ def format_release(release: FederatedRelease, fmt: Format) -> str:
     raise ValueError(f"unknown format {fmt!r}; use table, csv or json")
 
 
-__all__ = ["NODES_COLUMN", "column_names", "format_release", "metadata", "to_arrow"]
+__all__ = ["NODES_COLUMN", "column_names", "format_release", "metadata", "noise_summary", "to_arrow"]

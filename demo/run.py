@@ -156,7 +156,14 @@ def _ask(client: AccordClient, title: str, sql: str, epsilon: str) -> None:
 
 
 def register(sub: Any) -> None:
-    parser = sub.add_parser("demo", help="run a local three-authority federation and print some answers")
+    parser = sub.add_parser(
+        "demo",
+        help="run a local three-authority federation and print some answers",
+        description="Create a development PKI and a synthetic county and two districts, serve them as a "
+        "real federation on this machine (separate processes, mutual TLS), ask some questions, show a "
+        "refusal and a partial answer, then stop everything. --dir keeps the files, which can be "
+        "served again as they are.",
+    )
     parser.add_argument("--people", type=int, default=100_000, help="people per authority (default 100,000)")
     parser.add_argument("--epsilon", default="0.5", help="epsilon per query per node (default 0.5)")
     parser.add_argument("--dir", type=Path, default=None, help="keep the files here instead of a temp dir")

@@ -7,6 +7,7 @@ Layout written by :func:`init_federation` (and ``accord pki init``)::
     DIR/coordinators/<name>.pem     coordinator certificate + .key
     DIR/nodes/<name>.pem            one per node + .key
     DIR/analysts/<name>.pem         one per analyst + .key
+    DIR/auditors/<name>.pem         one per auditor + .key
 
 Every leaf certificate identifies its holder with the URI SAN ``accord://<role>/<name>``
 (authoritative, see :mod:`accord.policies.identity`) and carries DNS SANs ``<name>`` and ``localhost`` and
@@ -245,11 +246,16 @@ def init_federation(
     analysts: Iterable[str] = (),
     days: int = DEFAULT_DAYS,
     force: bool = False,
+    auditors: Iterable[str] = (),
 ) -> Federation:
-    """Create a CA and certificates for one coordinator, ``nodes`` and ``analysts`` in ``out_dir``."""
+    """Create a CA and certificates for one coordinator, ``nodes``, ``analysts`` and ``auditors``
+    in ``out_dir``."""
     out_dir = Path(out_dir)
     wanted = (
-        [("coordinator", coordinator)] + [("node", n) for n in nodes] + [("analyst", a) for a in analysts]
+        [("coordinator", coordinator)]
+        + [("node", n) for n in nodes]
+        + [("analyst", a) for a in analysts]
+        + [("auditor", a) for a in auditors]
     )
     seen: set[tuple[str, str]] = set()
     for role, name in wanted:

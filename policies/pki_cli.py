@@ -20,10 +20,21 @@ __all__ = [
 
 def register(subparsers: Any) -> None:
     """Add ``accord pki`` and its subcommands to the ``accord`` dispatcher."""
-    parser = subparsers.add_parser("pki", help="development certificates for a federation")
+    parser = subparsers.add_parser(
+        "pki",
+        help="development certificates for a federation",
+        description="A development certificate authority for one federation and the certificates of "
+        "its parties (roles: node, coordinator, analyst, auditor). Production federations use their "
+        "organisation's CA; see the README.",
+    )
     sub = parser.add_subparsers(dest="pki_command", required=True, metavar="SUBCOMMAND")
 
-    init = sub.add_parser("init", help="create a CA and certificates for a coordinator, nodes and analysts")
+    init = sub.add_parser(
+        "init",
+        help="create a CA and certificates for a coordinator, nodes, analysts and auditors",
+        description="Create the federation's CA and the certificates of one coordinator and the named "
+        "nodes, analysts and auditors.",
+    )
     init.add_argument(
         "--dir", type=Path, required=True, help="folder to write ca.pem, ca.key and <role>s/<name>.*"
     )
@@ -33,6 +44,9 @@ def register(subparsers: Any) -> None:
         "--analyst", action="append", default=[], metavar="NAME", help="an analyst name (repeatable)"
     )
     init.add_argument(
+        "--auditor", action="append", default=[], metavar="NAME", help="an auditor name (repeatable)"
+    )
+    init.add_argument(
         "--days", type=int, default=DEFAULT_DAYS, help=f"validity in days (default {DEFAULT_DAYS})"
     )
     init.add_argument(
@@ -40,7 +54,12 @@ def register(subparsers: Any) -> None:
     )
     init.set_defaults(func=_init)
 
-    iss = sub.add_parser("issue", help="issue another certificate from the existing CA in --dir")
+    iss = sub.add_parser(
+        "issue",
+        help="issue another certificate from the existing CA in --dir",
+        description="Issue one more certificate (or a new one for a party whose key was lost) from the "
+        "CA in --dir.",
+    )
     iss.add_argument("--dir", type=Path, required=True, help="folder holding ca.pem and ca.key")
     iss.add_argument("--role", choices=ROLES, required=True)
     iss.add_argument("--name", required=True)
@@ -49,7 +68,11 @@ def register(subparsers: Any) -> None:
     )
     iss.set_defaults(func=_issue)
 
-    show = sub.add_parser("show", help="print the identity, validity and issuer of a certificate")
+    show = sub.add_parser(
+        "show",
+        help="print the identity, validity and issuer of a certificate",
+        description="Print a certificate's Accord identity (role and name), validity and issuer.",
+    )
     show.add_argument("file", type=Path, help="a PEM certificate")
     show.set_defaults(func=_show)
 
@@ -62,6 +85,7 @@ def _init(args: argparse.Namespace) -> int:
         analysts=args.analyst,
         days=args.days,
         force=args.force,
+        auditors=args.auditor,
     )
     print(f"CA certificate: {fed.ca_cert}")
     print(f"CA private key: {fed.ca_key} (keep it off the servers)")

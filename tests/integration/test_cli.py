@@ -35,7 +35,7 @@ from accord.coordinator.config import write_coordinator_config
 from accord.demo.datasets import NODES
 from accord.demo.layout import DemoLayout, demo_coordinator_config, demo_node_config, write_demo_federation
 from accord.demo.processes import Process, spawn
-from accord.node.config import StateConfig, write_node_config
+from accord.node.config import StateConfig, load_node_config, write_node_config
 from accord.rpc.transport import TlsFiles
 from tests.integration import processes
 
@@ -166,7 +166,8 @@ def _no_traceback(result: subprocess.CompletedProcess[str]) -> None:
 
 def test_query_table(federation: CliFederation) -> None:
     """Property: `accord query` (default table format) exits 0 and prints, per district, the value
-    and its 95% interval for each aggregate, then the contributing nodes; no PARTIAL note."""
+    (counts as integers) and its 95% interval for each aggregate, then the noise scale of each
+    aggregate (for a mean: of its sum and count) and the contributing nodes; no PARTIAL note."""
     result = federation.query("--format", "table")
     assert result.returncode == 0, result.stderr
     _no_traceback(result)
@@ -184,9 +185,15 @@ def test_query_table(federation: CliFederation) -> None:
     ]
     assert set(lines[1]) <= {"-", " "}
     number, interval = r"-?\d+(?:\.\d+)?", r"\[-?\d+(?:\.\d+)?, -?\d+(?:\.\d+)?\]"
+    count, count_interval = r"\d+", r"\[-?\d+, \d+\]"
     for district, line in zip(DISTRICTS, lines[2:4], strict=True):
-        assert re.fullmatch(rf"{district}\s+{number}\s+{interval}\s+{number}\s+{interval}", line), line
-    assert lines[4] == "nodes: county, district-a, district-b"
+        assert re.fullmatch(rf"{district}\s+{count}\s+{count_interval}\s+{number}\s+{interval}", line), line
+    assert re.fullmatch(
+        r"noise scale \(Laplace b combined over the nodes\): people [0-9.e+]+; "
+        r"mean_income = sum \(scale [0-9.e+]+\) / count \(scale [0-9.e+]+\)",
+        lines[4],
+    ), lines[4]
+    assert lines[5] == "nodes: county, district-a, district-b"
     assert "PARTIAL" not in result.stdout
 
 
@@ -272,6 +279,31 @@ def test_query_with_profile(federation: CliFederation, tmp_path: Path) -> None:
     again = accord(*args, SQL, cwd=tmp_path, home=federation.home)
     assert again.returncode == 0, again.stderr
     assert again.stdout == first.stdout
+
+
+def test_query_from_a_file_or_standard_input(federation: CliFederation, tmp_path: Path) -> None:
+    """Property: `-f FILE` and `-` (standard input) read the query; giving it twice, or not at all,
+    is refused with what to write."""
+    sql_file = tmp_path / "query.sql"
+    sql_file.write_text(SQL + "\n", encoding="utf-8")
+    connect = [*federation.connection(), "--epsilon", EPSILON, "--format", "csv"]
+    from_file = accord("query", *connect, "-f", str(sql_file), cwd=tmp_path, home=federation.home)
+    assert from_file.returncode == 0, from_file.stderr
+    assert [r["district"] for r in csv.DictReader(io.StringIO(from_file.stdout))] == list(DISTRICTS)
+    piped = subprocess.run(
+        [*ACCORD, "query", *connect, "-"],
+        input=SQL,
+        cwd=tmp_path,
+        env=_env(federation.home),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert [r["district"] for r in csv.DictReader(io.StringIO(piped.stdout))] == list(DISTRICTS)
+    for extra in (["-f", str(sql_file), SQL], []):
+        both = accord("query", *connect, *extra, cwd=tmp_path, home=federation.home)
+        assert both.returncode == 2 and "give the query once" in both.stderr
 
 
 def test_refused_query_exits_nonzero_with_reason_on_stderr(federation: CliFederation) -> None:
@@ -488,3 +520,16 @@ def test_demo_smoke(tmp_path: Path) -> None:
     assert "PARTIAL: missing district-b" in stdout
     assert "still running" not in stdout
     assert [(p.pid, p.info["cmdline"]) for p in survivors] == []
+    # the folder it leaves can be served again as it is: the configs check, and a node comes back
+    # on the very port its config names
+    for role, config in (("node", "county.toml"), ("coordinator", "coordinator.toml")):
+        checked = accord(role, "check", "--config", str(demo_dir / config), cwd=tmp_path, home=tmp_path)
+        assert checked.returncode == 0, checked.stderr
+    county = load_node_config(demo_dir / "county.toml")
+    again = spawn(
+        "county-again", [*ACCORD, "node", "serve", "--config", str(demo_dir / "county.toml")], tmp_path
+    )
+    try:
+        assert again.wait_for_port(START_TIMEOUT) == int(county.listen.rsplit(":", 1)[1])
+    finally:
+        again.stop()

@@ -40,7 +40,8 @@ def _release(missing: dict[str, str] | None = None) -> FederatedRelease:
     def row(district: str, year: int, n: float, mean: float) -> ReleaseRow:
         count = Estimate(n, 3.6, n - 11, n + 11, Mechanism.DISCRETE_LAPLACE)
         ratio = Estimate(mean, 0.0, mean - 1234.5678, mean + 2345.6789, Mechanism.RATIO)
-        return ReleaseRow((district, year), (Cell(count), Cell(ratio)))
+        total = Estimate(mean * n, 1.5e6, mean * n - 4e6, mean * n + 4e6, Mechanism.LAPLACE)
+        return ReleaseRow((district, year), (Cell(count), Cell(ratio, sum=total, count=count)))
 
     return FederatedRelease(
         query_id="q-42",
@@ -58,12 +59,14 @@ def test_arrow_columns_types_and_metadata() -> None:
     assert table.column_names == EXPECTED_COLUMNS
     assert table.schema.field("district").type == pa.string()
     assert table.schema.field("year").type == pa.int64()
-    for name in EXPECTED_COLUMNS[2:-1]:
+    for name in ("n", "n_ci_low", "n_ci_high"):  # counts are integers
+        assert table.schema.field(name).type == pa.int64()
+    for name in ("n_noise_scale", *EXPECTED_COLUMNS[6:-1]):
         assert table.schema.field(name).type == pa.float64()
     assert table.schema.field("nodes").type == pa.string()
     assert table.column("nodes").to_pylist() == ["district-a,district-c"] * 2
-    assert table.column("n").to_pylist() == [152.0, 17.0]
-    assert table.column("n_ci_low").to_pylist() == [141.0, 6.0]
+    assert table.column("n").to_pylist() == [152, 17]
+    assert table.column("n_ci_low").to_pylist() == [141, 6]
     assert table.column("mean_income_noise_scale").to_pylist() == [0.0, 0.0]
     meta = table.schema.metadata
     assert meta[b"accord.query_id"] == b"q-42"
@@ -87,7 +90,7 @@ def test_csv_round_trip() -> None:
     assert second["district"] == "south, east"  # quoted comma survives
     assert int(second["year"]) == 2025
     assert float(second["mean_income"]) == 28000.123  # full precision
-    assert float(second["n_ci_high"]) == 28.0
+    assert second["n_ci_high"] == "28" and second["n"] == "17"  # counts print as integers
     assert second["nodes"] == "district-a,district-c"
 
 
@@ -104,6 +107,8 @@ def test_json_round_trip() -> None:
     assert doc["rows"][0]["year"] == 2024
     assert doc["rows"][0]["mean_income"] == 31234.56789
     assert list(doc["rows"][1]) == EXPECTED_COLUMNS
+    assert doc["rows"][0]["n"] == 152 and isinstance(doc["rows"][0]["n"], int)
+    assert doc["noise"] == {"n": {"scale": "3.6"}, "mean_income": {"sum": "1.5e+06", "count": "3.6"}}
 
 
 def test_text_table() -> None:
@@ -115,6 +120,10 @@ def test_text_table() -> None:
     assert "31234.57" in lines[2] and "[30000.00, 33580.25]" in lines[2]  # means: 2 decimals
     assert "nodes: district-a, district-c" in lines
     assert "PARTIAL: missing district-b (deadline exceeded)" in lines
+    assert (
+        "noise scale (Laplace b combined over the nodes): n 3.6; "
+        "mean_income = sum (scale 1.5e+06) / count (scale 3.6)"
+    ) in lines
     # aligned: the CI column ends at the same position on every data row
     assert len({len(line) for line in lines[2:4]}) == 1
 
