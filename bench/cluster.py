@@ -94,13 +94,6 @@ class Cluster:
             self.certs / "ca.pem",
         )
 
-    def coordinator_tls(self) -> TlsFiles:
-        return TlsFiles(
-            self.certs / "coordinators" / f"{COORDINATOR}.pem",
-            self.certs / "coordinators" / f"{COORDINATOR}.key",
-            self.certs / "ca.pem",
-        )
-
     def node_address(self, name: str) -> str:
         return f"127.0.0.1:{self.node_ports[name]}"
 

@@ -13,8 +13,6 @@ import math
 import os
 import platform
 import statistics
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,18 +62,6 @@ class BenchConfig:
     @property
     def node_counts(self) -> tuple[int, ...]:
         return (1, 2) if self.quick else (1, 2, 4, 8, 16)
-
-
-def timed(fn: Callable[[], object], reps: int, warmup: int = 1) -> list[float]:
-    """Wall-clock seconds of ``reps`` calls of ``fn`` after ``warmup`` unmeasured calls."""
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def median(xs: list[float]) -> float:

@@ -14,6 +14,9 @@ Safety rules
   the SQL text, so no value can change the statement's structure.
 * Every identifier is double-quoted (:func:`quote_ident`) and must be a declared column of the
   schema, so the statement only reads public, declared columns.
+* The query was validated against the schema before it got here (:func:`accord.query.sql.validate`):
+  an unknown column, an unbounded SUM or a literal of the wrong type reaching the renderer is a bug,
+  raised as :class:`~accord.errors.InternalError`, never a second, differently worded refusal.
 
 Semantics (the DP-critical part)
 --------------------------------
@@ -76,7 +79,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from accord.errors import InvalidQuery, NotFound, Violation
+from accord.errors import InternalError
 from accord.node.plan import MeasureKind, Measurement, distinct_measurements
 from accord.query.model import (
     And,
@@ -225,12 +228,10 @@ def _where(conditions: list[str | None]) -> str:
 
 
 def _spec(schema: DatasetSchema, name: str) -> ColumnSpec:
+    """The declared column (validation, before rendering, refused every other name)."""
     spec = schema.column(name)
     if spec is None:
-        raise NotFound(
-            f"dataset {schema.name!r} has no column {name!r}; ask the catalog for its columns",
-            (Violation("column", f"unknown column {name}"),),
-        )
+        raise InternalError(f"column {name!r} of dataset {schema.name!r} reached the renderer unvalidated")
     return spec
 
 
@@ -247,10 +248,7 @@ def _measure(
         return f"count({col})"
     spec = _spec(schema, m.column)
     if not spec.type.numeric or spec.lower is None or spec.upper is None:
-        raise InvalidQuery(
-            f"SUM/AVG of {m.column!r} needs a numeric column with declared lower/upper bounds",
-            (Violation("select", f"{m.column} has no bounds"),),
-        )
+        raise InternalError(f"SUM of {m.column!r} reached the renderer without declared bounds")
     proven = proven_bounds.get(m.column)
     if proven is not None and proven == (spec.lower, spec.upper):
         # The load-time checks saw every value of the column inside these very bounds (module
@@ -309,8 +307,6 @@ def _literal(value: Literal, spec: ColumnSpec, params: _Params) -> str:
         return params.add(value, "BOOLEAN")
     if t is ColumnType.STRING and isinstance(value, str):
         return params.add(value, "VARCHAR")
-    raise InvalidQuery(
-        f"column {spec.name!r} is {t.value}, but it is compared with {value!r}; compare it with "
-        f"{'a number' if t.numeric else 'a ' + t.value + ' value'}",
-        (Violation("where", f"type mismatch on {spec.name}"),),
+    raise InternalError(
+        f"a {type(value).__name__} literal for {t.value} column {spec.name!r} reached the renderer"
     )
