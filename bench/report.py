@@ -109,7 +109,16 @@ def federated_verdicts(rows: list[Row]) -> list[Verdict]:
                 )
             )
     for r in _by(rows, "throughput"):
-        if "qps" in r.extra:
+        ratio = r.extra.get("ratio_vs_memory_state")
+        if ratio is not None:
+            out.append(
+                Verdict(
+                    f"durable node state costs ≤ 10% of federated throughput at {r.nodes} nodes",
+                    f"{ratio:.2f} x the in-memory state's q/s",
+                    ratio >= 0.9,
+                )
+            )
+        if "qps" in r.extra and r.system == "accord":
             out.append(
                 Verdict(
                     f"≥ 200 small federated queries/s at {r.nodes} nodes ({r.task})",
@@ -117,6 +126,23 @@ def federated_verdicts(rows: list[Row]) -> list[Verdict]:
                     r.extra["qps"] >= 200,
                 )
             )
+    return out
+
+
+def answer_path_verdicts(rows: list[Row]) -> list[Verdict]:
+    out: list[Verdict] = []
+    for r in _by(rows, "answer_path"):
+        target = r.extra.get("target_ms")
+        if target is None:
+            continue
+        added = r.extra["overhead_ms"]
+        out.append(
+            Verdict(
+                f"signature checks + durable state add ≤ {target} ms to a node's {r.task} answer (p50)",
+                f"{added:.2f} ms (verification {r.extra['verify_ms']:.2f}, state {r.extra['state_ms']:.2f})",
+                added <= target,
+            )
+        )
     return out
 
 
@@ -169,6 +195,7 @@ def accuracy_verdicts(rows: list[Row]) -> list[Verdict]:
 def verdicts(rows: list[Row]) -> list[Verdict]:
     return [
         *local_verdicts(rows),
+        *answer_path_verdicts(rows),
         *peer_verdicts(rows),
         *federated_verdicts(rows),
         *memory_verdicts(rows),

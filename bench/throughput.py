@@ -123,13 +123,20 @@ def _load(
     return [r for r in results if r is not None], spent
 
 
-def measure(cfg: BenchConfig, seconds: float | None = None) -> Row:
+def measure(cfg: BenchConfig, seconds: float | None = None, state: str = "sqlite") -> Row:
+    """One window of load against nodes keeping their state in ``state`` (``sqlite``, as operators
+    run them, or ``memory``, the reference for what durable state costs)."""
     seconds = seconds or window(cfg)
     rows_per_node = node_rows(cfg)
     clients: list[AccordClient] = []
     with (
         federation(
-            cfg, nodes=NODES, analysts=ANALYSTS, rows_per_node=rows_per_node, node_workers=ANALYSTS
+            cfg,
+            nodes=NODES,
+            analysts=ANALYSTS,
+            rows_per_node=rows_per_node,
+            node_workers=ANALYSTS,
+            state=state,
         ) as fed,
         fed.coordinator(fed.node_names) as address,
     ):
@@ -171,9 +178,10 @@ def measure(cfg: BenchConfig, seconds: float | None = None) -> Row:
     if errors or partial:
         listed = ", ".join(f"{k} x{v}" for k, v in sorted(errors.items()))
         note = f"not counted: {partial} partial answers" + (f"; refused: {listed}" if listed else "")
+    extra["state"] = state
     return Row(
         SUITE,
-        "accord",
+        "accord" if state == "sqlite" else f"accord-{state}-state",
         "+".join(SMALL),
         rows=rows_per_node * NODES,
         nodes=NODES,
@@ -186,9 +194,15 @@ def measure(cfg: BenchConfig, seconds: float | None = None) -> Row:
 
 
 def run(cfg: BenchConfig) -> list[Row]:
-    row = measure(cfg)
-    print(_line(row), flush=True)
-    return [row]
+    """Durable nodes (as operators run them) and, in the same run, nodes with in-memory state: the
+    ratio is what recording every answer durably costs the federation's throughput."""
+    durable = measure(cfg)
+    print(_line(durable), flush=True)
+    reference = measure(cfg, state="memory")
+    print(_line(reference), flush=True)
+    if reference.extra["qps"]:
+        durable.extra["ratio_vs_memory_state"] = durable.extra["qps"] / reference.extra["qps"]  # type: ignore[operator]
+    return [durable, reference]
 
 
 def _line(r: Row) -> str:
@@ -211,10 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=None, help="length of the measured window")
     parser.add_argument("--json", type=str, default=None, help="also write the row to this file")
     args = parser.parse_args(argv)
-    row = measure(BenchConfig(quick=args.quick), args.seconds)
-    print(_line(row), flush=True)
+    cfg = BenchConfig(quick=args.quick)
+    rows = [measure(cfg, args.seconds), measure(cfg, args.seconds, state="memory")]
+    for row in rows:
+        print(_line(row), flush=True)
     if args.json:
-        write_json([asdict(row)], Path(args.json))
+        write_json([asdict(r) for r in rows], Path(args.json))
     return 0
 
 

@@ -10,9 +10,11 @@
   an Accord state file, is refused with a message saying what to do. The file records the name of
   its node and refuses another.
 
-Every answer is one transaction (``BEGIN IMMEDIATE`` … ``COMMIT``): insert unless the
-``(analyst, query_id)`` is already there, then read back what is recorded. The next pieces of work
-add the budget charge and the audit entry to this transaction.
+Every answer is recorded in a transaction (``BEGIN IMMEDIATE`` … ``COMMIT``): insert unless the
+``(analyst, query_id)`` is already there, else read back what is recorded. Answers that arrive
+while a commit is being written share the next transaction (group commit: one fsync for all of
+them, each caller released only once its answer is on disk). The next pieces of work add the
+budget charge and the audit entry to the same transaction.
 """
 
 from __future__ import annotations
@@ -55,12 +57,31 @@ _COLUMNS = (
 )
 
 
+class _Pending:
+    """One answer waiting for its commit, and what became of it."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+        self.done = False
+        self.result: Answer | None = None
+        self.error: InternalError | None = None
+
+    def outcome(self) -> Answer:
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
 class SqliteState(NodeState):
     """The state of node ``node`` in the SQLite file ``path`` (created with its folder if missing)."""
 
     def __init__(self, path: Path, node: str) -> None:
         self.path = Path(path)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the connection: one user at a time
+        self._queue = threading.Condition()  # the answers waiting to be committed
+        self._pending: list[_Pending] = []
+        self._committing = False
         self._con = self._open(node)
 
     def _open(self, node: str) -> sqlite3.Connection:
@@ -144,38 +165,73 @@ class SqliteState(NodeState):
         return None if row is None else _answer(row)
 
     def record(self, answer: Answer) -> Answer:
+        """Record ``answer`` (see :meth:`NodeState.record`) with **group commit**: answers that
+        arrive while a commit is on its way to disk wait, and the next committer writes all of them
+        in one transaction with one fsync. Each caller returns only once its own answer is
+        committed, so nothing is sent early; under load the fsyncs are shared."""
+        mine = _Pending(answer)
+        with self._queue:
+            self._pending.append(mine)
+            while not mine.done and self._committing:
+                self._queue.wait()
+            if mine.done:  # another thread committed it with its batch
+                return mine.outcome()
+            self._committing = True
+            batch, self._pending = self._pending, []
+        try:
+            self._commit(batch)
+        finally:
+            with self._queue:
+                for p in batch:
+                    if p.result is None and p.error is None:  # the commit was interrupted
+                        p.error = InternalError("the node stopped before it could record the answer")
+                    p.done = True
+                self._committing = False
+                self._queue.notify_all()
+        return mine.outcome()
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        """One transaction for every answer in ``batch``: insert unless its (analyst, query id) is
+        recorded already; each pending answer learns what is recorded for it."""
         with self._lock:
             con = self._con
             try:
                 con.execute("BEGIN IMMEDIATE")
                 try:
-                    con.execute(
-                        f"INSERT INTO answers ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                        "ON CONFLICT (analyst, query_id) DO NOTHING",
-                        (
-                            answer.analyst,
-                            answer.query_id,
-                            answer.request_digest,
-                            answer.envelope_digest,
-                            answer.envelope,
-                            answer.dataset,
-                            answer.epsilon,
-                            answer.answered_at.astimezone(UTC).isoformat(),
-                            answer.release,
-                        ),
-                    )
-                    row = con.execute(
-                        f"SELECT {_COLUMNS} FROM answers WHERE analyst = ? AND query_id = ?",
-                        (answer.analyst, answer.query_id),
-                    ).fetchone()
+                    for p in batch:
+                        a = p.answer
+                        inserted = con.execute(
+                            f"INSERT INTO answers ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                            "ON CONFLICT (analyst, query_id) DO NOTHING",
+                            (
+                                a.analyst,
+                                a.query_id,
+                                a.request_digest,
+                                a.envelope_digest,
+                                a.envelope,
+                                a.dataset,
+                                a.epsilon,
+                                a.answered_at.astimezone(UTC).isoformat(),
+                                a.release,
+                            ),
+                        ).rowcount
+                        if inserted == 1:
+                            p.result = a
+                        else:  # recorded before (first writer wins): what is recorded is the answer
+                            row = con.execute(
+                                f"SELECT {_COLUMNS} FROM answers WHERE analyst = ? AND query_id = ?",
+                                (a.analyst, a.query_id),
+                            ).fetchone()
+                            p.result = _answer(row)
                     con.execute("COMMIT")
                 except BaseException:
                     con.execute("ROLLBACK")
                     raise
             except sqlite3.Error as err:
-                log.error("state %s: recording an answer failed (%s)", self.path, type(err).__name__)
-                raise InternalError(f"the node could not record the answer in its state ({err})") from None
-        return _answer(row)
+                log.error("state %s: recording answers failed (%s)", self.path, type(err).__name__)
+                failure = InternalError(f"the node could not record the answer in its state ({err})")
+                for p in batch:
+                    p.result, p.error = None, failure
 
     def close(self) -> None:
         with self._lock:

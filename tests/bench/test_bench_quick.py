@@ -44,10 +44,13 @@ def test_every_suite_runs_on_small_data_and_writes_the_report(tmp_path: Path) ->
     for row in rows:
         assert row.keys() >= REQUIRED, row
     suites = {r["suite"] for r in rows}
-    assert {"local", "memory", "accuracy", "federated", "throughput"} <= suites
+    assert {"local", "answer_path", "memory", "accuracy", "federated", "throughput"} <= suites
     measured = {(r["suite"], r["system"]) for r in rows if r["median_s"] is not None}
     assert ("local", "accord") in measured and ("local", "duckdb") in measured
     assert ("federated", "accord") in measured
+    for variant in ("reference", "verified", "durable"):
+        assert ("answer_path", f"accord-{variant}") in measured
+    assert ("throughput", "accord-memory-state") in measured
     for peer in PEERS:
         mine = [r for r in rows if r["system"] == peer]
         assert mine, f"{peer} missing from the report"
@@ -56,5 +59,6 @@ def test_every_suite_runs_on_small_data_and_writes_the_report(tmp_path: Path) ->
     assert any(r["error"] is not None for r in rows if r["suite"] == "accuracy")
     text = (out / "summary.md").read_text()
     assert "## Targets" in text
+    assert "durable state add" in text and "durable node state costs" in text
     for png in ("latency_vs_nodes.png", "time_vs_rows.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -99,6 +99,31 @@ def test_concurrent_records_of_one_id_yield_one_release(state: NodeState) -> Non
     assert state.find("alice", "q-1") == results[0]
 
 
+def test_concurrent_records_of_many_ids_are_all_kept(state: NodeState) -> None:
+    """Property: 24 threads each recording their own answers at once (so commits are shared) all
+    get their own answer back, and every one is found afterwards."""
+    barrier = threading.Barrier(24)
+    wrong: list[str] = []
+
+    def worker(t: int) -> None:
+        barrier.wait()
+        for i in range(10):
+            a = answer(f"t{t}-q{i}", release=f"{t}/{i}".encode())
+            if state.record(a) != a:
+                wrong.append(a.query_id)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []
+    for t in range(24):
+        for i in range(10):
+            found = state.find("alice", f"t{t}-q{i}")
+            assert found is not None and found.release == f"{t}/{i}".encode()
+
+
 def test_many_answers(state: NodeState) -> None:
     """Property: every one of many recorded answers is found under its own id."""
     for i in range(200):
