@@ -33,7 +33,8 @@ from accord.node.server import build_service
 from accord.node.servicer import serialize_release
 from accord.node.state import MemoryState, SqliteState
 from accord.policies.identity import Identity, identity_from_certificate
-from accord.policies.signing import QueryPayload, QuerySigner, QueryVerifier, SignedQuery, VerifiedQuery
+from accord.policies.signing import QueryPayload, QuerySigner, SignedQuery
+from accord.policies.verifying import QueryVerifier, VerifiedQuery
 from bench.common import BenchConfig, Row, median, p95
 from bench.data import COORDINATOR, QUERIES, analyst_signer, ensure_dataset, node_config
 

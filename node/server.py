@@ -14,7 +14,7 @@ from accord.node.service import NodeService
 from accord.node.servicer import SERVICE_NAME, NodeServicer, register
 from accord.node.state import NodeState, open_state
 from accord.policies.gate import PolicyGate
-from accord.policies.signing import QueryVerifier
+from accord.policies.verifying import QueryVerifier
 from accord.rpc.serving import RunningServer, ServiceBinding, start_server
 from accord.rpc.transport import TlsFiles
 

@@ -33,7 +33,8 @@ from accord.node.release import build_release
 from accord.node.state import Answer, NodeState
 from accord.policies.gate import PolicyGate
 from accord.policies.identity import Identity
-from accord.policies.signing import QueryVerifier, SignedQuery, VerifiedQuery
+from accord.policies.signing import SignedQuery
+from accord.policies.verifying import QueryVerifier, VerifiedQuery
 from accord.query.model import Query
 from accord.query.release import Release
 from accord.query.schema import DatasetSchema

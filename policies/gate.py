@@ -18,7 +18,7 @@ from types import MappingProxyType
 
 from accord.errors import PermissionDenied
 from accord.policies.identity import Identity
-from accord.policies.signing import VerifiedQuery
+from accord.policies.verifying import VerifiedQuery
 from accord.query.schema import DatasetSchema
 
 __all__ = ["PolicyGate"]

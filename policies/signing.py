@@ -19,35 +19,27 @@ client through the coordinator to every node:
   signs.
 * ``certificate``: the analyst's X.509 certificate (DER).
 
-:class:`QueryVerifier` checks, in this order: the certificate is well formed, chains to the
-federation CA and is valid now; it carries the analyst role; the signature matches the payload;
-the payload is canonical and names the certificate's analyst; it was signed within the freshness
-window (``max_age`` back, ``clock_skew`` ahead). Each refusal is an
-:class:`~accord.errors.Unauthenticated` or :class:`~accord.errors.PermissionDenied` with a stable
-reason code and a message saying what to do. No grpc here: auditors' tools verify envelopes too.
+A node checks envelopes with :mod:`accord.policies.verifying`. No grpc here: auditors' tools read
+envelopes too.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
-from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from accord.config import NAME_PATTERN
-from accord.errors import ConfigError, InvalidQuery, PermissionDenied, Unauthenticated, Violation
-from accord.policies.identity import Identity, identity_from_certificate, validity_problem
+from accord.errors import ConfigError, InvalidQuery, Unauthenticated, Violation
+from accord.policies.identity import identity_from_certificate
 from accord.query.epsilon import Epsilon
 from accord.query.model import QueryRequest
 
@@ -56,10 +48,8 @@ __all__ = [
     "SIGNATURE_CONTEXT",
     "QueryPayload",
     "QuerySigner",
-    "QueryVerifier",
     "SignedQuery",
     "SigningKey",
-    "VerifiedQuery",
     "sign_query",
 ]
 
@@ -68,7 +58,6 @@ SIGNATURE_CONTEXT = b"accord signed query v1\n"
 _MEMBERS = ("agreement", "analyst", "epsilon", "issued_at", "query_id", "sql", "type")
 _ISSUED_AT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-_KNOWN_CHAINS = 1024
 
 SigningKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 """The private keys an analyst may sign with (the kinds a certificate's key may be)."""
@@ -210,15 +199,6 @@ class SignedQuery:
         return hashlib.sha256(self.to_bytes()).digest()
 
 
-@dataclass(frozen=True)
-class VerifiedQuery:
-    """A signed query that passed every check: who signed it and what they asked."""
-
-    analyst: Identity
-    payload: QueryPayload
-    request: QueryRequest
-
-
 def sign_query(payload: QueryPayload, key: SigningKey, certificate: x509.Certificate) -> SignedQuery:
     """Sign ``payload`` with the analyst's ``key``; ``certificate`` is the key's certificate."""
     data = payload.encode()
@@ -284,126 +264,3 @@ class QuerySigner:
             query_id, self.identity.name, sql, epsilon, now or datetime.now(UTC), agreement
         )
         return sign_query(payload, self._key, self._certificate)
-
-
-def _signature_valid(certificate: x509.Certificate, signature: bytes, message: bytes) -> bool:
-    key = certificate.public_key()
-    try:
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
-        elif isinstance(key, ed25519.Ed25519PublicKey):
-            key.verify(signature, message)
-        elif isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
-        else:
-            return False
-    except InvalidSignature:
-        return False
-    return True
-
-
-class QueryVerifier:
-    """Checks signed queries against the federation's CA certificates (see the module docstring)."""
-
-    def __init__(
-        self, ca_certificates: Sequence[x509.Certificate], max_age: timedelta, clock_skew: timedelta
-    ) -> None:
-        if not ca_certificates:
-            raise ValueError("at least one CA certificate is needed")
-        self._store = Store(list(ca_certificates))
-        self._cas = tuple(ca_certificates)
-        self.max_age = max_age
-        self.clock_skew = clock_skew
-        # Verifying a chain costs more than the signature; a federation has a handful of analysts,
-        # each with one certificate. Only chains that verified are kept; the dates of the
-        # certificate and the CA are checked again on every query.
-        self._chain_ok = functools.lru_cache(maxsize=_KNOWN_CHAINS)(self._verify_chain)
-
-    def _verify_chain(self, der: bytes, at: datetime) -> x509.Certificate:
-        try:
-            certificate = x509.load_der_x509_certificate(der)
-        except ValueError:
-            raise Unauthenticated(
-                "the query's signer certificate is not a valid X.509 certificate; sign with the analyst "
-                "certificate from `accord pki issue`",
-                "SIGNER_CERTIFICATE_INVALID",
-            ) from None
-        problem = validity_problem(certificate, at)
-        if problem is not None:
-            raise Unauthenticated(
-                f"the analyst certificate that signed the query {problem}; ask the federation's CA for a "
-                "new one (`accord pki issue --role analyst`)",
-                "SIGNER_CERTIFICATE_NOT_VALID",
-            )
-        try:
-            verifier = PolicyBuilder().store(self._store).time(at).build_client_verifier()
-            verifier.verify(certificate, [])
-        except (VerificationError, ValueError):
-            raise Unauthenticated(
-                "the query is signed with a certificate this node does not trust (not issued by the "
-                "federation's CA, or not usable for signing queries); sign with the analyst certificate "
-                "the federation issued you",
-                "SIGNER_NOT_TRUSTED",
-            ) from None
-        return certificate
-
-    def verify(self, signed: SignedQuery, now: datetime | None = None) -> VerifiedQuery:
-        """The verified query, or the refusal (see the module docstring for the order of checks)."""
-        now = now or datetime.now(UTC)
-        certificate = self._chain_ok(signed.certificate, now.replace(second=0, microsecond=0))
-        problem = validity_problem(certificate, now)
-        if problem is None:
-            problem = next((p for ca in self._cas if (p := validity_problem(ca, now))), None)
-        if problem is not None:
-            raise Unauthenticated(
-                f"the analyst certificate that signed the query (or the federation CA) {problem}; ask the "
-                "federation's CA for a new certificate",
-                "SIGNER_CERTIFICATE_NOT_VALID",
-            )
-        identity = identity_from_certificate(certificate)
-        if identity.role != "analyst":
-            raise PermissionDenied(
-                f"the query is signed with a {identity.role} certificate ({identity}); nodes answer only "
-                "queries signed by an analyst",
-                "SIGNER_NOT_AN_ANALYST",
-                {"signer": str(identity)},
-            )
-        if not _signature_valid(certificate, signed.signature, SIGNATURE_CONTEXT + signed.payload):
-            raise Unauthenticated(
-                f"the query's signature does not match its content: it was changed after analyst "
-                f"{identity.name!r} signed it, or signed with another key; send it again from the Accord "
-                "client (and if it keeps failing, tell the coordinator's operator)",
-                "SIGNATURE_INVALID",
-                {"signer": str(identity)},
-            )
-        payload = QueryPayload.decode(signed.payload)
-        if payload.analyst != identity.name or not NAME_PATTERN.fullmatch(payload.analyst):
-            raise Unauthenticated(
-                f"the query names analyst {payload.analyst[:63]!r} but is signed by {identity.name!r}; each "
-                "analyst signs their own queries",
-                "ANALYST_MISMATCH",
-                {"signer": str(identity)},
-            )
-        age = now - payload.issued_at
-        if age > self.max_age + self.clock_skew:
-            raise PermissionDenied(
-                f"the query was signed at {payload.issued_at_text}, more than {_span(self.max_age)} ago "
-                f"(allowing {_span(self.clock_skew)} of clock skew); nodes answer only fresh queries: send "
-                "it again (the client signs it anew; the same query id returns the same answer)",
-                "QUERY_NOT_FRESH",
-                {"signer": str(identity), "issued_at": payload.issued_at_text},
-            )
-        if -age > self.clock_skew:
-            raise PermissionDenied(
-                f"the query was signed at {payload.issued_at_text}, {_span(-age)} in this node's future "
-                f"(more than the {_span(self.clock_skew)} of clock skew allowed); check the clock of the "
-                "computer that signed it",
-                "QUERY_FROM_THE_FUTURE",
-                {"signer": str(identity), "issued_at": payload.issued_at_text},
-            )
-        return VerifiedQuery(identity, payload, payload.request())
-
-
-def _span(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    return f"{seconds} s" if seconds < 120 else f"{seconds // 60} min"

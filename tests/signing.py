@@ -14,7 +14,8 @@ from accord.node.duckdb import open_duckdb
 from accord.node.service import NodeService
 from accord.node.state import MemoryState, NodeState
 from accord.policies.gate import PolicyGate
-from accord.policies.signing import QuerySigner, QueryVerifier, SignedQuery
+from accord.policies.signing import QuerySigner, SignedQuery
+from accord.policies.verifying import QueryVerifier
 from accord.protos import convert
 from accord.protos.v1 import coordinator_pb2, node_pb2
 from accord.rpc.transport import TlsFiles

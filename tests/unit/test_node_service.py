@@ -17,7 +17,7 @@ from accord.node.state import SqliteState
 from accord.policies.gate import PolicyGate
 from accord.policies.identity import Identity
 from accord.policies.pki import issue
-from accord.policies.signing import VerifiedQuery
+from accord.policies.verifying import VerifiedQuery
 from accord.query.schema import DatasetSchema
 from accord.rpc.transport import TlsFiles
 from tests.conftest import TestPki

@@ -18,14 +18,8 @@ from hypothesis import strategies as st
 
 from accord.errors import ConfigError, InvalidQuery, PermissionDenied, Unauthenticated
 from accord.policies.pki import init_federation, issue
-from accord.policies.signing import (
-    SIGNATURE_CONTEXT,
-    QueryPayload,
-    QuerySigner,
-    QueryVerifier,
-    SignedQuery,
-    sign_query,
-)
+from accord.policies.signing import SIGNATURE_CONTEXT, QueryPayload, QuerySigner, SignedQuery, sign_query
+from accord.policies.verifying import QueryVerifier
 from accord.rpc.transport import TlsFiles
 from tests.conftest import TestPki
 from tests.signing import sign, signer, verifier
