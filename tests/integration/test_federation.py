@@ -278,8 +278,8 @@ def test_single_node_intervals_match_the_stated_scale(
 
 def test_client_table_has_the_documented_columns(pums_fed: Federation) -> None:
     """The analyst's pyarrow.Table: group columns typed from their values, then per aggregate its
-    value, 95% interval and noise scale as float64, then ``nodes``; the schema metadata carries the
-    query id, dataset, epsilon and the partial flag."""
+    value and 95% interval (int64 for counts, float64 otherwise) and noise scale (float64), then
+    ``nodes``; the schema metadata carries the query id, dataset, epsilon and the partial flag."""
     query_id = f"table-{uuid.uuid4()}"
     with pums_fed.client() as client:
         table = client.query(GROUPED, "1", query_id=query_id)
@@ -293,7 +293,8 @@ def test_client_table_has_the_documented_columns(pums_fed: Federation) -> None:
     assert table.schema.field("race").type == pa.int64()
     assert table.column("race").to_pylist() == list(RACES)
     for name in expected[1:]:
-        assert table.schema.field(name).type == pa.float64(), name
+        integral = name.startswith("people") and not name.endswith("_noise_scale")
+        assert table.schema.field(name).type == (pa.int64() if integral else pa.float64()), name
     assert table.schema.field("nodes").type == pa.string()
     assert set(table.column("nodes").to_pylist()) == {"county,district-a"}
     meta = table.schema.metadata
