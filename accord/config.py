@@ -161,14 +161,16 @@ class Table:
     def name(self, key: str, value: str | None = None) -> str:
         """A federation name (``value``, or the value of ``key``)."""
         name: str = self.get(key, str, required=True) if value is None else value
-        if not NAME_PATTERN.match(name):
+        if not NAME_PATTERN.fullmatch(name):
             raise self.error(key, f"{name!r} is not a certificate name; use {NAME_RULE}")
         return name
 
     def names(self, key: str, example: str, what: str, *, required: bool = True) -> tuple[str, ...]:
         """A non-empty list of distinct federation names (``what`` they are, for the message)."""
         values = self.get(key, list, [] if not required else None, required=required)
-        if (required and not values) or not all(isinstance(v, str) and NAME_PATTERN.match(v) for v in values):
+        if (required and not values) or not all(
+            isinstance(v, str) and NAME_PATTERN.fullmatch(v) for v in values
+        ):
             raise self.error(key, f"list the {what}, e.g. {example}")
         if len(set(values)) != len(values):
             raise self.error(key, "lists a name twice; remove the duplicate")

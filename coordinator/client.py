@@ -109,6 +109,7 @@ class AccordClient:
         )
         self._stub = coordinator_pb2_grpc.CoordinatorServiceStub(self._channel)
         self._retries = retries
+        self._coordinator_name = coordinator_name
         files = tls.read()
         try:
             self._signer = QuerySigner.from_pem(files.key, files.cert)
@@ -191,7 +192,9 @@ class AccordClient:
         request = QueryRequest(query_id or str(uuid.uuid4()), sql, Epsilon.parse(text))
 
         def signed() -> coordinator_pb2.SubmitRequest:
-            envelope = self._signer.sign(request.query_id, sql, text, request.agreement)
+            envelope = self._signer.sign(
+                request.query_id, sql, text, request.agreement, coordinator=self._coordinator_name
+            )
             return coordinator_pb2.SubmitRequest(
                 query=convert.signed_query_to_pb(envelope), require_all=require_all
             )

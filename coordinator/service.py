@@ -123,6 +123,14 @@ class CoordinatorService:
                 "ANALYST_MISMATCH",
                 {"caller": str(caller)},
             )
+        if payload.coordinator != self.config.name:
+            raise PermissionDenied(
+                f"the query is signed for coordinator {payload.coordinator[:63]!r}, not "
+                f"{self.config.name!r}; sign it for the coordinator you send it to (the client does: check "
+                "coordinator_name in your profile)",
+                "QUERY_FOR_ANOTHER_COORDINATOR",
+                {"caller": str(caller)},
+            )
         request = payload.request()
         query = self._parse(request.sql)
         found, unknown = holders(self.clients, query.dataset)

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,7 @@ class NodeConfig:
     tls_ca: Path
     coordinators: tuple[str, ...]
     datasets: tuple[DatasetConfig, ...]
-    state: StateConfig = field(default_factory=lambda: StateConfig("memory"))
+    state: StateConfig
     max_workers: int = 8
     max_concurrent_rpcs: int = 32
     query_max_age_seconds: int = 300

@@ -4,7 +4,8 @@
 
 1. **caller**: the TLS identity must be a coordinator this node serves (:meth:`PolicyGate.admit`);
 2. **verify**: the analyst's signature, certificate chain, role and validity, the query's freshness
-   (:class:`~accord.policies.signing.QueryVerifier`);
+   (:class:`~accord.policies.verifying.QueryVerifier`), and that the analyst sent it through this
+   very coordinator (another coordinator of the federation cannot replay it);
 3. **gate**: what the analyst may ask (:meth:`PolicyGate.authorise`: today every dataset whole;
    agreements and consent plug in there), and the SQL compiled against those views (a node trusts
    nobody upstream, so it re-checks what the coordinator already checked);
@@ -99,6 +100,14 @@ class NodeService:
         started = time.perf_counter()
         self.gate.admit(caller)
         verified = self._verifier.verify(signed)
+        if verified.payload.coordinator != caller.name:
+            raise PermissionDenied(
+                f"analyst {verified.analyst.name!r} sent this query through coordinator "
+                f"{verified.payload.coordinator[:63]!r}, not {caller.name!r}; nodes answer a signed query "
+                "only from the coordinator it names",
+                "QUERY_FOR_ANOTHER_COORDINATOR",
+                {"analyst": verified.analyst.name, "caller": str(caller)},
+            )
         views = self.gate.authorise(verified)
         query = self._compile(verified.request.sql, tuple(views[k] for k in sorted(views)))
         analyst, query_id = verified.analyst.name, verified.request.query_id
@@ -125,7 +134,7 @@ class NodeService:
                     analyst=analyst,
                     query_id=query_id,
                     request_digest=digest,
-                    envelope_digest=signed.digest(),
+                    payload_digest=signed.payload_digest(),
                     envelope=signed.to_bytes(),
                     dataset=query.dataset,
                     epsilon=str(verified.request.epsilon),

@@ -7,10 +7,14 @@ client through the coordinator to every node:
   name; the members are all strings, so this is exactly Python's ``json.dumps(obj,
   sort_keys=True, separators=(",", ":"), ensure_ascii=False)``)::
 
-      {"agreement":"","analyst":"alice","epsilon":"0.50","issued_at":"2026-12-03T06:48:38.123456Z",
-       "query_id":"5b0e…","sql":"SELECT COUNT(*) FROM citizens","type":"accord.query.v1"}
+      {"agreement":"","analyst":"alice","coordinator":"coordinator","epsilon":"0.50",
+       "issued_at":"2026-12-03T06:48:38.123456Z","query_id":"5b0e…",
+       "sql":"SELECT COUNT(*) FROM citizens","type":"accord.query.v1"}
 
-  ``epsilon`` is the text the analyst typed; ``issued_at`` is UTC with exactly six decimals.
+  ``epsilon`` is the text the analyst typed; ``issued_at`` is UTC with exactly six decimals;
+  ``coordinator`` names the coordinator the analyst sends it through (a node answers it only from
+  that coordinator, so another coordinator of the federation cannot replay it); at most
+  :data:`MAX_PAYLOAD_BYTES` bytes.
   A payload that is not in exactly this form (another member, a duplicate member, another order,
   spaces) is refused, so one signature has one meaning.
 * ``signature``: the analyst's signature over :data:`SIGNATURE_CONTEXT` followed by the payload
@@ -42,8 +46,10 @@ from accord.errors import ConfigError, InvalidQuery, Unauthenticated, Violation
 from accord.policies.identity import identity_from_certificate
 from accord.query.epsilon import Epsilon
 from accord.query.model import QueryRequest
+from accord.query.sql import MAX_SQL_LENGTH
 
 __all__ = [
+    "MAX_PAYLOAD_BYTES",
     "PAYLOAD_TYPE",
     "SIGNATURE_CONTEXT",
     "QueryPayload",
@@ -55,7 +61,10 @@ __all__ = [
 
 PAYLOAD_TYPE = "accord.query.v1"
 SIGNATURE_CONTEXT = b"accord signed query v1\n"
-_MEMBERS = ("agreement", "analyst", "epsilon", "issued_at", "query_id", "sql", "type")
+_MEMBERS = ("agreement", "analyst", "coordinator", "epsilon", "issued_at", "query_id", "sql", "type")
+MAX_PAYLOAD_BYTES = 4 * MAX_SQL_LENGTH + 4096
+"""The longest payload read (the longest SQL text, every character a 4-byte one, and the rest)."""
+_AGREEMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._:-]{0,127})?$")
 _ISSUED_AT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -77,9 +86,10 @@ class QueryPayload:
     epsilon: str
     issued_at: datetime
     agreement: str = ""
+    coordinator: str = ""
 
     def __post_init__(self) -> None:
-        for name in ("query_id", "analyst", "sql", "epsilon", "agreement"):
+        for name in ("query_id", "analyst", "sql", "epsilon", "agreement", "coordinator"):
             value = getattr(self, name)
             if not isinstance(value, str):
                 raise TypeError(f"{name} must be text")
@@ -89,6 +99,12 @@ class QueryPayload:
                 raise InvalidQuery(f"{name} is not valid text", (Violation(name, "not UTF-8"),)) from None
         if self.issued_at.tzinfo is None:
             raise TypeError("issued_at must be timezone-aware")
+        if not _AGREEMENT.fullmatch(self.agreement):
+            raise InvalidQuery(
+                "an agreement id is 1-128 letters, digits, '.', '_', ':' or '-'; use the id the agreement "
+                "publishes",
+                (Violation("agreement", "malformed agreement id"),),
+            )
 
     @property
     def issued_at_text(self) -> str:
@@ -98,6 +114,7 @@ class QueryPayload:
         return {
             "agreement": self.agreement,
             "analyst": self.analyst,
+            "coordinator": self.coordinator,
             "epsilon": self.epsilon,
             "issued_at": self.issued_at_text,
             "query_id": self.query_id,
@@ -110,12 +127,13 @@ class QueryPayload:
         return _canonical(self._members())
 
     def request_digest(self) -> bytes:
-        """SHA-256 of what the analyst asks, whenever and however it was signed: the members but
-        ``issued_at``, with ``epsilon`` in its exact form (``0.50`` and ``1/2`` ask the same). Two
-        envelopes with the same digest ask the same query (a retry re-signed later); another SQL,
-        epsilon or agreement does not. Raises :class:`InvalidQuery` for an epsilon that is not one."""
+        """SHA-256 of what the analyst asks, whenever, however and through whichever coordinator it
+        was signed: the members but ``issued_at`` and ``coordinator``, with ``epsilon`` in its exact
+        form (``0.50`` and ``1/2`` ask the same). Two envelopes with the same digest ask the same
+        query (a retry re-signed later, or sent through a standby coordinator); another SQL, epsilon
+        or agreement does not. Raises :class:`InvalidQuery` for an epsilon that is not one."""
         members = self._members()
-        del members["issued_at"]
+        del members["issued_at"], members["coordinator"]
         members["epsilon"] = str(Epsilon.parse(self.epsilon))
         return hashlib.sha256(_canonical(members)).digest()
 
@@ -133,9 +151,11 @@ class QueryPayload:
                 (Violation("query", f"malformed payload: {why}"),),
             )
 
+        if len(data) > MAX_PAYLOAD_BYTES:
+            raise refuse(f"longer than {MAX_PAYLOAD_BYTES} bytes")
         try:
             members: Any = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             raise refuse("not UTF-8 JSON") from None
         if not isinstance(members, dict) or tuple(sorted(members)) != _MEMBERS:
             raise refuse(f"its members must be exactly {', '.join(_MEMBERS)}")
@@ -156,6 +176,7 @@ class QueryPayload:
             epsilon=members["epsilon"],
             issued_at=issued_at,
             agreement=members["agreement"],
+            coordinator=members["coordinator"],
         )
         if payload.encode() != data:
             raise refuse("not in canonical form")
@@ -167,8 +188,10 @@ class SignedQuery:
     """The envelope: canonical payload bytes, the signature over them, the signer's certificate (DER).
 
     :meth:`to_bytes` is its stored form (each part preceded by its length, 4 bytes big-endian, in
-    the order payload, signature, certificate) and :meth:`digest` the SHA-256 of that: how a node
-    records, and an auditor later identifies, exactly what it was asked."""
+    the order payload, signature, certificate). :meth:`payload_digest`, the SHA-256 of the payload,
+    identifies what the analyst signed: the payload has exactly one accepted byte form, while
+    signatures (ECDSA's ``s`` or ``n - s``) and certificate encodings can be altered without
+    invalidating them, so the envelope's bytes are evidence, not an identity."""
 
     payload: bytes
     signature: bytes
@@ -195,8 +218,8 @@ class SignedQuery:
             raise ValueError("trailing bytes after the signed query")
         return SignedQuery(*parts)
 
-    def digest(self) -> bytes:
-        return hashlib.sha256(self.to_bytes()).digest()
+    def payload_digest(self) -> bytes:
+        return hashlib.sha256(self.payload).digest()
 
 
 def sign_query(payload: QueryPayload, key: SigningKey, certificate: x509.Certificate) -> SignedQuery:
@@ -257,10 +280,16 @@ class QuerySigner:
         return QuerySigner(key, certificate)
 
     def sign(
-        self, query_id: str, sql: str, epsilon: str, agreement: str = "", now: datetime | None = None
+        self,
+        query_id: str,
+        sql: str,
+        epsilon: str,
+        agreement: str = "",
+        now: datetime | None = None,
+        coordinator: str = "coordinator",
     ) -> SignedQuery:
-        """The signed envelope of this analyst's query, issued ``now`` (default: the clock)."""
-        payload = QueryPayload(
-            query_id, self.identity.name, sql, epsilon, now or datetime.now(UTC), agreement
-        )
+        """The signed envelope of this analyst's query through ``coordinator``, issued ``now``
+        (default: the clock)."""
+        issued_at = now or datetime.now(UTC)
+        payload = QueryPayload(query_id, self.identity.name, sql, epsilon, issued_at, agreement, coordinator)
         return sign_query(payload, self._key, self._certificate)

@@ -12,7 +12,7 @@ modules, as in sigstore.)
 
 from __future__ import annotations
 
-import functools
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,7 +23,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from accord.config import NAME_PATTERN
 from accord.errors import PermissionDenied, Unauthenticated
 from accord.policies.identity import Identity, identity_from_certificate, validity_problem
 from accord.policies.signing import SIGNATURE_CONTEXT, QueryPayload, SignedQuery
@@ -43,6 +42,22 @@ class VerifiedQuery:
     request: QueryRequest
 
 
+_SUPPORTED_KEYS = (ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey, rsa.RSAPublicKey)
+
+
+def _check_dates(path: Sequence[x509.Certificate], now: datetime) -> None:
+    """Refuse if a certificate of the chain (the signer's first, then its CA) is not valid ``now``."""
+    for i, cert in enumerate(path):
+        problem = validity_problem(cert, now)
+        if problem is None:
+            continue
+        whose = "the analyst certificate that signed the query" if i == 0 else "the CA that issued it"
+        raise Unauthenticated(
+            f"{whose} {problem}; ask the federation's CA for a new certificate",
+            "SIGNER_CERTIFICATE_NOT_VALID",
+        )
+
+
 def _signature_valid(certificate: x509.Certificate, signature: bytes, message: bytes) -> bool:
     key = certificate.public_key()
     try:
@@ -59,6 +74,15 @@ def _signature_valid(certificate: x509.Certificate, signature: bytes, message: b
     return True
 
 
+@dataclass(frozen=True)
+class _Chain:
+    """A signer certificate that chained to a federation CA, the chain it took, and its identity."""
+
+    certificate: x509.Certificate
+    path: tuple[x509.Certificate, ...]
+    identity: Identity
+
+
 class QueryVerifier:
     """Checks signed queries against the federation's CA certificates (see the module docstring)."""
 
@@ -68,15 +92,19 @@ class QueryVerifier:
         if not ca_certificates:
             raise ValueError("at least one CA certificate is needed")
         self._store = Store(list(ca_certificates))
-        self._cas = tuple(ca_certificates)
         self.max_age = max_age
         self.clock_skew = clock_skew
         # Verifying a chain costs more than the signature; a federation has a handful of analysts,
-        # each with one certificate. Only chains that verified are kept; the dates of the
-        # certificate and the CA are checked again on every query.
-        self._chain_ok = functools.lru_cache(maxsize=_KNOWN_CHAINS)(self._verify_chain)
+        # each with one certificate. Chains that verified are kept by the certificate's bytes; the
+        # dates of every certificate of the chain are checked again on every query.
+        self._chains: dict[bytes, _Chain] = {}
+        self._lock = threading.Lock()
 
-    def _verify_chain(self, der: bytes, at: datetime) -> x509.Certificate:
+    def _chain(self, der: bytes, now: datetime) -> _Chain:
+        with self._lock:
+            known = self._chains.get(der)
+        if known is not None:
+            return known
         try:
             certificate = x509.load_der_x509_certificate(der)
         except ValueError:
@@ -85,39 +113,37 @@ class QueryVerifier:
                 "certificate from `accord pki issue`",
                 "SIGNER_CERTIFICATE_INVALID",
             ) from None
-        problem = validity_problem(certificate, at)
-        if problem is not None:
+        if not isinstance(certificate.public_key(), _SUPPORTED_KEYS):
             raise Unauthenticated(
-                f"the analyst certificate that signed the query {problem}; ask the federation's CA for a "
-                "new one (`accord pki issue --role analyst`)",
-                "SIGNER_CERTIFICATE_NOT_VALID",
+                f"the query's signer certificate has a {type(certificate.public_key()).__name__}, which "
+                "cannot sign queries; use an EC, Ed25519 or RSA key",
+                "SIGNER_CERTIFICATE_INVALID",
             )
+        _check_dates((certificate,), now)
         try:
-            verifier = PolicyBuilder().store(self._store).time(at).build_client_verifier()
-            verifier.verify(certificate, [])
+            verified = (
+                PolicyBuilder().store(self._store).time(now).build_client_verifier().verify(certificate, [])
+            )
         except (VerificationError, ValueError):
             raise Unauthenticated(
                 "the query is signed with a certificate this node does not trust (not issued by the "
-                "federation's CA, or not usable for signing queries); sign with the analyst certificate "
-                "the federation issued you",
+                "federation's CA, a CA that is not valid now, or not usable for signing queries); sign "
+                "with the analyst certificate the federation issued you",
                 "SIGNER_NOT_TRUSTED",
             ) from None
-        return certificate
+        chain = _Chain(certificate, tuple(verified.chain), identity_from_certificate(certificate))
+        with self._lock:
+            if len(self._chains) >= _KNOWN_CHAINS:
+                self._chains.clear()
+            self._chains[der] = chain
+        return chain
 
     def verify(self, signed: SignedQuery, now: datetime | None = None) -> VerifiedQuery:
         """The verified query, or the refusal (see the module docstring for the order of checks)."""
         now = now or datetime.now(UTC)
-        certificate = self._chain_ok(signed.certificate, now.replace(second=0, microsecond=0))
-        problem = validity_problem(certificate, now)
-        if problem is None:
-            problem = next((p for ca in self._cas if (p := validity_problem(ca, now))), None)
-        if problem is not None:
-            raise Unauthenticated(
-                f"the analyst certificate that signed the query (or the federation CA) {problem}; ask the "
-                "federation's CA for a new certificate",
-                "SIGNER_CERTIFICATE_NOT_VALID",
-            )
-        identity = identity_from_certificate(certificate)
+        chain = self._chain(signed.certificate, now)
+        _check_dates(chain.path, now)  # the certificate and the CA it chained to, at this moment
+        certificate, identity = chain.certificate, chain.identity
         if identity.role != "analyst":
             raise PermissionDenied(
                 f"the query is signed with a {identity.role} certificate ({identity}); nodes answer only "
@@ -134,7 +160,7 @@ class QueryVerifier:
                 {"signer": str(identity)},
             )
         payload = QueryPayload.decode(signed.payload)
-        if payload.analyst != identity.name or not NAME_PATTERN.fullmatch(payload.analyst):
+        if payload.analyst != identity.name:
             raise Unauthenticated(
                 f"the query names analyst {payload.analyst[:63]!r} but is signed by {identity.name!r}; each "
                 "analyst signs their own queries",

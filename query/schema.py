@@ -102,6 +102,8 @@ class DatasetSchema:
         """This dataset as someone allowed only ``columns`` sees it: the other columns are gone, as
         if never declared, so a query naming one is refused exactly like a query naming a column
         that does not exist. The privacy unit stays (it can never be used in a query anyway)."""
+        if isinstance(columns, str):
+            raise TypeError("view() takes the names of the columns, not one string")
         keep = set(columns) | {self.privacy_unit}
         unknown = keep - {c.name for c in self.columns}
         if unknown:

@@ -7,7 +7,7 @@ too. The next pieces of work add the privacy-budget charge and the audit-log ent
 transaction.
 
 What is stored about an answer (:class:`Answer`): who asked (the analyst's name), the query id,
-digests of the request and of the signed envelope, the envelope itself (the analyst's signed
+digests of the request and of the signed payload, the envelope itself (the analyst's signed
 query: SQL text, epsilon, time, signature, certificate), the dataset, the epsilon, when it was
 answered, and the release (noisy aggregates). Never a row value or a person identifier.
 
@@ -41,8 +41,8 @@ class Answer:
     request_digest: bytes
     """SHA-256 of what makes two requests the same query (everything the analyst signed but the
     time of signing): a retry re-signed later is the same query; another SQL text is not."""
-    envelope_digest: bytes
-    """SHA-256 of the signed envelope exactly as the node received it."""
+    payload_digest: bytes
+    """SHA-256 of the signed payload: what the analyst signed, in its one canonical form."""
     envelope: bytes
     dataset: str
     epsilon: str
@@ -53,7 +53,7 @@ class Answer:
     def __post_init__(self) -> None:
         if not self.analyst or not self.query_id:
             raise ValueError("an answer needs its analyst and query id")
-        if len(self.request_digest) != 32 or len(self.envelope_digest) != 32:
+        if len(self.request_digest) != 32 or len(self.payload_digest) != 32:
             raise ValueError("digests are SHA-256 (32 bytes)")
         if self.answered_at.tzinfo is None:
             raise ValueError("answered_at must be timezone-aware")

@@ -43,7 +43,7 @@ CREATE TABLE answers (
     analyst TEXT NOT NULL,
     query_id TEXT NOT NULL,
     request_digest BLOB NOT NULL,
-    envelope_digest BLOB NOT NULL,
+    payload_digest BLOB NOT NULL,
     envelope BLOB NOT NULL,
     dataset TEXT NOT NULL,
     epsilon TEXT NOT NULL,
@@ -53,7 +53,7 @@ CREATE TABLE answers (
 ) WITHOUT ROWID;
 """
 _COLUMNS = (
-    "analyst, query_id, request_digest, envelope_digest, envelope, dataset, epsilon, answered_at, release"
+    "analyst, query_id, request_digest, payload_digest, envelope, dataset, epsilon, answered_at, release"
 )
 
 
@@ -192,46 +192,54 @@ class SqliteState(NodeState):
 
     def _commit(self, batch: list[_Pending]) -> None:
         """One transaction for every answer in ``batch``: insert unless its (analyst, query id) is
-        recorded already; each pending answer learns what is recorded for it."""
-        with self._lock:
-            con = self._con
-            try:
+        recorded already. Each pending answer learns what is recorded for it only once ``COMMIT``
+        returned; if anything fails, every answer of the batch fails and nothing is returned."""
+        results: list[Answer] = []
+        try:
+            with self._lock:
+                con = self._con
                 con.execute("BEGIN IMMEDIATE")
                 try:
-                    for p in batch:
-                        a = p.answer
-                        inserted = con.execute(
-                            f"INSERT INTO answers ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                            "ON CONFLICT (analyst, query_id) DO NOTHING",
-                            (
-                                a.analyst,
-                                a.query_id,
-                                a.request_digest,
-                                a.envelope_digest,
-                                a.envelope,
-                                a.dataset,
-                                a.epsilon,
-                                a.answered_at.astimezone(UTC).isoformat(),
-                                a.release,
-                            ),
-                        ).rowcount
-                        if inserted == 1:
-                            p.result = a
-                        else:  # recorded before (first writer wins): what is recorded is the answer
-                            row = con.execute(
-                                f"SELECT {_COLUMNS} FROM answers WHERE analyst = ? AND query_id = ?",
-                                (a.analyst, a.query_id),
-                            ).fetchone()
-                            p.result = _answer(row)
+                    results = [self._insert(con, p.answer) for p in batch]
                     con.execute("COMMIT")
                 except BaseException:
                     con.execute("ROLLBACK")
                     raise
-            except sqlite3.Error as err:
-                log.error("state %s: recording answers failed (%s)", self.path, type(err).__name__)
-                failure = InternalError(f"the node could not record the answer in its state ({err})")
-                for p in batch:
-                    p.result, p.error = None, failure
+        except Exception as err:
+            log.error("state %s: recording answers failed (%s)", self.path, type(err).__name__)
+            failure = InternalError(
+                f"the node could not record the answer in its state ({type(err).__name__})"
+            )
+            for p in batch:
+                p.error = failure
+            return
+        for p, result in zip(batch, results, strict=True):
+            p.result = result
+
+    @staticmethod
+    def _insert(con: sqlite3.Connection, a: Answer) -> Answer:
+        """Insert ``a`` unless its key is recorded; what is recorded for the key."""
+        inserted = con.execute(
+            f"INSERT INTO answers ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (analyst, query_id) DO NOTHING",
+            (
+                a.analyst,
+                a.query_id,
+                a.request_digest,
+                a.payload_digest,
+                a.envelope,
+                a.dataset,
+                a.epsilon,
+                a.answered_at.astimezone(UTC).isoformat(),
+                a.release,
+            ),
+        ).rowcount
+        if inserted == 1:
+            return a
+        row = con.execute(  # recorded before (first writer wins): what is recorded is the answer
+            f"SELECT {_COLUMNS} FROM answers WHERE analyst = ? AND query_id = ?", (a.analyst, a.query_id)
+        ).fetchone()
+        return _answer(row)
 
     def close(self) -> None:
         with self._lock:
@@ -245,12 +253,12 @@ def _blob(value: object) -> bytes:
 
 
 def _answer(row: tuple[object, ...]) -> Answer:
-    analyst, query_id, request_digest, envelope_digest, envelope, dataset, epsilon, answered_at, release = row
+    analyst, query_id, request_digest, payload_digest, envelope, dataset, epsilon, answered_at, release = row
     return Answer(
         analyst=str(analyst),
         query_id=str(query_id),
         request_digest=_blob(request_digest),
-        envelope_digest=_blob(envelope_digest),
+        payload_digest=_blob(payload_digest),
         envelope=_blob(envelope),
         dataset=str(dataset),
         epsilon=str(epsilon),

@@ -4,6 +4,7 @@ the ``accord`` command, built from the repository as pip builds it."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,26 +14,21 @@ import pytest
 
 from tests.rooms import FOLDERS, ROOT
 
+_NOT_SHIPPED = shutil.ignore_patterns(
+    ".git", ".venv", "bench", "tests", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis"
+)
+
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel pip builds from a copy of the working tree (links kept as links), so the build
+    writes nothing into the repository."""
+    source = tmp_path_factory.mktemp("source") / "accord"
+    shutil.copytree(ROOT, source, symlinks=True, ignore=_NOT_SHIPPED)
     out = tmp_path_factory.mktemp("wheel")
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
     built = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(out),
-            str(ROOT),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+        [*command, "-w", str(out), str(source)], capture_output=True, text=True, timeout=300
     )
     assert built.returncode == 0, built.stderr
     (path,) = out.glob("accord-*.whl")

@@ -137,3 +137,14 @@ def test_a_refusal_never_names_a_column_the_view_hides(pki: TestPki) -> None:
     assert "available: pid, age, sex" in hidden.value.message
     # the granted columns still work, and bounding and clamping use the whole declared schema
     assert ask(service, sign(alice, "SELECT sex, SUM(age) AS a FROM pums GROUP BY sex"))
+
+
+def test_a_query_is_answered_only_from_the_coordinator_it_names(pki: TestPki) -> None:
+    """Property: with two coordinators allowed, a query alice signed for one is refused when the
+    other forwards it (QUERY_FOR_ANOTHER_COORDINATOR): coordinators cannot replay each other's."""
+    service = node_service(pki, (pums(),), coordinators=("coordinator", "standby"))
+    signed = sign(pki.analyst(), SQL)  # signed for "coordinator"
+    with pytest.raises(PermissionDenied) as info:
+        ask(service, signed, Identity("coordinator", "standby"))
+    assert info.value.reason == "QUERY_FOR_ANOTHER_COORDINATOR"
+    assert ask(service, signed)  # from the coordinator it names: answered

@@ -4,6 +4,7 @@ an envelope someone other than the analyst made or changed."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,8 +18,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from accord.errors import ConfigError, InvalidQuery, PermissionDenied, Unauthenticated
-from accord.policies.pki import init_federation, issue
-from accord.policies.signing import SIGNATURE_CONTEXT, QueryPayload, QuerySigner, SignedQuery, sign_query
+from accord.policies.pki import create_ca, init_federation, issue
+from accord.policies.signing import (
+    MAX_PAYLOAD_BYTES,
+    SIGNATURE_CONTEXT,
+    QueryPayload,
+    QuerySigner,
+    SignedQuery,
+    sign_query,
+)
 from accord.policies.verifying import QueryVerifier
 from accord.rpc.transport import TlsFiles
 from tests.conftest import TestPki
@@ -29,7 +37,7 @@ SQL = "SELECT COUNT(*) FROM citizens"
 
 
 def payload(**changes: object) -> QueryPayload:
-    base = QueryPayload("q-1", "alice", SQL, "0.50", NOW)
+    base = QueryPayload("q-1", "alice", SQL, "0.50", NOW, coordinator="coordinator")
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
@@ -43,9 +51,9 @@ def test_payload_is_canonical_json() -> None:
     assert (
         data
         == (
-            '{"agreement":"","analyst":"alice","epsilon":"0.50","issued_at":"2026-12-03T09:00:00.250000Z",'
-            '"query_id":"q-1","sql":"SELECT COUNT(*) FROM citizens WHERE ward = \'St Mary\u2019s\'",'
-            '"type":"accord.query.v1"}'
+            '{"agreement":"","analyst":"alice","coordinator":"coordinator","epsilon":"0.50",'
+            '"issued_at":"2026-12-03T09:00:00.250000Z","query_id":"q-1",'
+            '"sql":"SELECT COUNT(*) FROM citizens WHERE ward = \'St Mary\u2019s\'","type":"accord.query.v1"}'
         ).encode()
     )
     assert QueryPayload.decode(data) == payload(
@@ -91,11 +99,12 @@ def test_non_canonical_payloads_are_refused(mangle: object) -> None:
         QueryPayload.decode(data)
 
 
-def test_request_digest_ignores_only_the_time_and_the_epsilon_spelling() -> None:
-    """Property: a query re-signed later, or with its epsilon written another way, is the same
-    query; another SQL, epsilon, agreement, analyst or id is not."""
+def test_request_digest_ignores_only_the_time_the_route_and_the_epsilon_spelling() -> None:
+    """Property: a query re-signed later, sent through another coordinator, or with its epsilon
+    written another way, is the same query; another SQL, epsilon, agreement, analyst or id is not."""
     base = payload().request_digest()
     assert payload(issued_at=NOW + timedelta(hours=5)).request_digest() == base
+    assert payload(coordinator="standby").request_digest() == base
     assert payload(epsilon="1/2").request_digest() == base
     for change in (
         {"sql": SQL + " "},
@@ -111,7 +120,7 @@ def test_envelope_bytes_round_trip_and_refuse_truncation() -> None:
     signed = SignedQuery(b"p" * 5, b"s" * 70, b"c" * 300)
     data = signed.to_bytes()
     assert SignedQuery.from_bytes(data) == signed
-    assert len(signed.digest()) == 32
+    assert signed.payload_digest() == hashlib.sha256(b"p" * 5).digest()
     for bad in (data[:-1], data + b"x", data[:3], b""):
         with pytest.raises(ValueError):
             SignedQuery.from_bytes(bad)
@@ -290,3 +299,33 @@ def test_signer_refuses_what_nodes_would_refuse(pki: TestPki, tls: TlsFiles) -> 
 def test_verifier_needs_a_ca() -> None:
     with pytest.raises(ValueError, match="CA"):
         QueryVerifier([], timedelta(seconds=1), timedelta(0))
+
+
+def test_hostile_payloads_are_typed_refusals() -> None:
+    """Property: deep nesting (which makes Python's JSON parser recurse), an oversized payload and a
+    malformed agreement id are each refused as a malformed query, never a raw exception."""
+    with pytest.raises(InvalidQuery, match="malformed"):
+        QueryPayload.decode(b"[" * 100_000)
+    with pytest.raises(InvalidQuery, match="longer than"):
+        QueryPayload.decode(b" " * (MAX_PAYLOAD_BYTES + 1))
+    with pytest.raises(InvalidQuery, match="agreement id"):
+        payload(agreement="dsa 7\nforged log line")
+    assert payload(agreement="dsa-2026.7").agreement == "dsa-2026.7"
+
+
+def test_an_expired_ca_beside_the_one_used_does_not_refuse(
+    pki: TestPki, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """Property: only the certificates of the chain a signer took are checked for dates: an expired
+    CA also in the trust bundle (a CA rotation) refuses nothing; the CA actually used expiring does."""
+    old_ca, _ = create_ca(tmp_path / "old", not_before=datetime.now(UTC) - timedelta(days=400), days=30)
+    bundle = [
+        x509.load_pem_x509_certificate(pki.ca_cert.read_bytes()),
+        x509.load_pem_x509_certificate(old_ca.read_bytes()),
+    ]
+    v = QueryVerifier(bundle, timedelta(minutes=5), timedelta(minutes=1))
+    v.verify(sign(tls, SQL))
+    later = datetime.now(UTC) + timedelta(days=5)  # the session CA is valid for 2 days
+    with pytest.raises(Unauthenticated, match=r"CA that issued it|analyst certificate") as info:
+        v.verify(sign(tls, SQL, now=later), now=later)
+    assert info.value.reason == "SIGNER_CERTIFICATE_NOT_VALID"

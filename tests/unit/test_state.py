@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from accord.errors import ConfigError
+from accord.errors import ConfigError, InternalError
 from accord.node.config import StateConfig
 from accord.node.state import Answer, MemoryState, NodeState, SqliteState, open_state
 from tests.rooms import ROOT
@@ -31,7 +31,7 @@ def answer(query_id: str = "q-1", analyst: str = "alice", release: bytes = b"\x0
         analyst=analyst,
         query_id=query_id,
         request_digest=hashlib.sha256(f"{analyst}/{query_id}".encode()).digest(),
-        envelope_digest=hashlib.sha256(release).digest(),
+        payload_digest=hashlib.sha256(release).digest(),
         envelope=b"envelope:" + release,
         dataset="citizens",
         epsilon="1/2",
@@ -237,3 +237,21 @@ def test_sqlite_writer_killed_mid_write_loses_nothing_it_confirmed(tmp_path: Pat
         for i in range(confirmed + 1):
             found = state.find("alice", f"q-{i}")
             assert found is not None and found.release == (f"release {i} " * 50).encode()
+
+
+def test_a_failed_group_commit_returns_no_answer_at_all(tmp_path: Path) -> None:
+    """Property: if one answer of a shared commit cannot be written, the whole transaction is rolled
+    back and every caller of that commit gets an error: none is handed a release that is not on disk."""
+    state = SqliteState(tmp_path / "s.db", "county")
+    good, bad = answer("q-good"), answer("q-bad")
+    object.__setattr__(bad, "release", object())  # sqlite cannot store it: the INSERT fails
+    from accord.node.state.sqlite import _Pending
+
+    batch = [_Pending(good), _Pending(bad)]
+    state._commit(batch)
+    for p in batch:
+        with pytest.raises(InternalError):
+            p.outcome()
+    assert state.find("alice", "q-good") is None and state.find("alice", "q-bad") is None
+    assert state.record(good) == good  # the state is usable afterwards
+    state.close()
