@@ -36,7 +36,7 @@ from accord.policies.identity import Identity, identity_from_certificate
 from accord.policies.signing import QueryPayload, QuerySigner, SignedQuery
 from accord.policies.verifying import QueryVerifier, VerifiedQuery
 from bench.common import BenchConfig, Row, median, p95
-from bench.data import COORDINATOR, QUERIES, analyst_signer, ensure_dataset, node_config
+from bench.data import AGREEMENT, COORDINATOR, QUERIES, analyst_signer, ensure_dataset, node_config
 
 __all__ = ["run"]
 
@@ -96,7 +96,7 @@ def measure(cfg: BenchConfig) -> list[Row]:
             for i in range(reps + 5):  # 5 warm-up rounds, not recorded
                 for name in order if i % 2 == 0 else reversed(order):
                     t0 = time.perf_counter()
-                    envelope = signer.sign(str(uuid.uuid4()), sql, EPSILON, now=datetime.now(UTC))
+                    envelope = signer.sign(str(uuid.uuid4()), sql, EPSILON, AGREEMENT, now=datetime.now(UTC))
                     signed_at = time.perf_counter()
                     answerers[name](envelope)
                     done = time.perf_counter()

@@ -10,7 +10,7 @@ happens (SIGTERM first, SIGKILL for anything that does not stop), and the workin
 
     with federation(cfg, nodes=4, analysts=16, rows_per_node=100_000) as fed:
         with fed.coordinator(fed.node_names[:4]) as address:
-            client = AccordClient(address, fed.analyst_tls(fed.analysts[0]))
+            client = AccordClient(address, fed.analyst_tls(fed.analysts[0]), agreement=AGREEMENT)
 """
 
 from __future__ import annotations
@@ -193,6 +193,7 @@ def federation(
                     state=StateConfig("memory")
                     if state == "memory"
                     else StateConfig("sqlite", root / "state" / f"{name}.sqlite3"),
+                    analysts=cluster.analysts,
                 )
                 proc = spawn(name, accord_command("node", "serve", "--config", str(config)), ROOT)
                 cluster.processes.append(proc)

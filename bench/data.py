@@ -28,7 +28,8 @@ node can scan them on every core.
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +39,15 @@ import pyarrow.parquet as pq
 from cryptography import x509
 
 from accord.node.config import DatasetConfig, NodeConfig, StateConfig, write_node_config
+from accord.policies.agreements import draft_agreement
 from accord.policies.pki import CA_CERT, init_federation, leaf_paths
 from accord.policies.signing import QuerySigner
+from accord.query.epsilon import Epsilon
 from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
 from bench.common import BenchConfig
 
 __all__ = [
+    "AGREEMENT",
     "ANALYST",
     "COORDINATOR",
     "DATASET",
@@ -170,6 +174,8 @@ def ensure_dataset(cfg: BenchConfig, rows: int, multi: bool) -> Path:
 
 ANALYST = "bench-analyst"
 NODE = "bench"
+AGREEMENT = "bench"
+"""The agreement every benchmark node holds: every field, every use, a budget no run exhausts."""
 
 
 def ensure_pki(folder: Path) -> Path:
@@ -221,6 +227,9 @@ def node_config(
     coordinators: tuple[str, ...] = (COORDINATOR,),
     max_workers: int = 8,
     state: StateConfig | None = None,
+    analysts: tuple[str, ...] = (ANALYST,),
+    min_group_size: int = 0,
+    consent: Path | None = None,
 ) -> Path:
     """Write a node config serving ``data`` as dataset ``citizens`` (with the node's own config
     writer); return the TOML's path.
@@ -230,7 +239,9 @@ def node_config(
     certificates as ``nodes/<name>.pem``; by default :func:`ensure_pki` beside the data: the node
     checks signed queries against its CA). ``state`` defaults to the memory backend (the in-process suites
     measure answers, not restarts; the state row measures SQLite against it). Bounds and categories
-    are the generator's (see the module docstring)."""
+    are the generator's (see the module docstring). Beside it, ``<out>.agreements/`` holds the
+    agreement :data:`AGREEMENT` covering ``analysts`` (with ``min_group_size``); ``consent`` is
+    the consent register's path (default beside the config)."""
     if out is None:
         out = data.with_name(f"{data.stem}.{name}.k{max_rows_per_person}.toml")
     tls = (pki if pki is not None else ensure_pki(data.parent / "pki")).resolve()
@@ -245,6 +256,24 @@ def node_config(
             DatasetConfig(citizens_schema(max_rows_per_person), data.resolve(), "parquet", on_violation),
         ),
         state=state or StateConfig("memory"),
+        agreements_dir=out.with_name(out.stem + ".agreements"),
+        consent_path=consent or out.with_name(out.stem + ".consent.sqlite3"),
         max_workers=max_workers,
+        max_epsilon=Epsilon(Fraction(100)),
     )
+    config.agreements_dir.mkdir(parents=True, exist_ok=True)
+    schemas = {d.schema.name: d.schema for d in config.datasets}
+    text = draft_agreement(
+        AGREEMENT,
+        name,
+        schemas,
+        analysts,
+        per_query="100",
+        per_analyst="1000000",
+        total="1000000",
+        min_group_size=min_group_size,
+        valid_from=date(2000, 1, 1),
+        valid_until=date(2999, 12, 31),
+    )
+    (config.agreements_dir / f"{AGREEMENT}.toml").write_text(text, encoding="utf-8")
     return write_node_config(config, out)

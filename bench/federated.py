@@ -41,7 +41,7 @@ import psutil
 from accord.coordinator.client import AccordClient
 from bench.cluster import EPSILON, Cluster, federation, node_rows
 from bench.common import BenchConfig, Row, median, p95, write_json
-from bench.data import QUERIES
+from bench.data import AGREEMENT, QUERIES
 
 SUITE = "federated"
 WARMUP_ROUNDS = 2  # the first queries also fetch the catalogs and open the node channels
@@ -65,7 +65,7 @@ def measure(
     cpu: dict[str, list[float]] = {task: [0.0, 0.0] for task in QUERIES}  # coordinator, nodes
     with (
         fed.coordinator(fed.node_names[:n]) as address,
-        AccordClient(address, fed.analyst_tls(analyst)) as client,
+        AccordClient(address, fed.analyst_tls(analyst), agreement=AGREEMENT) as client,
     ):
         coordinator_proc = psutil.Process(fed.pid(f"coordinator-{n}"))
         node_procs = [psutil.Process(fed.pid(name)) for name in fed.node_names[:n]]

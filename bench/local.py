@@ -32,7 +32,7 @@ from accord.node.servicer import serialize_release
 from accord.policies.identity import Identity
 from accord.policies.signing import SignedQuery
 from bench.common import BenchConfig, Row, median, p95
-from bench.data import COORDINATOR, QUERIES, analyst_signer, ensure_dataset, node_config, plain_sql
+from bench.data import AGREEMENT, COORDINATOR, QUERIES, analyst_signer, ensure_dataset, node_config, plain_sql
 
 SUITE = "local"
 NOTES = {
@@ -56,7 +56,7 @@ def accord_answerer(config: Path) -> Callable[[str], bytes]:
     def answer(sql: str) -> bytes:
         batch = signed.setdefault(sql, [])
         if not batch:  # sign ahead, untimed: signing is the analyst's work, not the node's
-            batch.extend(analyst.sign(str(uuid.uuid4()), sql, EPSILON) for _ in range(64))
+            batch.extend(analyst.sign(str(uuid.uuid4()), sql, EPSILON, AGREEMENT) for _ in range(64))
         return service.answer(caller, batch.pop(), serialize_release)
 
     return answer

@@ -49,14 +49,14 @@ from accord.node.config import load_node_config
 from accord.node.server import build_service
 from accord.node.servicer import serialize_release
 from accord.policies.identity import Identity
-from bench.data import analyst_signer
+from bench.data import AGREEMENT, analyst_signer
 config, caller, queries = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 node = load_node_config(config)
 service = build_service(node)
 who = Identity("coordinator", caller)
 analyst = analyst_signer(node.tls_ca.parent)
 for sql in queries:
-    service.answer(who, analyst.sign(str(uuid.uuid4()), sql, "1"), serialize_release)
+    service.answer(who, analyst.sign(str(uuid.uuid4()), sql, "1", AGREEMENT), serialize_release)
 print("VmHWM_MB", _vm_hwm_mb())
 """
 )

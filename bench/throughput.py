@@ -32,7 +32,7 @@ from accord.coordinator.client import AccordClient
 from accord.errors import AccordError
 from bench.cluster import EPSILON, federation, node_rows
 from bench.common import BenchConfig, Row, median, p95, write_json
-from bench.data import QUERIES
+from bench.data import AGREEMENT, QUERIES
 
 SUITE = "throughput"
 NODES = 4
@@ -142,7 +142,7 @@ def measure(cfg: BenchConfig, seconds: float | None = None, state: str = "sqlite
     ):
         try:
             for analyst in fed.analysts:
-                clients.append(AccordClient(address, fed.analyst_tls(analyst)))
+                clients.append(AccordClient(address, fed.analyst_tls(analyst), agreement=AGREEMENT))
                 # Connect and let the coordinator fetch the catalogs before the clock starts.
                 clients[-1].query_release(QUERIES["count"], EPSILON, timeout=60)
             procs = {

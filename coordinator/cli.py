@@ -1,4 +1,4 @@
-"""``accord coordinator serve``, ``accord query`` and ``accord catalog``."""
+"""``accord coordinator serve``, ``accord query``, ``accord catalog`` and ``accord budget``."""
 
 from __future__ import annotations
 
@@ -11,14 +11,17 @@ from typing import Any
 
 from accord.coordinator.client import DEFAULT_PROFILE, DEFAULT_TIMEOUT, AccordClient, load_profile
 from accord.coordinator.config import load_coordinator_config
+from accord.coordinator.explanation import format_explanation
 from accord.coordinator.server import start_coordinator
 from accord.coordinator.table import format_release
 from accord.errors import ConfigError
+from accord.query.budget_report import budget_json, budget_table
 from accord.rpc.serving import serve_until_signal
 from accord.rpc.transport import TlsFiles
 
 __all__ = [
     "register",
+    "register_budget",
     "register_catalog",
     "register_query",
 ]
@@ -91,14 +94,19 @@ def _connect(args: argparse.Namespace) -> AccordClient:
         profile = load_profile(profile_path)
         address = args.coordinator or profile.coordinator
         name = args.coordinator_name or profile.coordinator_name
-        return AccordClient(address, profile.tls, name)
+        return AccordClient(
+            address, profile.tls, name, agreement=getattr(args, "agreement", None) or profile.agreement
+        )
     if not all(explicit) or not args.coordinator:
         raise ConfigError(
             "say how to reach the coordinator: --profile FILE, "
             "or all of --coordinator HOST:PORT --cert --key --ca"
         )
     return AccordClient(
-        args.coordinator, TlsFiles(args.cert, args.key, args.ca), args.coordinator_name or "coordinator"
+        args.coordinator,
+        TlsFiles(args.cert, args.key, args.ca),
+        args.coordinator_name or "coordinator",
+        agreement=getattr(args, "agreement", None) or "",
     )
 
 
@@ -118,6 +126,21 @@ def register_query(sub: Any) -> None:
     parser.add_argument("-f", "--file", type=Path, help="read the query from this file")
     parser.add_argument(
         "--epsilon", required=True, help="privacy budget to spend at each node, e.g. 0.5 or 1/4"
+    )
+    parser.add_argument(
+        "--agreement", help="the data-sharing agreement the query is asked under (default: the profile's)"
+    )
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="preview instead: the cost at each node, what would be left, each number's 95%% half-width; "
+        "spends nothing",
+    )
+    parser.add_argument(
+        "--target-half-width",
+        type=float,
+        metavar="H",
+        help="with --explain: also say the epsilon each count or sum needs for a 95%% half-width of H",
     )
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
     parser.add_argument(
@@ -144,6 +167,15 @@ def _sql(args: argparse.Namespace) -> str:
 
 def _query(args: argparse.Namespace) -> int:
     sql = _sql(args)
+    if args.target_half_width is not None and not args.explain:
+        raise ConfigError("--target-half-width goes with --explain (a preview); add --explain")
+    if args.explain:
+        with _connect(args) as client:
+            explanation = client.explain(
+                sql, args.epsilon, target_half_width=args.target_half_width, timeout=args.timeout
+            )
+        sys.stdout.write(format_explanation(explanation, args.format, args.target_half_width))
+        return 0
     with _connect(args) as client:
         release = client.query_release(
             sql, args.epsilon, require_all=args.require_all, query_id=args.query_id, timeout=args.timeout
@@ -165,13 +197,14 @@ def register_catalog(sub: Any) -> None:
         "categories, and which nodes hold it, and whether each node is up.",
     )
     parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("--agreement", help="show only what this data-sharing agreement grants")
     _add_connection_args(parser)
     parser.set_defaults(func=_catalog)
 
 
 def _catalog(args: argparse.Namespace) -> int:
     with _connect(args) as client:
-        catalog = client.catalog(timeout=args.timeout)
+        catalog = client.catalog(timeout=args.timeout, agreement=args.agreement or "")
         nodes = client.nodes(timeout=args.timeout)
     if args.format == "json":
         out = {
@@ -213,4 +246,26 @@ def _catalog(args: argparse.Namespace) -> int:
                 shown = ", ".join(map(str, c.categories[:8])) + (" ..." if len(c.categories) > 8 else "")
                 extra.append(f"groups: {shown}")
             print(f"  {c.name:<28} {c.type.value:<8} {'; '.join(extra)}")
+    return 0
+
+
+def register_budget(sub: Any) -> None:
+    parser = sub.add_parser(
+        "budget",
+        help="your spent and remaining privacy budget at every node",
+        description="Ask every node, through the coordinator, for your privacy budget under each "
+        "agreement that covers you: epsilon spent and left against your per-analyst cap and the "
+        "agreement's total. Node operators see every analyst with `accord node budget`.",
+    )
+    parser.add_argument("--agreement", help="only this agreement")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    _add_connection_args(parser)
+    parser.set_defaults(func=_budget)
+
+
+def _budget(args: argparse.Namespace) -> int:
+    with _connect(args) as client:
+        lines, unreachable = client.budget(args.agreement or "", timeout=args.timeout)
+    render = budget_json if args.format == "json" else budget_table
+    sys.stdout.write(render(lines, unreachable))
     return 0

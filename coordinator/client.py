@@ -4,12 +4,16 @@
 from accord.coordinator.client import AccordClient
 
 with AccordClient.from_profile("~/.config/accord/profile.toml") as client:
-    table = client.query("SELECT district, COUNT(*) FROM citizens GROUP BY district", epsilon="0.5")
+    sql = "SELECT district, COUNT(*) FROM citizens GROUP BY district"
+    print(client.explain(sql, epsilon="0.5", agreement="dsa-2026-007"))   # spends nothing
+    table = client.query(sql, epsilon="0.5", agreement="dsa-2026-007")
+    lines, unreachable = client.budget()
 ```
 
-``query`` returns a ``pyarrow.Table``: the group columns, then for each aggregate its value,
-95% interval and noise scale, and a ``nodes`` column (see :mod:`coordinator.table`). Retries of a
-failed call reuse the same query id, so a node never charges twice for one question.
+Every query is asked under a data-sharing agreement: pass ``agreement=`` or set ``agreement`` in
+the profile. ``query`` returns a ``pyarrow.Table``: the group columns, then for each aggregate its
+value, 95% interval and noise scale, and a ``nodes`` column (see :mod:`coordinator.table`).
+Retries of a failed call reuse the same query id, so a node never charges twice for one question.
 """
 
 from __future__ import annotations
@@ -28,12 +32,13 @@ from accord.config import Table, read_toml
 from accord.coordinator.nodes import RECONNECT_BACKOFF_MS
 from accord.coordinator.table import to_arrow
 from accord.errors import ConfigError, DeadlineExceeded, Unavailable
-from accord.policies.signing import QuerySigner
+from accord.policies.signing import AGREEMENT_ID, QuerySigner
 from accord.protos import convert
 from accord.protos.rpcstatus import error_from_rpc
 from accord.protos.v1 import coordinator_pb2, coordinator_pb2_grpc
 from accord.query.epsilon import Epsilon
 from accord.query.model import QueryRequest
+from accord.query.preview import BudgetLine, FederatedExplanation
 from accord.query.release import FederatedRelease
 from accord.query.schema import DatasetSchema
 from accord.rpc.timing import (
@@ -67,6 +72,7 @@ class Profile:
     cert = "certs/analysts/alice.pem"
     key = "certs/analysts/alice.key"
     ca = "certs/ca.pem"
+    agreement = "dsa-2026-007"         # optional: the agreement queries are asked under by default
     ```
     Relative paths resolve against the profile's directory.
     """
@@ -74,19 +80,24 @@ class Profile:
     coordinator: str
     tls: TlsFiles
     coordinator_name: str = "coordinator"
+    agreement: str = ""
 
 
 def load_profile(path: str | Path) -> Profile:
     """Read an analyst profile; every mistake names the file, the key and the fix."""
     path = Path(path).expanduser()
     top = Table(path, "", read_toml(path, "pass --profile FILE or --coordinator/--cert/--key/--ca"))
-    top.check_keys({"coordinator", "coordinator_name", "cert", "key", "ca"})
+    top.check_keys({"coordinator", "coordinator_name", "cert", "key", "ca", "agreement"})
     address = top.address("coordinator", listen=False)
     name = top.name("coordinator_name", top.get("coordinator_name", str, "coordinator"))
+    agreement = top.get("agreement", str, "")
+    if agreement and not AGREEMENT_ID.fullmatch(agreement):
+        raise top.error("agreement", "is not an agreement id; use the id the agreement publishes")
     return Profile(
         coordinator=address,
         tls=TlsFiles(top.path("cert"), top.path("key"), top.path("ca")),
         coordinator_name=name,
+        agreement=agreement,
     )
 
 
@@ -94,9 +105,16 @@ class AccordClient:
     """A connection to one coordinator over mTLS. Thread-safe; close it (or use ``with``)."""
 
     def __init__(
-        self, address: str, tls: TlsFiles, coordinator_name: str = "coordinator", retries: int = 2
+        self,
+        address: str,
+        tls: TlsFiles,
+        coordinator_name: str = "coordinator",
+        retries: int = 2,
+        agreement: str = "",
     ) -> None:
         self.address = address
+        self.agreement = agreement
+        """The agreement queries are asked under when a call names none."""
         first, longest = RECONNECT_BACKOFF_MS  # a restarted coordinator is found again within a second
         self._channel = secure_channel(
             address,
@@ -125,7 +143,7 @@ class AccordClient:
     @classmethod
     def from_profile(cls, path: str | Path = DEFAULT_PROFILE) -> AccordClient:
         profile = load_profile(path)
-        return cls(profile.coordinator, profile.tls, profile.coordinator_name)
+        return cls(profile.coordinator, profile.tls, profile.coordinator_name, agreement=profile.agreement)
 
     def __enter__(self) -> AccordClient:
         return self
@@ -167,12 +185,14 @@ class AccordClient:
         require_all: bool = False,
         query_id: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        agreement: str | None = None,
     ) -> FederatedRelease:
-        """Run ``sql`` spending ``epsilon`` at each node; the combined release.
+        """Run ``sql`` under ``agreement`` (default: the client's), spending ``epsilon`` at each
+        node; the combined release.
 
         ``epsilon`` is best given as text (``"0.5"``, ``"1/3"``): it is signed exactly as written."""
         return self.query_release_timed(
-            sql, epsilon, require_all=require_all, query_id=query_id, timeout=timeout
+            sql, epsilon, require_all=require_all, query_id=query_id, timeout=timeout, agreement=agreement
         )[0]
 
     def query_release_timed(
@@ -183,13 +203,13 @@ class AccordClient:
         require_all: bool = False,
         query_id: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        agreement: str | None = None,
     ) -> tuple[FederatedRelease, ServerTiming]:
         """Like :meth:`query_release`, with the coordinator's own time and the slowest node's time
         for this query (see :mod:`accord.rpc.timing`): what benchmarks need to tell the federation's
         overhead from the nodes' work."""
         text = epsilon if isinstance(epsilon, str) else str(epsilon)
-        # Refuse here what every node would refuse, before anything is signed or sent.
-        request = QueryRequest(query_id or str(uuid.uuid4()), sql, Epsilon.parse(text))
+        request = self._request(sql, text, query_id, agreement)
 
         def signed() -> coordinator_pb2.SubmitRequest:
             envelope = self._signer.sign(
@@ -214,16 +234,90 @@ class AccordClient:
         require_all: bool = False,
         query_id: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        agreement: str | None = None,
     ) -> Any:
         """Like :meth:`query_release`, as a ``pyarrow.Table``."""
         return to_arrow(
-            self.query_release(sql, epsilon, require_all=require_all, query_id=query_id, timeout=timeout)
+            self.query_release(
+                sql, epsilon, require_all=require_all, query_id=query_id, timeout=timeout, agreement=agreement
+            )
         )
 
-    def catalog(self, timeout: float = 30.0) -> dict[str, tuple[DatasetSchema, tuple[str, ...]]]:
-        """Every dataset in the federation: its public metadata and the nodes holding it."""
+    def _request(self, sql: str, epsilon: str, query_id: str | None, agreement: str | None) -> QueryRequest:
+        """The request, refused here for what every node would refuse, before anything is signed."""
+        parsed = Epsilon.parse(epsilon)
+        chosen = self.agreement if agreement is None else agreement
+        if not chosen:
+            raise ConfigError(
+                "name the data-sharing agreement the query is asked under: --agreement ID (or agreement = "
+                '"ID" in your profile, or agreement= in Python); `accord budget` lists yours'
+            )
+        if not AGREEMENT_ID.fullmatch(chosen):
+            raise ConfigError(f"{chosen[:40]!r} is not an agreement id; use the id the agreement publishes")
+        return QueryRequest(query_id or str(uuid.uuid4()), sql, parsed, chosen)
+
+    def explain(
+        self,
+        sql: str,
+        epsilon: str | Fraction | Epsilon,
+        *,
+        target_half_width: float | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        agreement: str | None = None,
+    ) -> FederatedExplanation:
+        """Preview ``sql`` at ``epsilon`` without spending anything: what it would cost at each node,
+        what the analyst would have left, and each number's expected 95% half-width (and, with
+        ``target_half_width``, the epsilon that reaches it)."""
+        text = epsilon if isinstance(epsilon, str) else str(epsilon)
+        request = self._request(sql, text, None, agreement)
+        if target_half_width is not None and not target_half_width > 0:
+            raise ConfigError("the target half-width must be a positive number, e.g. 50")
+
+        def signed() -> coordinator_pb2.FederatedExplainRequest:
+            envelope = self._signer.sign(
+                request.query_id,
+                sql,
+                text,
+                request.agreement,
+                coordinator=self._coordinator_name,
+                kind="explain",
+            )
+            return coordinator_pb2.FederatedExplainRequest(
+                query=convert.signed_query_to_pb(envelope), target_half_width=target_half_width or 0.0
+            )
+
+        reply, _ = self._call_with_metadata(self._stub.Explain, signed, timeout, retry=True)
+        return convert.federated_explanation_from_pb(reply)
+
+    def budget(
+        self, agreement: str = "", timeout: float = 30.0
+    ) -> tuple[dict[str, tuple[BudgetLine, ...]], dict[str, str]]:
+        """This analyst's budget at every node (under ``agreement``, or every agreement covering
+        them): lines by node, and the nodes that could not be asked."""
+        if agreement and not AGREEMENT_ID.fullmatch(agreement):
+            raise ConfigError(
+                f"{agreement[:40]!r} is not an agreement id; use the id the agreement publishes"
+            )
+
+        def signed() -> coordinator_pb2.FederatedBudgetRequest:
+            envelope = self._signer.sign(
+                str(uuid.uuid4()), "", "", agreement, coordinator=self._coordinator_name, kind="budget"
+            )
+            return coordinator_pb2.FederatedBudgetRequest(request=convert.signed_query_to_pb(envelope))
+
+        reply, _ = self._call_with_metadata(self._stub.GetBudget, signed, timeout, retry=True)
+        return convert.federated_budget_from_pb(reply)
+
+    def catalog(
+        self, timeout: float = 30.0, agreement: str = ""
+    ) -> dict[str, tuple[DatasetSchema, tuple[str, ...]]]:
+        """Every dataset in the federation: its public metadata and the nodes holding it; with
+        ``agreement``, only what that agreement grants (and the nodes holding it)."""
         reply = self._call(
-            self._stub.GetCatalog, coordinator_pb2.FederatedCatalogRequest(), timeout, retry=True
+            self._stub.GetCatalog,
+            coordinator_pb2.FederatedCatalogRequest(agreement=agreement),
+            timeout,
+            retry=True,
         )
         return {d.schema.name: (convert.schema_from_pb(d.schema), tuple(d.nodes)) for d in reply.datasets}
 

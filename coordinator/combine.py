@@ -25,6 +25,14 @@ the mean of the nodes' means. Each node added independent noise, so:
 
 Rows are aligned by group key (the union of the nodes' keys, in order of first appearance going
 through the nodes by name); a node without a group contributes nothing to it.
+
+Small-cell suppression: under an agreement with a minimum group size each node measures every
+group's noisy ``COUNT(*)`` (its ``support``). A combined group is suppressed when the combined noisy
+count (the sum of the nodes' supports) is below the largest minimum of the contributing nodes, or
+when a node sent it already suppressed (its values are missing, so no combined value would be
+whole). A suppressed group keeps its key and carries no values. Judging the combined count, not
+each node's, is what the published table needs: a district node holds nobody living in the other
+district, so judging each node's count would suppress every group for the whole federation.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ from accord.query.release import (
     ReleaseColumn,
     ReleaseRow,
     ratio_estimate,
+    suppressed_row,
 )
 
 
@@ -136,29 +145,25 @@ def combine(
     columns = _check_columns(releases)
     _check_same(releases, "dataset", "dataset")
     _check_same(releases, "epsilon", "epsilon")
+    _check_same(releases, "agreement", "agreement")
     first = releases[names[0]]
     epsilon = first.epsilon
     aggregates = [c for c in columns if not c.is_group]
+    minimum = max(r.min_group_size for r in releases.values())
 
-    cells_by_group: dict[tuple[Literal, ...], list[tuple[Cell, ...]]] = {}
+    rows_by_group: dict[tuple[Literal, ...], list[ReleaseRow]] = {}
     for name in names:
         for row in releases[name].rows:
-            if len(row.cells) != len(aggregates):
+            if len(row.cells) != (0 if row.suppressed else len(aggregates)):
                 raise InternalError(
                     f"node {name} sent {len(row.cells)} cell(s) in a row of a query with "
                     f"{len(aggregates)} aggregate(s)"
                 )
-            cells_by_group.setdefault(tuple(row.group), []).append(row.cells)
+            rows_by_group.setdefault(tuple(row.group), []).append(row)
 
     rows = tuple(
-        ReleaseRow(
-            group,
-            tuple(
-                _combine_cell(col, [cells[i] for cells in per_node], bounds or {})
-                for i, col in enumerate(aggregates)
-            ),
-        )
-        for group, per_node in cells_by_group.items()
+        _combine_row(group, per_node, aggregates, minimum, bounds or {})
+        for group, per_node in rows_by_group.items()
     )
     return FederatedRelease(
         query_id=query_id,
@@ -168,7 +173,33 @@ def combine(
         epsilon=epsilon,
         contributing_nodes=tuple(names),
         missing=dict(missing),
+        agreement=first.agreement,
+        min_group_size=minimum,
     )
+
+
+def _combine_row(
+    group: tuple[Literal, ...],
+    per_node: Sequence[ReleaseRow],
+    aggregates: Sequence[ReleaseColumn],
+    minimum: int,
+    bounds: Mapping[str, tuple[float, float]],
+) -> ReleaseRow:
+    """One combined group, suppressed as the module docstring says."""
+    if any(row.suppressed for row in per_node):
+        return suppressed_row(group)
+    support = None
+    if minimum > 0:
+        # A node that measured no support (its agreement sets no minimum) adds nothing to the
+        # combined count: the group can only look smaller, so it is suppressed more, never less.
+        supports = [row.support for row in per_node if row.support is not None]
+        support = combine_estimates(supports) if supports else None
+        if support is None or support.value < minimum:
+            return suppressed_row(group)
+    cells = tuple(
+        _combine_cell(col, [row.cells[i] for row in per_node], bounds) for i, col in enumerate(aggregates)
+    )
+    return ReleaseRow(group, cells, support=support)
 
 
 def _combine_cell(

@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent import futures
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import grpc
 
@@ -26,6 +27,7 @@ from accord.policies.signing import SignedQuery
 from accord.protos import convert
 from accord.protos.rpcstatus import error_from_rpc
 from accord.protos.v1 import node_pb2, node_pb2_grpc
+from accord.query.preview import BudgetLine, NodeExplanation
 from accord.query.release import Release
 from accord.query.schema import DatasetSchema
 from accord.rpc.timing import NODE_SECONDS, seconds_from_metadata
@@ -38,6 +40,7 @@ __all__ = [
     "FanOutPool",
     "FanOutResult",
     "NodeClient",
+    "ask_each",
     "describe",
     "fan_out",
     "holders",
@@ -45,6 +48,7 @@ __all__ = [
 
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CATALOG_TTL_SECONDS = 30.0
 CATALOG_DEADLINE_SECONDS = 5.0
@@ -143,6 +147,32 @@ class NodeClient:
             self.last_error = reason
             self._catalog_at = 0.0
 
+    def catalog_under(self, agreement: str, timeout: float) -> tuple[DatasetSchema, ...]:
+        """What ``agreement`` grants at this node (asked now, not cached). Raises ``grpc.RpcError``."""
+        reply = self._stub.GetCatalog(node_pb2.GetCatalogRequest(agreement=agreement), timeout=timeout)
+        return convert.catalog_from_pb(reply)[1]
+
+    def explain(self, signed: SignedQuery, target: float | None, deadline_at: float) -> NodeExplanation:
+        """This node's preview of ``signed`` (blocking). Raises ``grpc.RpcError``."""
+        request = node_pb2.ExplainRequest(
+            query=convert.signed_query_to_pb(signed), target_half_width=target or 0.0
+        )
+        reply = self._stub.Explain(request, timeout=_left(deadline_at, self.name))
+        explanation = convert.explanation_from_pb(reply)
+        if explanation.node != self.name:
+            raise InternalError(f"node {self.name} previewed as node {explanation.node!r}")
+        return explanation
+
+    def budget(self, signed: SignedQuery, deadline_at: float) -> tuple[BudgetLine, ...]:
+        """The signing analyst's budget lines at this node (blocking). Raises ``grpc.RpcError``."""
+        request = node_pb2.BudgetRequest(request=convert.signed_query_to_pb(signed))
+        node, lines = convert.node_budget_from_pb(
+            self._stub.GetBudget(request, timeout=_left(deadline_at, self.name))
+        )
+        if node != self.name:
+            raise InternalError(f"node {self.name} answered for node {node!r}")
+        return lines
+
     def answer(self, request: node_pb2.AnswerRequest, deadline_at: float) -> tuple[Release, float | None]:
         """Ask this node (blocking) until the monotonic time ``deadline_at``: its release and the
         handler time it reported (see :mod:`accord.rpc.timing`). Raises ``grpc.RpcError`` for a failed
@@ -152,6 +182,33 @@ class NodeClient:
             raise DeadlineExceeded(f"node {self.name}: deadline exceeded before the call could start")
         reply, call = self._stub.Answer.with_call(request, timeout=timeout)
         return convert.release_from_pb(reply), seconds_from_metadata(call.trailing_metadata(), NODE_SECONDS)
+
+
+def _left(deadline_at: float, name: str) -> float:
+    timeout = deadline_at - time.monotonic()
+    if timeout <= 0:
+        raise DeadlineExceeded(f"node {name}: deadline exceeded before the call could start")
+    return timeout
+
+
+def ask_each(
+    clients: Iterable[NodeClient], call: Callable[[NodeClient], T], pool: FanOutPool
+) -> tuple[dict[str, T], dict[str, Failure]]:
+    """``call(client)`` for every client at once (on ``pool``); what each returned, and each
+    failure (a refusal, a failed call, a malformed reply) by node name."""
+    pending = {c.name: pool.run(call, c) for c in clients}
+    results: dict[str, T] = {}
+    errors: dict[str, Failure] = {}
+    for name, future in pending.items():
+        try:
+            results[name] = future.result()
+        except grpc.RpcError as err:
+            errors[name] = error_from_rpc(err, peer=f"node {name}")
+        except futures.CancelledError:
+            errors[name] = Unavailable(f"node {name}: the coordinator is shutting down")
+        except (AccordError, InternalError) as err:
+            errors[name] = err
+    return results, errors
 
 
 class FanOutPool:
@@ -167,6 +224,9 @@ class FanOutPool:
         self, client: NodeClient, request: node_pb2.AnswerRequest, deadline_at: float
     ) -> futures.Future[tuple[Release, float | None]]:
         return self._pool.submit(client.answer, request, deadline_at)
+
+    def run(self, call: Callable[[NodeClient], T], client: NodeClient) -> futures.Future[T]:
+        return self._pool.submit(call, client)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

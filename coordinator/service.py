@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Iterable, Mapping
 
 from accord.coordinator.combine import combine
 from accord.coordinator.config import CoordinatorConfig
-from accord.coordinator.nodes import FanOutPool, NodeClient, describe, fan_out, holders
+from accord.coordinator.nodes import FanOutPool, NodeClient, ask_each, describe, fan_out, holders
+from accord.coordinator.preview import combine_previews
 from accord.errors import (
     BudgetExhausted,
     Failure,
@@ -31,6 +33,7 @@ from accord.errors import (
 from accord.policies.identity import Identity
 from accord.policies.signing import QueryPayload, SignedQuery
 from accord.query.model import Query
+from accord.query.preview import BudgetLine, FederatedExplanation
 from accord.query.release import FederatedRelease
 from accord.query.schema import DatasetSchema
 from accord.query.sql import parse, validate
@@ -102,37 +105,58 @@ class CoordinatorService:
                 datasets.setdefault(schema.name, (schema, []))[1].append(name)
         return {k: (s, tuple(n)) for k, (s, n) in sorted(datasets.items())}, unreachable
 
-    def submit(self, caller: Identity, signed: SignedQuery, require_all: bool = False) -> FederatedRelease:
-        return self.submit_timed(caller, signed, require_all)[0]
+    def catalog_under(
+        self, agreement: str
+    ) -> tuple[dict[str, tuple[DatasetSchema, tuple[str, ...]]], dict[str, str]]:
+        """What ``agreement`` grants at each node holding it, and the nodes that hold no such
+        agreement or could not be asked (asked now: grants are not cached)."""
+        timeout = self.config.deadline_seconds
+        found, errors = ask_each(
+            self.clients.values(), lambda c: c.catalog_under(agreement, timeout), self._pool
+        )
+        datasets: dict[str, tuple[DatasetSchema, list[str]]] = {}
+        for name in sorted(found):
+            for schema in found[name]:
+                datasets.setdefault(schema.name, (schema, []))[1].append(name)
+        if not found:
+            self._raise_common_refusal(errors)
+        return {k: (s, tuple(n)) for k, (s, n) in sorted(datasets.items())}, {
+            n: describe(e) for n, e in errors.items()
+        }
 
-    def submit_timed(
-        self, caller: Identity, signed: SignedQuery, require_all: bool = False
-    ) -> tuple[FederatedRelease, float | None]:
-        """Like :meth:`submit`, with the slowest answering node's own time (seconds, as the nodes
-        reported it; ``None`` if none did).
-
-        The coordinator decodes a copy of the signed payload to route the query and to refuse early
-        what every node would refuse; it never changes or re-encodes it, and it does not check the
-        signature (the nodes do: the coordinator's word counts for nothing there)."""
+    def _checked_payload(self, caller: Identity, signed: SignedQuery, kind: str) -> QueryPayload:
+        """The payload of ``signed``, refused early (the nodes check again, for real) when it was
+        not signed by the caller, for this coordinator, as a request of ``kind``."""
         self.authorise(caller)
         payload = QueryPayload.decode(signed.payload)
         if payload.analyst != caller.name:
             raise Unauthenticated(
-                f"the query is signed by analyst {payload.analyst[:63]!r} but was sent by {caller}; analysts "
-                "send their own signed queries",
+                f"the request is signed by analyst {payload.analyst[:63]!r} but was sent by {caller}; "
+                "analysts "
+                "send their own signed requests",
                 "ANALYST_MISMATCH",
                 {"caller": str(caller)},
             )
         if payload.coordinator != self.config.name:
             raise PermissionDenied(
-                f"the query is signed for coordinator {payload.coordinator[:63]!r}, not "
+                f"the request is signed for coordinator {payload.coordinator[:63]!r}, not "
                 f"{self.config.name!r}; sign it for the coordinator you send it to (the client does: check "
                 "coordinator_name in your profile)",
                 "QUERY_FOR_ANOTHER_COORDINATOR",
                 {"caller": str(caller)},
             )
-        request = payload.request()
-        query = self._parse(request.sql)
+        if payload.kind != kind:
+            raise PermissionDenied(
+                f"this is a {payload.kind} request, sent as a {kind} request; the client signs each kind",
+                "WRONG_REQUEST_KIND",
+                {"caller": str(caller)},
+            )
+        return payload
+
+    def _route(self, sql: str) -> tuple[Query, dict[str, DatasetSchema], dict[str, str]]:
+        """The parsed query, the nodes holding its dataset (validated against each one's public
+        metadata) and the nodes that could not be asked."""
+        query = self._parse(sql)
         found, unknown = holders(self.clients, query.dataset)
         if not found:
             if unknown:
@@ -146,6 +170,59 @@ class CoordinatorService:
                 (Violation("from", f"unknown dataset {query.dataset}"),),
             )
         _validate_once_per_schema(query, found)
+        return query, found, unknown
+
+    def explain(
+        self, caller: Identity, signed: SignedQuery, target: float | None = None
+    ) -> FederatedExplanation:
+        """Every holder's preview of ``signed`` (signed for preview) and the combined answer's noise."""
+        payload = self._checked_payload(caller, signed, "explain")
+        request = payload.request()
+        query, found, unknown = self._route(request.sql)
+        deadline_at = time.monotonic() + self.config.deadline_seconds
+        previews, errors = ask_each(
+            [self.clients[n] for n in sorted(found)],
+            lambda c: c.explain(signed, target, deadline_at),
+            self._pool,
+        )
+        if not previews:
+            self._raise_common_refusal(errors)
+        refused = dict(unknown) | {n: describe(e) for n, e in errors.items()}
+        answering = [previews[n] for n in sorted(previews)]
+        return FederatedExplanation(
+            query_id=request.query_id,
+            dataset=query.dataset,
+            nodes=tuple(answering),
+            refused=refused,
+            combined=combine_previews([p for p in answering if p.fits], request.epsilon, target),
+        )
+
+    def budget(
+        self, caller: Identity, signed: SignedQuery
+    ) -> tuple[dict[str, tuple[BudgetLine, ...]], dict[str, str]]:
+        """The signing analyst's budget lines at every node, and the nodes that could not say."""
+        self._checked_payload(caller, signed, "budget")
+        deadline_at = time.monotonic() + self.config.deadline_seconds
+        lines, errors = ask_each(self.clients.values(), lambda c: c.budget(signed, deadline_at), self._pool)
+        if not lines and errors:
+            self._raise_common_refusal(errors)
+        return lines, {n: describe(e) for n, e in errors.items()}
+
+    def submit(self, caller: Identity, signed: SignedQuery, require_all: bool = False) -> FederatedRelease:
+        return self.submit_timed(caller, signed, require_all)[0]
+
+    def submit_timed(
+        self, caller: Identity, signed: SignedQuery, require_all: bool = False
+    ) -> tuple[FederatedRelease, float | None]:
+        """Like :meth:`submit`, with the slowest answering node's own time (seconds, as the nodes
+        reported it; ``None`` if none did).
+
+        The coordinator decodes a copy of the signed payload to route the query and to refuse early
+        what every node would refuse; it never changes or re-encodes it, and it does not check the
+        signature (the nodes do: the coordinator's word counts for nothing there)."""
+        payload = self._checked_payload(caller, signed, "query")
+        request = payload.request()
+        query, found, unknown = self._route(request.sql)
         if require_all and unknown:
             raise PartialFailure(self._missing_message(unknown), unknown)
         result = fan_out(

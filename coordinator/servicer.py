@@ -84,11 +84,34 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         self, request: coordinator_pb2.FederatedCatalogRequest, context: grpc.ServicerContext
     ) -> coordinator_pb2.FederatedCatalogResponse:
         self._service.authorise(peer_identity(context))
-        datasets, unreachable = self._service.federated_catalog()
+        if request.agreement:
+            datasets, unreachable = self._service.catalog_under(request.agreement)
+        else:
+            datasets, unreachable = self._service.federated_catalog()
         return coordinator_pb2.FederatedCatalogResponse(
             datasets=[
                 coordinator_pb2.FederatedDataset(schema=convert.schema_to_pb(schema), nodes=list(holders))
                 for schema, holders in datasets.values()
             ],
+            unreachable=convert.missing_to_pb(unreachable),
+        )
+
+    @rpc_boundary
+    def Explain(
+        self, request: coordinator_pb2.FederatedExplainRequest, context: grpc.ServicerContext
+    ) -> coordinator_pb2.FederatedExplanation:
+        caller = peer_identity(context)
+        signed = convert.signed_query_from_pb(request.query)
+        target = request.target_half_width if request.target_half_width > 0 else None
+        return convert.federated_explanation_to_pb(self._service.explain(caller, signed, target))
+
+    @rpc_boundary
+    def GetBudget(
+        self, request: coordinator_pb2.FederatedBudgetRequest, context: grpc.ServicerContext
+    ) -> coordinator_pb2.FederatedBudget:
+        caller = peer_identity(context)
+        lines, unreachable = self._service.budget(caller, convert.signed_query_from_pb(request.request))
+        return coordinator_pb2.FederatedBudget(
+            nodes=[convert.node_budget_to_pb(n, lines[n]) for n in sorted(lines)],
             unreachable=convert.missing_to_pb(unreachable),
         )

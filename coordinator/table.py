@@ -10,6 +10,10 @@ the ``b`` it drew with; for a count or sum combined over nodes ``sqrt(Σ b_i²)`
 :mod:`accord.coordinator.combine`); for a mean 0, because a mean adds no noise of its own: its
 uncertainty comes from its noisy sum and count, whose scales the table's footer shows (and
 JSON's ``noise`` member).
+
+Under an agreement with a minimum group size a ``suppressed`` column follows the aggregates: a
+group too small to release is marked ``true`` there, with every aggregate column empty (null in
+Arrow and JSON, an empty field in CSV, ``suppressed`` in the table). It is never left out.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from accord.query.release import Estimate, FederatedRelease, Mechanism
 Format = Literal["table", "csv", "json"]
 
 NODES_COLUMN = "nodes"
+SUPPRESSED_COLUMN = "suppressed"
 _SUFFIXES = ("", "_ci_low", "_ci_high", "_noise_scale")
 
 
@@ -36,6 +41,8 @@ def column_names(release: FederatedRelease) -> list[str]:
     for c in release.columns:
         if not c.is_group:
             names.extend(c.name + s for s in _SUFFIXES)
+    if release.min_group_size > 0:
+        names.append(SUPPRESSED_COLUMN)
     names.append(NODES_COLUMN)
     return names
 
@@ -55,6 +62,8 @@ def _records(release: FederatedRelease) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for row in release.rows:
         rec: dict[str, Any] = dict(zip(group_cols, row.group, strict=True))
+        if row.suppressed:
+            rec.update({name + s: None for name in agg_cols for s in _SUFFIXES})
         for name, cell in zip(agg_cols, row.cells, strict=True):
             e = cell.estimate
             integral = _integral(e)
@@ -62,6 +71,8 @@ def _records(release: FederatedRelease) -> list[dict[str, Any]]:
             rec[name + "_ci_low"] = _as_number(e.ci_low, integral)
             rec[name + "_ci_high"] = _as_number(e.ci_high, integral)
             rec[name + "_noise_scale"] = e.noise_scale
+        if release.min_group_size > 0:
+            rec[SUPPRESSED_COLUMN] = row.suppressed
         rec[NODES_COLUMN] = nodes
         out.append(rec)
     return out
@@ -80,7 +91,7 @@ def noise_summary(release: FederatedRelease) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     aggregates = [c.name for c in release.columns if not c.is_group]
     for i, name in enumerate(aggregates):
-        cells = [row.cells[i] for row in release.rows]
+        cells = [row.cells[i] for row in release.rows if not row.suppressed]
         if not cells:
             continue
         if cells[0].estimate.mechanism is Mechanism.RATIO:
@@ -133,6 +144,8 @@ def metadata(release: FederatedRelease) -> dict[bytes, bytes]:
         b"accord.partial": b"true" if release.partial else b"false",
         b"accord.missing": json.dumps(dict(sorted(release.missing.items()))).encode(),
         b"accord.epsilon": str(release.epsilon).encode(),
+        b"accord.agreement": release.agreement.encode(),
+        b"accord.min_group_size": str(release.min_group_size).encode(),
     }
 
 
@@ -145,12 +158,14 @@ def to_arrow(release: FederatedRelease) -> Any:
         values = [r[name] for r in records]
         if name == NODES_COLUMN:
             arrays.append(pa.array(values, type=pa.string()))
+        elif name == SUPPRESSED_COLUMN:
+            arrays.append(pa.array(values, type=pa.bool_()))
         elif any(name == c.name for c in release.columns if c.is_group):
             arrays.append(_group_array(values))
-        elif all(isinstance(v, int) for v in values) and not name.endswith("_noise_scale"):
+        elif all(isinstance(v, int) for v in values if v is not None) and not name.endswith("_noise_scale"):
             arrays.append(pa.array(values, type=pa.int64()))
         else:
-            arrays.append(pa.array([float(v) for v in values], type=pa.float64()))
+            arrays.append(pa.array([None if v is None else float(v) for v in values], type=pa.float64()))
     fields = [pa.field(n, a.type) for n, a in zip(names, arrays, strict=True)]
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=metadata(release)))
 
@@ -177,6 +192,8 @@ def _text(release: FederatedRelease) -> str:
     numeric = [False] * len(group_cols) + [True] * (2 * len(agg_cols))
     for row in release.rows:
         line = ["" if v is None else str(v) for v in row.group]
+        if row.suppressed:
+            line += [c for _ in agg_cols for c in ("suppressed", "")]
         for cell in row.cells:
             e = cell.estimate
             line.append(_number(e.value, e.mechanism))
@@ -192,8 +209,16 @@ def _text(release: FederatedRelease) -> str:
     lines.extend(fmt(r) for r in body)
     if not body:
         lines.append("(no rows)")
-    if body:
+    if body and any(not r.suppressed for r in release.rows):
         lines.append(_noise_line(release))
+    if release.min_group_size > 0:
+        hidden = sum(r.suppressed for r in release.rows)
+        lines.append(
+            f"suppressed: {hidden} group(s) whose noisy count is below {release.min_group_size} "
+            f"(agreement {release.agreement})"
+        )
+    elif release.agreement:
+        lines.append(f"agreement: {release.agreement}")
     lines.append(f"nodes: {', '.join(release.contributing_nodes)}")
     if release.partial:
         lines.append(_missing_line(release))
@@ -215,6 +240,8 @@ def _json(release: FederatedRelease) -> str:
         "query_id": release.query_id,
         "dataset": release.dataset,
         "epsilon": str(release.epsilon),
+        "agreement": release.agreement,
+        "min_group_size": release.min_group_size,
         "partial": release.partial,
         "contributing_nodes": list(release.contributing_nodes),
         "missing": dict(sorted(release.missing.items())),
@@ -236,4 +263,12 @@ def format_release(release: FederatedRelease, fmt: Format) -> str:
     raise ValueError(f"unknown format {fmt!r}; use table, csv or json")
 
 
-__all__ = ["NODES_COLUMN", "column_names", "format_release", "metadata", "noise_summary", "to_arrow"]
+__all__ = [
+    "NODES_COLUMN",
+    "SUPPRESSED_COLUMN",
+    "column_names",
+    "format_release",
+    "metadata",
+    "noise_summary",
+    "to_arrow",
+]

@@ -1,15 +1,23 @@
-"""The demo federation on disk: each authority's Parquet files and the node and coordinator configs.
+"""The demo federation on disk: each authority's Parquet files, its agreements and consent files, and
+the node and coordinator configs.
 
 :func:`write_demo_federation` writes the population of :mod:`accord.demo.population` under one
 folder, with every path in the configs relative to it, so the folder can be moved and served again.
+The example agreements (``demo/agreements/*.toml``) go to ``agreements/``; the consent files an
+operator would import (a national opt-out list per authority for the housing purpose, and the
+county's service-review sign-ups) to ``consent/``.
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 
@@ -34,6 +42,7 @@ __all__ = [
     "DEFAULT_PORTS",
     "HOST",
     "DemoLayout",
+    "copy_demo_agreements",
     "data_path",
     "demo_coordinator_config",
     "demo_node_config",
@@ -67,8 +76,68 @@ class DemoLayout:
     rows: Mapping[str, Mapping[str, int]]  # node -> dataset -> row count
     population: int
     ca: Path
+    consent_imports: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    """Per node, the arguments of each ``accord consent import`` its operator runs."""
     coordinator: str = COORDINATOR
     analyst: str = ANALYST
+
+
+AGREEMENTS = "agreements"
+HOUSING_AGREEMENT = "dsa-2026-007"
+SERVICE_AGREEMENT = "dsa-2026-011"
+
+
+def copy_demo_agreements(folder: Path) -> list[Path]:
+    """Copy the example agreements into ``folder`` (created if missing)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for item in sorted(resources.files("accord.demo").joinpath("agreements").iterdir(), key=lambda i: i.name):
+        if item.name.endswith(".toml"):
+            target = folder / item.name
+            with item.open("rb") as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            out.append(target)
+    return out
+
+
+def _picked(person: str, per_thousand: int, salt: str) -> bool:
+    """A deterministic pseudo-random choice of about ``per_thousand`` people in 1,000."""
+    digest = hashlib.sha256(f"{salt}:{person}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % 1000 < per_thousand
+
+
+def _write_consent(
+    root: Path, node: str, people: Sequence[str], contacts: Sequence[str]
+) -> tuple[tuple[str, ...], ...]:
+    """The consent files of ``node``'s operator, and the ``accord consent import`` arguments for each."""
+    folder = root / "consent"
+    folder.mkdir(parents=True, exist_ok=True)
+    opt_out = folder / f"{node}-national-opt-out.txt"
+    lines = ["# National opt-out list (synthetic): one person identifier a line"]
+    lines += [p for p in people if _picked(p, 30, "opt-out")]
+    opt_out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    imports: list[tuple[str, ...]] = [
+        (
+            str(opt_out),
+            "--opt-out-list",
+            "--purpose",
+            "HOUSING-CSC",
+            "--source",
+            "national opt-out list 2026-11",
+        )
+    ]
+    if contacts:
+        sign_ups = folder / f"{node}-service-review-consent.csv"
+        with open(sign_ups, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["person", "purpose", "status", "timestamp", "source"])
+            for p in contacts:
+                if _picked(p, 600, "review"):
+                    writer.writerow([p, "SERVICE-REVIEW", "given", "2026-06-15T09:00:00Z", "sign-up form"])
+                    if _picked(p, 50, "withdrew"):
+                        writer.writerow([p, "SERVICE-REVIEW", "withdrawn", "2026-09-01T12:00:00Z", "letter"])
+        imports.append((str(sign_ups),))
+    return tuple(imports)
 
 
 def demo_node_config(
@@ -90,6 +159,8 @@ def demo_node_config(
             for ds in DATASETS[node]
         ),
         state=StateConfig("sqlite", root / "state" / f"{node}.sqlite3"),
+        agreements_dir=root / AGREEMENTS,
+        consent_path=root / "state" / f"{node}-consent.sqlite3",
     )
 
 
@@ -146,6 +217,8 @@ def write_demo_federation(
     data: dict[str, Mapping[str, Path]] = {}
     rows: dict[str, Mapping[str, int]] = {}
     node_configs: dict[str, Path] = {}
+    consent: dict[str, tuple[tuple[str, ...], ...]] = {}
+    copy_demo_agreements(out_dir / AGREEMENTS)
     for node in NODES:
         files, counts = {}, {}
         for name, table in pop.datasets[node].items():
@@ -153,6 +226,11 @@ def write_demo_federation(
             counts[name] = table.num_rows
             _write_table(files[name], table)
         data[node], rows[node] = MappingProxyType(files), MappingProxyType(counts)
+        held = pop.datasets[node]
+        contacts = (
+            held["service_contacts"]["person_id"].unique().to_pylist() if "service_contacts" in held else []
+        )
+        consent[node] = _write_consent(out_dir, node, held["citizens"]["person_id"].to_pylist(), contacts)
         node_configs[node] = write_node_config(
             demo_node_config(out_dir, node, all_ports[node]), out_dir / f"{node}.toml"
         )
@@ -166,6 +244,7 @@ def write_demo_federation(
         rows=MappingProxyType(rows),
         population=pop.size,
         ca=out_dir / CERTS / CA_CERT,
+        consent_imports=MappingProxyType(consent),
     )
     ports_of_nodes = {n: all_ports[n] for n in NODES}
     if all(ports_of_nodes.values()):  # a node on port 0 gets its port when it starts: the caller writes it

@@ -1,9 +1,12 @@
 """``accord demo``: a whole federation on this machine, started the way an operator would.
 
 It creates a development PKI (``accord pki init``), writes a synthetic population for a county
-and two districts, starts each node and the coordinator as separate ``accord ... serve``
-processes on loopback, asks a handful of questions through the analyst client, stops one node
-to show a partial answer, and shuts everything down, leaving nothing running.
+and two districts with their data-sharing agreements (``demo/agreements``), imports each
+authority's consent files (``accord consent import``: a national opt-out list, the county's
+service-review sign-ups), starts each node and the coordinator as separate ``accord ... serve``
+processes on loopback, asks a handful of questions under the agreements through the analyst
+client, shows a preview, refusals and the analyst's budget, stops one node to show a partial
+answer, and shuts everything down, leaving nothing running.
 """
 
 from __future__ import annotations
@@ -19,12 +22,23 @@ from pathlib import Path
 from typing import Any
 
 from accord.coordinator.client import AccordClient
+from accord.coordinator.explanation import format_explanation
 from accord.coordinator.table import format_release
 from accord.demo.datasets import NODES
-from accord.demo.layout import ANALYST, CERTS, COORDINATOR, HOST, write_demo_federation
+from accord.demo.layout import (
+    ANALYST,
+    CERTS,
+    COORDINATOR,
+    HOST,
+    HOUSING_AGREEMENT,
+    SERVICE_AGREEMENT,
+    DemoLayout,
+    write_demo_federation,
+)
 from accord.demo.processes import Process, accord_command, free_ports, spawn
-from accord.errors import AccordError
+from accord.errors import AccordError, ConfigError
 from accord.policies.pki import CA_CERT, leaf_paths
+from accord.query.budget_report import budget_table
 from accord.rpc.transport import TlsFiles
 
 __all__ = [
@@ -37,31 +51,43 @@ __all__ = [
 
 START_TIMEOUT = 120.0
 
-QUESTIONS: tuple[tuple[str, str], ...] = (
+QUESTIONS: tuple[tuple[str, str, str], ...] = (
     (
         "How many records does each authority hold, by district?",
         "SELECT district, COUNT(*) AS records FROM citizens GROUP BY district",
+        HOUSING_AGREEMENT,
     ),
     (
-        "Households claiming housing benefit with a child in social care, by district",
-        "SELECT district, COUNT(*) AS households FROM citizens "
-        "WHERE claims_housing_benefit = TRUE AND child_in_social_care = TRUE GROUP BY district",
+        "Households claiming housing benefit with a child in social care, by ward (small wards suppressed)",
+        "SELECT ward, COUNT(*) AS households FROM citizens "
+        "WHERE claims_housing_benefit = TRUE AND child_in_social_care = TRUE GROUP BY ward",
+        HOUSING_AGREEMENT,
     ),
     (
         "Mean income by age band",
         "SELECT age_band, AVG(income) AS mean_income, COUNT(*) AS people FROM citizens GROUP BY age_band",
+        HOUSING_AGREEMENT,
     ),
     (
         "Total household members of council-tax-support claimants aged 65+",
         "SELECT SUM(household_size) AS members FROM citizens "
         "WHERE claims_council_tax_support = TRUE AND age BETWEEN 65 AND 100",
+        HOUSING_AGREEMENT,
     ),
     (
-        "County service contacts by service (at most 3 contacts counted per person)",
+        "County service contacts by service, residents who opted in (at most 3 contacts per person)",
         "SELECT service, COUNT(*) AS contacts, AVG(duration_minutes) AS mean_minutes "
         "FROM service_contacts GROUP BY service",
+        SERVICE_AGREEMENT,
     ),
 )
+REFUSED: tuple[tuple[str, str, str], ...] = (
+    ("Listing people (row-level data)", "SELECT person_id, income FROM citizens", HOUSING_AGREEMENT),
+    ("Total income (the agreement allows means of income only)", "SELECT SUM(income) FROM citizens",
+     HOUSING_AGREEMENT),
+    ("Adult social care (a field the agreement does not share)",
+     "SELECT COUNT(*) FROM citizens WHERE adult_social_care = TRUE", HOUSING_AGREEMENT),
+)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -104,8 +130,9 @@ def run_demo(people: int, epsilon: str, workdir: Path | None, seed: int) -> int:
             layout = write_demo_federation(root, people_per_authority=people, seed=seed, ports=ports)
             _say(
                 f"synthetic population written in {time.perf_counter() - started:.1f} s "
-                f"({people:,}+ people per authority)"
+                f"({people:,}+ people per authority); agreements in {root / 'agreements'}"
             )
+            _import_consent(layout, root)
             for n in NODES:
                 command = accord_command("node", "serve", "--config", str(layout.node_configs[n]))
                 processes.append(spawn(n, command, root))
@@ -120,14 +147,25 @@ def run_demo(people: int, epsilon: str, workdir: Path | None, seed: int) -> int:
             cert, key = leaf_paths(root / CERTS, "analyst", ANALYST)
             tls = TlsFiles(cert, key, root / CERTS / CA_CERT)
             with AccordClient(f"{HOST}:{coord_port}", tls) as client:
-                for title, sql in QUESTIONS:
-                    _ask(client, title, sql, epsilon)
-                _say("== A query Accord refuses (row-level data):")
-                _ask(client, "Listing people", "SELECT person_id, income FROM citizens", epsilon)
+                _say(f"== Preview before spending (accord query --explain), under {HOUSING_AGREEMENT}:")
+                preview = client.explain(
+                    QUESTIONS[1][1], epsilon, agreement=HOUSING_AGREEMENT, target_half_width=5
+                )
+                _say(format_explanation(preview, "table", 5))
+                for title, sql, agreement in QUESTIONS:
+                    _ask(client, title, sql, epsilon, agreement)
+                _say("== Queries Accord refuses:")
+                for title, sql, agreement in REFUSED:
+                    _ask(client, title, sql, epsilon, agreement)
+                _say("== The analyst's privacy budget at every node (accord budget):")
+                lines, unreachable = client.budget()
+                _say(budget_table(lines, unreachable))
                 _say("== Stopping node district-b (SIGKILL) to show a partial answer:")
                 victim = next(p for p in processes if p.name == "district-b")
                 victim.stop(signal.SIGKILL)
-                _ask(client, "Records by district, one node down", QUESTIONS[0][1], epsilon)
+                _ask(
+                    client, "Records by district, one node down", QUESTIONS[0][1], epsilon, HOUSING_AGREEMENT
+                )
             _say("== Shutting down")
             if workdir is not None:
                 _say(
@@ -143,11 +181,24 @@ def run_demo(people: int, epsilon: str, workdir: Path | None, seed: int) -> int:
                 _say(f"warning: still running: {', '.join(still)}")
 
 
-def _ask(client: AccordClient, title: str, sql: str, epsilon: str) -> None:
-    _say(f"-- {title}\n   {sql}   (epsilon {epsilon} per node)")
+def _import_consent(layout: DemoLayout, root: Path) -> None:
+    """Each operator imports their consent files into their node's register, as on the command line."""
+    for node in layout.nodes:
+        for arguments in layout.consent_imports.get(node, ()):
+            command = accord_command(
+                "consent", "import", *arguments, "--config", str(layout.node_configs[node])
+            )
+            done = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise ConfigError(f"importing consent at node {node} failed: {done.stderr.strip()}")
+            _say(f"{node}: {done.stdout.strip()}")
+
+
+def _ask(client: AccordClient, title: str, sql: str, epsilon: str, agreement: str) -> None:
+    _say(f"-- {title}\n   {sql}   (epsilon {epsilon} per node, agreement {agreement})")
     try:
         started = time.perf_counter()
-        release = client.query_release(sql, epsilon, timeout=60)
+        release = client.query_release(sql, epsilon, timeout=60, agreement=agreement)
         took = time.perf_counter() - started
         _say(format_release(release, "table").rstrip())
         _say(f"({took * 1000:.0f} ms)\n")

@@ -26,7 +26,24 @@ from accord.node.plan import MeasureKind, Measurement, group_keys
 from accord.query.model import Literal, Query
 from accord.query.schema import ColumnType, DatasetSchema
 
-__all__ = ["ExactAnswer", "ExecutionBackend", "align"]
+__all__ = ["ExactAnswer", "ExecutionBackend", "PersonFilter", "align"]
+
+
+@dataclass(frozen=True)
+class PersonFilter:
+    """Which people a query may count, from the consent register: ``include`` (only ``persons``)
+    or ``exclude`` (everyone but ``persons``), for ``purpose`` at register ``version``. Person
+    identifiers are compared with the dataset's privacy unit as text (an integer identifier ``42``
+    matches ``"42"``). Applied before everything else: an excluded person's rows count nowhere."""
+
+    purpose: str
+    mode: str  # "include" | "exclude"
+    persons: frozenset[str]
+    version: int
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("include", "exclude"):
+            raise ValueError(f"mode must be include or exclude, not {self.mode!r}")
 
 
 @dataclass(frozen=True)
@@ -41,8 +58,17 @@ class ExecutionBackend(abc.ABC):
     """Computes exact answers over a node's datasets. Implementations are thread-safe."""
 
     @abc.abstractmethod
-    def execute(self, query: Query, schema: DatasetSchema) -> ExactAnswer:
-        """The exact value of every measurement of ``query`` for every public group of ``schema``.
+    def execute(
+        self,
+        query: Query,
+        schema: DatasetSchema,
+        persons: PersonFilter | None = None,
+        support: bool = False,
+    ) -> ExactAnswer:
+        """The exact value of every measurement of ``query`` (with ``support``, also each group's
+        ``COUNT(*)``: :func:`~accord.node.plan.distinct_measurements`) for every public group of
+        ``schema``, counting only the people ``persons`` lets it count (before anything else:
+        WHERE, contribution bounding, every shortcut).
 
         ``schema`` is the dataset's full declared schema (bounding and clamping depend on all of
         it), whatever view the query was validated against. Raises

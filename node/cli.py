@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from accord.node.config import load_node_config
+from accord.node.operator_cli import register_node_budget
 from accord.node.server import build_service, start_node
 from accord.node.state import MemoryState, StateInUse
 from accord.rpc.serving import serve_until_signal
@@ -40,6 +41,7 @@ def register(sub: Any) -> None:
     )
     check.add_argument("--config", required=True, type=Path, help="node TOML file")
     check.set_defaults(func=_check)
+    register_node_budget(cmds)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -16,9 +16,16 @@ ca = "certs/ca.pem"
 [access]
 coordinators = ["coordinator"]  # certificate names allowed to send queries
 
-[queries]                       # optional: how fresh a signed query must be
+[queries]                       # optional: how fresh a signed query must be, how much it may spend
 max_age_seconds = 300           # optional (default 300): refuse queries signed longer ago
 clock_skew_seconds = 60         # optional (default 60): allowance for clocks that disagree
+max_epsilon = "1"               # optional (default "1"): the most epsilon one query may spend here
+
+[agreements]                    # the data-sharing agreements this node holds
+dir = "agreements"              # one TOML file per agreement (see accord.policies.agreements)
+
+[consent]                       # optional: the consent register
+path = "state/consent.sqlite3"  # optional (default state/consent.sqlite3 beside this file)
 
 [state]                         # optional: what the node remembers (answered queries)
 backend = "sqlite"              # optional (default "sqlite"); "memory" forgets on restart
@@ -52,14 +59,16 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
 from accord.config import Table, read_toml, relative_path, write_text_atomic
-from accord.errors import ConfigError
+from accord.errors import ConfigError, InvalidQuery
+from accord.query.epsilon import Epsilon
 from accord.query.model import Literal
 from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
 
@@ -127,10 +136,13 @@ class NodeConfig:
     coordinators: tuple[str, ...]
     datasets: tuple[DatasetConfig, ...]
     state: StateConfig
+    agreements_dir: Path
+    consent_path: Path
     max_workers: int = 8
     max_concurrent_rpcs: int = 32
     query_max_age_seconds: int = 300
     clock_skew_seconds: int = 60
+    max_epsilon: Epsilon = field(default_factory=lambda: Epsilon(Fraction(1)))
 
     def dataset(self, name: str) -> DatasetConfig | None:
         for d in self.datasets:
@@ -143,7 +155,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
     """Read and validate a node config file. Raises :class:`ConfigError` naming the file and key."""
     file = Path(path)
     top = Table(file, "", read_toml(file, "pass the node config with --config"))
-    top.check_keys({"node", "tls", "access", "queries", "state", "datasets"})
+    top.check_keys({"node", "tls", "access", "queries", "agreements", "consent", "state", "datasets"})
 
     node = top.sub("node", required=True)
     node.check_keys(_NODE_KEYS)
@@ -163,9 +175,21 @@ def load_node_config(path: str | Path) -> NodeConfig:
     )
 
     queries = top.sub("queries")
-    queries.check_keys({"max_age_seconds", "clock_skew_seconds"})
+    queries.check_keys({"max_age_seconds", "clock_skew_seconds", "max_epsilon"})
     max_age = queries.integer("max_age_seconds", 300, 1, 86_400, "300 (five minutes) is a good start")
     skew = queries.integer("clock_skew_seconds", 60, 0, 3_600, "60 is a good start; keep clocks in sync")
+    max_epsilon_text = queries.get("max_epsilon", str, "1")
+    try:
+        max_epsilon = Epsilon.parse(max_epsilon_text)
+    except InvalidQuery as err:
+        raise queries.error("max_epsilon", err.message + ' (write it as a string, e.g. "1")') from None
+
+    agreements = top.sub("agreements", required=True)
+    agreements.check_keys({"dir"})
+    agreements_dir = agreements.path("dir")
+    consent = top.sub("consent")
+    consent.check_keys({"path"})
+    consent_path = consent.path("path") if consent.has("path") else file.parent / "state" / "consent.sqlite3"
 
     datasets_table = top.sub("datasets", required=True)
     if not datasets_table.table:
@@ -181,10 +205,13 @@ def load_node_config(path: str | Path) -> NodeConfig:
         coordinators=coordinators,
         datasets=datasets,
         state=_state(top.sub("state"), name),
+        agreements_dir=agreements_dir,
+        consent_path=consent_path,
         max_workers=max_workers,
         max_concurrent_rpcs=max_rpcs,
         query_max_age_seconds=max_age,
         clock_skew_seconds=skew,
+        max_epsilon=max_epsilon,
     )
 
 
@@ -352,7 +379,10 @@ def node_config_toml(config: NodeConfig, folder: Path) -> str:
         "queries": {
             "max_age_seconds": config.query_max_age_seconds,
             "clock_skew_seconds": config.clock_skew_seconds,
+            "max_epsilon": str(config.max_epsilon),
         },
+        "agreements": {"dir": relative_path(config.agreements_dir, folder)},
+        "consent": {"path": relative_path(config.consent_path, folder)},
         "state": {"backend": config.state.backend}
         | ({"path": relative_path(config.state.path, folder)} if config.state.path is not None else {}),
         "datasets": {

@@ -83,15 +83,16 @@ def is_integer_valued(m: Measurement, schema: DatasetSchema) -> bool:
 # ---- budget ----------------------------------------------------------------------------------
 
 
-def epsilon_split(query: Query, epsilon: Fraction) -> Fraction:
+def epsilon_split(query: Query, epsilon: Fraction, support: bool = False) -> Fraction:
     """Epsilon spent on each distinct measurement of ``query``: an equal, exact split.
 
     The measurements are released by separate mechanisms on the same data, so by sequential
     composition the query costs the sum of their epsilons, which is exactly ``epsilon``. A
     measurement shared by several aggregates (``AVG(x)`` and ``COUNT(x)``) is noised once and
-    charged once.
+    charged once. With ``support`` the group sizes for suppression are one more measurement
+    (unless the query counts rows itself).
     """
-    n = len(distinct_measurements(query))
+    n = len(distinct_measurements(query, support))
     if n == 0:
         raise InternalError("a query without measurements reached the DP layer")
     return Fraction(epsilon) / n

@@ -2,7 +2,10 @@
 
 Every aggregate becomes one or two *measurements* (the noisy quantities actually released):
 ``COUNT(*)`` and ``COUNT(col)`` are counts, ``SUM(col)`` is a clamped sum and ``AVG(col)`` is a
-clamped sum plus a count of non-null values, released as their ratio. The engine computes the
+clamped sum plus a count of non-null values, released as their ratio. A query under an agreement
+with a minimum group size also measures its *support*, ``COUNT(*)`` per group (:data:`SUPPORT`,
+shared with the query's own ``COUNT(*)`` if it has one), to decide which groups are too small to
+release. The engine computes the
 exact value of each measurement per group (:mod:`accord.node.duckdb.engine`); the DP layer adds noise
 (:mod:`node.dp`). The query's epsilon is split equally across its measurements.
 """
@@ -17,6 +20,7 @@ from accord.query.model import AggregateFunction, Literal, Query
 from accord.query.schema import DatasetSchema
 
 __all__ = [
+    "SUPPORT",
     "MeasureKind",
     "Measurement",
     "distinct_measurements",
@@ -36,6 +40,10 @@ class Measurement:
     column: str | None  # None only for COUNT(*)
 
 
+SUPPORT = Measurement(MeasureKind.COUNT, None)
+"""``COUNT(*)`` per group: how small-cell suppression judges a group's size."""
+
+
 def measurements_for(query: Query) -> tuple[tuple[Measurement, ...], ...]:
     """For each aggregate of the query (in order), the measurements it needs."""
     out: list[tuple[Measurement, ...]] = []
@@ -49,12 +57,15 @@ def measurements_for(query: Query) -> tuple[tuple[Measurement, ...], ...]:
     return tuple(out)
 
 
-def distinct_measurements(query: Query) -> tuple[Measurement, ...]:
-    """The measurements to compute, each once, in first-use order."""
+def distinct_measurements(query: Query, support: bool = False) -> tuple[Measurement, ...]:
+    """The measurements to compute, each once, in first-use order; with ``support``, also
+    :data:`SUPPORT` (last, unless the query counts rows itself)."""
     seen: dict[Measurement, None] = {}
     for group in measurements_for(query):
         for m in group:
             seen.setdefault(m, None)
+    if support:
+        seen.setdefault(SUPPORT, None)
     return tuple(seen)
 
 

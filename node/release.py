@@ -13,7 +13,7 @@ from typing import Protocol
 
 from accord.errors import InternalError
 from accord.node import dp
-from accord.node.plan import Measurement, distinct_measurements, measurements_for
+from accord.node.plan import SUPPORT, Measurement, distinct_measurements, measurements_for
 from accord.query.epsilon import Epsilon
 from accord.query.model import Aggregate, AggregateFunction, GroupColumn, Literal, Query
 from accord.query.release import (
@@ -90,36 +90,49 @@ def build_release(
     query_id: str,
     node_name: str,
     elapsed: float,
+    min_group_size: int = 0,
+    agreement: str = "",
 ) -> Release:
     """Noise ``exact`` at ``epsilon`` and assemble the release of ``query``.
 
     Each distinct measurement is noised once at ``epsilon / len(distinct_measurements)`` and
-    reused by every aggregate that needs it.
+    reused by every aggregate that needs it. With ``min_group_size`` (an agreement's minimum
+    reported group size) each group's ``COUNT(*)`` is one of the measurements (``exact`` must hold
+    it: :data:`~accord.node.plan.SUPPORT`) and every row carries it as its ``support``: the noisy
+    group size that small-cell suppression judges. The published table is suppressed where it is
+    assembled, by the *combined* noisy count (:mod:`accord.coordinator.combine`): a node holding
+    nobody in a public category would otherwise suppress that group for the whole federation.
+    Suppression is post-processing of noisy values, so it costs nothing beyond measuring the count.
     """
     groups = tuple(exact.groups)
-    eps_m = dp.epsilon_split(query, epsilon.value)
+    support = min_group_size > 0
+    eps_m = dp.epsilon_split(query, epsilon.value, support)
     noisy: dict[Measurement, tuple[Estimate, ...]] = {}
-    for m in distinct_measurements(query):
+    for m in distinct_measurements(query, support):
         values = exact.values.get(m)
         if values is None or len(values) != len(groups):
             raise InternalError(f"the engine returned no aligned values for {m.kind.value}({m.column})")
         noisy[m] = dp.release_measurement(m, schema, values, eps_m)
 
     plan = tuple(zip(query.aggregates, measurements_for(query), strict=True))
-    rows = tuple(
-        ReleaseRow(tuple(key), tuple(_cell(agg, parts, noisy, i, schema) for agg, parts in plan))
+    rows = [
+        ReleaseRow(
+            tuple(key),
+            tuple(_cell(agg, parts, noisy, i, schema) for agg, parts in plan),
+            support=noisy[SUPPORT][i] if support else None,
+        )
         for i, key in enumerate(groups)
-    )
-    # Small-cell suppression goes here: it is post-processing of ``rows`` (noisy values only),
-    # applied before the release is stored or returned. Not implemented yet.
+    ]
     return Release(
         query_id=query_id,
         node=node_name,
         dataset=query.dataset,
         columns=_columns(query),
-        rows=rows,
+        rows=tuple(rows),
         epsilon=epsilon,
         execution_seconds=elapsed,
+        agreement=agreement,
+        min_group_size=min_group_size,
     )
 
 

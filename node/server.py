@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import timedelta
 
@@ -9,16 +10,18 @@ from cryptography import x509
 
 from accord.errors import ConfigError
 from accord.node.config import NodeConfig
+from accord.node.consent import ConsentRegister
 from accord.node.duckdb import open_duckdb
 from accord.node.service import NodeService
 from accord.node.servicer import SERVICE_NAME, NodeServicer, register
 from accord.node.state import NodeState, open_state
+from accord.policies.agreements import load_agreements
 from accord.policies.gate import PolicyGate
 from accord.policies.verifying import QueryVerifier
 from accord.rpc.serving import RunningServer, ServiceBinding, start_server
 from accord.rpc.transport import TlsFiles
 
-__all__ = ["build_service", "start_node"]
+__all__ = ["build_gate", "build_service", "start_node"]
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +41,37 @@ def _verifier(config: NodeConfig) -> QueryVerifier:
     )
 
 
+def build_gate(config: NodeConfig) -> PolicyGate:
+    """The node's policy gate: its coordinators, and the agreements of ``[agreements] dir`` that
+    name it, each checked against its datasets (a mistake stops the node, naming file and key)."""
+    schemas = {d.schema.name: d.schema for d in config.datasets}
+    agreements = load_agreements(config.agreements_dir, config.name, schemas)
+    if not agreements:
+        log.warning(
+            "node %s holds no agreement naming it in %s: it will refuse every query",
+            config.name,
+            config.agreements_dir,
+        )
+    for agreement in agreements.values():
+        log.info("agreement %s loaded from %s (sha256 %s)", agreement.id, agreement.source, agreement.digest)
+    return PolicyGate(config.name, config.coordinators, schemas, agreements, config.max_epsilon)
+
+
 def build_service(config: NodeConfig, state: NodeState | None = None) -> NodeService:
-    """The node's answer path over its datasets (loaded and checked) and its state (opened, and
-    locked against a second node on the same file; ``state`` overrides the config's)."""
+    """The node's answer path over its datasets (loaded and checked), its agreements, its consent
+    register and its state (opened, and locked against a second node on the same file; ``state``
+    overrides the config's)."""
     verifier = _verifier(config)
-    state = state if state is not None else open_state(config.state, config.name)
-    try:
+    gate = build_gate(config)
+    with contextlib.ExitStack() as opened:
+        state = state if state is not None else open_state(config.state, config.name)
+        opened.callback(state.close)
+        consent = ConsentRegister(config.consent_path)
+        opened.callback(consent.close)
         backend = open_duckdb(config.datasets)
-    except BaseException:
-        state.close()
-        raise
+        opened.pop_all()
     schemas = tuple(d.schema for d in config.datasets)
-    gate = PolicyGate(config.name, config.coordinators, {s.name: s for s in schemas})
-    return NodeService(config.name, backend, schemas, gate, verifier, state)
+    return NodeService(config.name, backend, schemas, gate, verifier, state, consent)
 
 
 def start_node(config: NodeConfig, listen: str | None = None) -> RunningServer:

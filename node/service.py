@@ -1,4 +1,4 @@
-"""The node's answer path, free of gRPC: the one place where a query is checked, answered and recorded.
+"""The node's answer path, free of gRPC: the one place where a request is checked, answered and recorded.
 
 :meth:`NodeService.answer` is the life of a query at a node, in this order:
 
@@ -6,48 +6,128 @@
 2. **verify**: the analyst's signature, certificate chain, role and validity, the query's freshness
    (:class:`~accord.policies.verifying.QueryVerifier`), and that the analyst sent it through this
    very coordinator (another coordinator of the federation cannot replay it);
-3. **gate**: what the analyst may ask (:meth:`PolicyGate.authorise`: today every dataset whole;
-   agreements and consent plug in there), and the SQL compiled against those views (a node trusts
-   nobody upstream, so it re-checks what the coordinator already checked);
-4. **state**: a query id this analyst used before returns the recorded release byte for byte (or is
+3. **agreement**: the data-sharing agreement the query names covers this analyst today, and the
+   epsilon is within the agreement's per-query cap and the node's own ceiling
+   (:meth:`PolicyGate.authorise`);
+4. **compile**: the SQL against the *views* the agreement grants (a field it hides is refused in
+   the same words as a field that does not exist), then every field's use against the agreement
+   (:meth:`PolicyGate.check_uses`); a node trusts nobody upstream, so it re-checks everything;
+5. **state**: a query id this analyst used before returns the recorded release byte for byte (or is
    refused if it named another query): no fresh noise, no second charge;
-5. **backend**: the exact aggregates on the local engine (filter, bounding, clamping);
-6. **release**: OpenDP noise, intervals;
-7. **state**: the answer recorded in one durable transaction (:meth:`NodeState.record`); only then
-   does the release leave the node.
+6. **budget**: the charge must fit what the analyst and the agreement have left (checked early
+   here, and again, authoritatively, when it is recorded);
+7. **consent**: the people the agreement's purpose may not count (from the consent register, as it
+   stands when the query starts) are left out before anything is computed;
+8. **backend**: the exact aggregates on the local engine (consent, filter, bounding, clamping);
+9. **release**: OpenDP noise, intervals, small-cell suppression;
+10. **state**: the answer and its charge recorded in one durable transaction
+    (:meth:`NodeState.record`, which refuses a charge that no longer fits); only then does the
+    release leave the node.
 
-Everything logged or stored about a query names its analyst.
+Every request ends in one :class:`~accord.policies.decision.Decision` (answered, answered again,
+refused with its reason code, failed), handed to ``on_decision`` (logged as one JSON line by
+default); refusals under a known agreement are counted for the public register.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from accord.errors import PermissionDenied
-from accord.node.backend import ExecutionBackend
+from accord.errors import AccordError, BudgetExhausted, NotFound, PermissionDenied
+from accord.node.backend import ExecutionBackend, PersonFilter
+from accord.node.consent import ConsentRegister
+from accord.node.plan import group_keys
+from accord.node.preview import preview_aggregates
 from accord.node.release import build_release
 from accord.node.state import Answer, NodeState
-from accord.policies.gate import PolicyGate
+from accord.policies.agreements import Agreement
+from accord.policies.budget import Charge, check_fits
+from accord.policies.decision import Decision
+from accord.policies.gate import Grant, PolicyGate, query_uses
 from accord.policies.identity import Identity
 from accord.policies.signing import SignedQuery
-from accord.policies.verifying import QueryVerifier, VerifiedQuery
+from accord.policies.verifying import QueryVerifier, VerifiedQuery, VerifiedRequest
 from accord.query.model import Query
+from accord.query.preview import BudgetLine, NodeExplanation
 from accord.query.release import Release
 from accord.query.schema import DatasetSchema
 from accord.query.sql import compile_query
 
-__all__ = ["NodeService"]
+__all__ = ["NodeService", "reason_of"]
 
 log = logging.getLogger(__name__)
+decisions = logging.getLogger("accord.decisions")
 
 _COMPILED_QUERIES = 512
 """How many distinct (SQL text, views) pairs keep their parsed, validated query (a few KB each)."""
 _ID_LOCKS = 64
+
+
+def reason_of(err: BaseException) -> str:
+    """The stable reason code of a refusal or failure (for decisions and the register)."""
+    if isinstance(err, PermissionDenied):
+        return err.reason
+    if isinstance(err, BudgetExhausted):
+        return "BUDGET_EXHAUSTED"
+    if isinstance(err, AccordError):
+        return {
+            "InvalidQuery": "INVALID_QUERY",
+            "NotFound": "NOT_FOUND",
+            "ResourceLimit": "RESOURCE_LIMIT",
+            "Unavailable": "UNAVAILABLE",
+            "DeadlineExceeded": "DEADLINE_EXCEEDED",
+        }.get(type(err).__name__, "REFUSED")
+    return "INTERNAL"
+
+
+_FAILURES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL"})
+"""Reason codes that are the node's trouble, not a refusal of the request."""
+
+
+def _log_decision(decision: Decision) -> None:
+    decisions.info("%s", decision.to_json())
+
+
+@dataclass
+class _Draft:
+    """What is known of a decision so far, filled in as the request goes through the checks."""
+
+    node: str
+    kind: str
+    caller: str
+    analyst: str = ""
+    query_id: str = ""
+    agreement: str = ""
+    purpose: str = ""
+    dataset: str = ""
+    uses: tuple[tuple[str, str], ...] = ()
+    payload_digest: str = ""
+    known_agreement: bool = False
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def decide(self, outcome: str, **more: str) -> Decision:
+        return Decision(
+            node=self.node,
+            kind=self.kind,
+            outcome=outcome,
+            at=self.at,
+            caller=self.caller,
+            analyst=self.analyst,
+            query_id=self.query_id,
+            agreement=self.agreement,
+            purpose=self.purpose,
+            dataset=self.dataset,
+            uses=self.uses,
+            payload_digest=self.payload_digest,
+            **more,
+        )
 
 
 class NodeService:
@@ -61,6 +141,8 @@ class NodeService:
         gate: PolicyGate,
         verifier: QueryVerifier,
         state: NodeState,
+        consent: ConsentRegister | None = None,
+        on_decision: Callable[[Decision], None] = _log_decision,
     ) -> None:
         self.name = name
         self.gate = gate
@@ -68,7 +150,11 @@ class NodeService:
         self._schemas = {s.name: s for s in schemas}
         self._verifier = verifier
         self._state = state
+        self._consent = consent
+        self._on_decision = on_decision
         self._id_locks = [threading.Lock() for _ in range(_ID_LOCKS)]
+        self._filters: dict[tuple[str, str], PersonFilter] = {}
+        self._filters_lock = threading.Lock()
         # Compiling is a pure function of the SQL text and the views it is checked against, and the
         # Query is immutable: repeated texts (dashboards, retries) skip sqlglot. Only successes are
         # cached; a refusal is recomputed (and raised again).
@@ -82,15 +168,74 @@ class NodeService:
     def schemas(self) -> tuple[DatasetSchema, ...]:
         return tuple(self._schemas[k] for k in sorted(self._schemas))
 
-    def catalog(self, caller: Identity) -> tuple[DatasetSchema, ...]:
-        """The datasets ``caller`` (a coordinator this node serves) may see."""
-        views = self.gate.catalog(caller)
+    def catalog(self, caller: Identity, agreement: str = "") -> tuple[DatasetSchema, ...]:
+        """The datasets ``caller`` (a coordinator this node serves) may see: under ``agreement``,
+        what it grants; without one, the fields some agreement of this node shares."""
+        views = self.gate.catalog(caller, agreement)
         return tuple(views[k] for k in sorted(views))
 
     def close(self) -> None:
-        """Release the state file and the engine (the server has stopped taking calls)."""
+        """Release the state file, the consent register and the engine (no calls are running)."""
         self._state.close()
+        if self._consent is not None:
+            self._consent.close()
         self._backend.close()
+
+    # ---- the life of a request ------------------------------------------------------------------
+
+    def _decided(self, decision: Decision) -> None:
+        try:
+            self._on_decision(decision)
+        except Exception:  # a broken log must not change the answer; it is the operator's alarm
+            log.exception("could not record a decision")
+
+    def _refused(self, draft: _Draft, err: BaseException) -> None:
+        reason = reason_of(err)
+        message = getattr(err, "message", "") if isinstance(err, AccordError) else ""
+        outcome = "failed" if reason in _FAILURES else "refused"
+        if outcome == "refused" and draft.known_agreement:
+            try:
+                self._state.count_refusal(draft.agreement, reason)
+            except Exception:
+                log.exception("could not count a refusal under agreement %s", draft.agreement)
+        self._decided(draft.decide(outcome, reason=reason, message=message))
+
+    def _verified(self, draft: _Draft, caller: Identity, signed: SignedQuery, kind: str) -> VerifiedRequest:
+        """Steps 1-2 for a request of ``kind``, filling ``draft`` as identities become known."""
+        self.gate.admit(caller)
+        verified = (
+            self._verifier.verify(signed, kind=kind)
+            if kind != "budget"
+            else self._verifier.verify_request(signed, kind)
+        )
+        draft.analyst, draft.query_id = verified.analyst.name, verified.payload.query_id
+        draft.payload_digest = signed.payload_digest().hex()
+        draft.agreement = verified.payload.agreement
+        draft.known_agreement = draft.agreement in self.gate.agreements
+        if draft.known_agreement:
+            draft.purpose = self.gate.agreements[draft.agreement].purpose_code
+        if verified.payload.coordinator != caller.name:
+            raise PermissionDenied(
+                f"analyst {verified.analyst.name!r} sent this request through coordinator "
+                f"{verified.payload.coordinator[:63]!r}, not {caller.name!r}; nodes act on a signed request "
+                "only from the coordinator it names",
+                "QUERY_FOR_ANOTHER_COORDINATOR",
+                {"analyst": verified.analyst.name, "caller": str(caller)},
+            )
+        return verified
+
+    def _granted(self, draft: _Draft, verified: VerifiedQuery) -> tuple[Grant, Query]:
+        """Steps 3-4: the agreement's grant and the query compiled against its views."""
+        grant = self.gate.authorise(verified)
+        views = grant.views
+        try:
+            query = self._compile(verified.request.sql, tuple(views[k] for k in sorted(views)))
+        except NotFound as err:  # a dataset or field outside the views: hidden and absent alike
+            raise self.gate.not_granted(grant, err) from None
+        draft.dataset = query.dataset
+        draft.uses = query_uses(query)
+        self.gate.check_uses(query, grant)
+        return grant, query
 
     def answer(self, caller: Identity, signed: SignedQuery, serialize: Callable[[Release], bytes]) -> bytes:
         """The release bytes for ``signed``, asked by ``caller`` (see the module docstring).
@@ -98,53 +243,161 @@ class NodeService:
         ``serialize`` turns a release into its wire bytes (the servicer owns the wire format): the
         bytes are recorded, and a retry is answered with exactly them."""
         started = time.perf_counter()
-        self.gate.admit(caller)
-        verified = self._verifier.verify(signed)
-        if verified.payload.coordinator != caller.name:
-            raise PermissionDenied(
-                f"analyst {verified.analyst.name!r} sent this query through coordinator "
-                f"{verified.payload.coordinator[:63]!r}, not {caller.name!r}; nodes answer a signed query "
-                "only from the coordinator it names",
-                "QUERY_FOR_ANOTHER_COORDINATOR",
-                {"analyst": verified.analyst.name, "caller": str(caller)},
+        draft = _Draft(self.name, "query", str(caller))
+        try:
+            verified = self._verified(draft, caller, signed, "query")
+            assert isinstance(verified, VerifiedQuery)
+            grant, query = self._granted(draft, verified)
+            recorded, fresh = self._answer(verified, signed, grant, query, serialize, started)
+        except BaseException as err:
+            if isinstance(err, Exception):
+                self._refused(draft, err)
+            raise
+        outcome = "answered" if fresh else "answered-again"
+        self._decided(
+            draft.decide(
+                outcome,
+                epsilon=recorded.epsilon if fresh else "0",
+                release_digest=hashlib.sha256(recorded.release).hexdigest(),
             )
-        views = self.gate.authorise(verified)
-        query = self._compile(verified.request.sql, tuple(views[k] for k in sorted(views)))
+        )
+        return recorded.release
+
+    def _answer(
+        self,
+        verified: VerifiedQuery,
+        signed: SignedQuery,
+        grant: Grant,
+        query: Query,
+        serialize: Callable[[Release], bytes],
+        started: float,
+    ) -> tuple[Answer, bool]:
+        """Steps 5-10: the recorded answer, and whether it was answered (and charged) now."""
+        agreement = grant.agreement
         analyst, query_id = verified.analyst.name, verified.request.query_id
         digest = verified.payload.request_digest()
+        epsilon = verified.request.epsilon
         with self._id_locks[hash((analyst, query_id)) % _ID_LOCKS]:
             stored = self._state.find(analyst, query_id)
             if stored is not None:
                 _same_query(stored, digest, verified)
-                log.info("query %s of analyst %s: answered again from the state", query_id, analyst)
-                return stored.release
+                return stored, False
+            charge = Charge(agreement.id, epsilon, agreement.budget.per_analyst, agreement.budget.total)
+            check_fits(charge, self._state.spent(agreement.id, analyst), analyst, self.name)
             schema = self._schemas[query.dataset]
-            exact = self._backend.execute(query, schema)
+            minimum = agreement.min_group_size
+            exact = self._backend.execute(query, schema, self._persons(agreement), support=minimum > 0)
             release = build_release(
                 query,
                 schema,
                 exact,
-                verified.request.epsilon,
+                epsilon,
                 query_id,
                 self.name,
                 time.perf_counter() - started,
+                min_group_size=minimum,
+                agreement=agreement.id,
             )
-            recorded = self._state.record(
-                Answer(
-                    analyst=analyst,
-                    query_id=query_id,
-                    request_digest=digest,
-                    payload_digest=signed.payload_digest(),
-                    envelope=signed.to_bytes(),
-                    dataset=query.dataset,
-                    epsilon=str(verified.request.epsilon),
-                    answered_at=datetime.now(UTC),
-                    release=serialize(release),
-                )
+            answer = Answer(
+                analyst=analyst,
+                query_id=query_id,
+                request_digest=digest,
+                payload_digest=signed.payload_digest(),
+                envelope=signed.to_bytes(),
+                dataset=query.dataset,
+                epsilon=str(epsilon),
+                answered_at=datetime.now(UTC),
+                release=serialize(release),
+                agreement=agreement.id,
             )
+            recorded = self._state.record(answer, charge)
             _same_query(recorded, digest, verified)
-        log.info("query %s of analyst %s answered on dataset %s", query_id, analyst, query.dataset)
-        return recorded.release
+        return recorded, recorded is answer
+
+    def _persons(self, agreement: Agreement) -> PersonFilter | None:
+        """Who the agreement's purpose may not count (or only may), as the register stands now."""
+        if self._consent is None:
+            return None
+        key = (agreement.purpose_code, agreement.consent)
+        version = self._consent.version()
+        with self._filters_lock:
+            known = self._filters.get(key)
+        if known is None or known.version < version:
+            known = self._consent.filter(*key)
+            with self._filters_lock:
+                self._filters[key] = known
+        if known.mode == "exclude" and not known.persons:
+            return None  # nobody to leave out: the engine's shortcuts stay open
+        return known
+
+    # ---- previews and budgets -------------------------------------------------------------------
+
+    def budget_line(self, agreement: Agreement, analyst: str) -> BudgetLine:
+        """``analyst``'s budget under ``agreement`` at this node, from the ledger."""
+        spent = self._state.spent(agreement.id, analyst)
+        b = agreement.budget
+        return BudgetLine(
+            agreement=agreement.id,
+            purpose=agreement.purpose_code,
+            analyst=analyst,
+            analyst_spent=spent.analyst,
+            per_analyst=b.per_analyst,
+            agreement_spent=spent.total,
+            total=b.total,
+            per_query=b.per_query,
+            answered=spent.answered,
+            valid_until=agreement.valid_until.isoformat(),
+        )
+
+    def explain(self, caller: Identity, signed: SignedQuery, target: float | None = None) -> NodeExplanation:
+        """Preview ``signed`` (signed for preview): every check a query gets, then its cost, the
+        analyst's budget and each aggregate's noise; reads no data, spends nothing."""
+        draft = _Draft(self.name, "explain", str(caller))
+        try:
+            verified = self._verified(draft, caller, signed, "explain")
+            assert isinstance(verified, VerifiedQuery)
+            grant, query = self._granted(draft, verified)
+            agreement = grant.agreement
+            schema = self._schemas[query.dataset]
+            line = self.budget_line(agreement, verified.analyst.name)
+            epsilon = verified.request.epsilon
+            explanation = NodeExplanation(
+                node=self.name,
+                dataset=query.dataset,
+                agreement=agreement.id,
+                epsilon=epsilon,
+                budget=line,
+                fits=epsilon <= line.remaining,
+                aggregates=preview_aggregates(query, schema, epsilon, agreement.min_group_size > 0, target),
+                groups=len(group_keys(query, schema)),
+                min_group_size=agreement.min_group_size,
+            )
+        except Exception as err:
+            self._refused(draft, err)
+            raise
+        self._decided(draft.decide("previewed"))
+        return explanation
+
+    def budget(self, caller: Identity, signed: SignedQuery) -> tuple[BudgetLine, ...]:
+        """The signing analyst's budget under every agreement of this node that names them (or
+        only the one the request names)."""
+        draft = _Draft(self.name, "budget", str(caller))
+        try:
+            verified = self._verified(draft, caller, signed, "budget")
+            analyst = verified.analyst.name
+            wanted = verified.payload.agreement
+            if wanted:
+                self.gate.agreement(wanted, analyst, check_dates=False)
+            lines = tuple(
+                self.budget_line(a, analyst)
+                for a in sorted(self.gate.agreements.values(), key=lambda a: a.id)
+                if analyst in a.analysts and (not wanted or a.id == wanted)
+            )
+        except Exception as err:
+            self._refused(replace(draft, known_agreement=False), err)
+            raise
+        self._decided(draft.decide("shown"))
+        return lines
 
 
 def _same_query(stored: Answer, digest: bytes, verified: VerifiedQuery) -> None:

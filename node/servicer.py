@@ -16,7 +16,7 @@ from accord.errors import ResourceLimit
 from accord.node.service import NodeService
 from accord.protos import convert
 from accord.protos.rpcstatus import rpc_boundary
-from accord.protos.v1 import node_pb2, node_pb2_grpc
+from accord.protos.v1 import common_pb2, node_pb2, node_pb2_grpc
 from accord.query.release import Release
 from accord.rpc.identity import peer_identity
 from accord.rpc.timing import NODE_SECONDS, format_seconds
@@ -51,7 +51,27 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     def GetCatalog(
         self, request: node_pb2.GetCatalogRequest, context: grpc.ServicerContext
     ) -> node_pb2.GetCatalogResponse:
-        return convert.catalog_to_pb(self._service.name, self._service.catalog(peer_identity(context)))
+        caller = peer_identity(context)
+        return convert.catalog_to_pb(self._service.name, self._service.catalog(caller, request.agreement))
+
+    @rpc_boundary
+    def Explain(
+        self, request: node_pb2.ExplainRequest, context: grpc.ServicerContext
+    ) -> common_pb2.NodeExplanation:
+        caller = peer_identity(context)
+        self._service.gate.admit(caller)
+        signed = convert.signed_query_from_pb(request.query)
+        target = request.target_half_width if request.target_half_width > 0 else None
+        return convert.explanation_to_pb(self._service.explain(caller, signed, target))
+
+    @rpc_boundary
+    def GetBudget(
+        self, request: node_pb2.BudgetRequest, context: grpc.ServicerContext
+    ) -> common_pb2.NodeBudget:
+        caller = peer_identity(context)
+        self._service.gate.admit(caller)
+        signed = convert.signed_query_from_pb(request.request)
+        return convert.node_budget_to_pb(self._service.name, self._service.budget(caller, signed))
 
     @rpc_boundary
     def Answer(self, request: node_pb2.AnswerRequest, context: grpc.ServicerContext) -> bytes:
@@ -87,6 +107,16 @@ def register(servicer: NodeServicer, server: grpc.Server) -> None:
             servicer.Answer,
             request_deserializer=node_pb2.AnswerRequest.FromString,
             response_serializer=_as_is,
+        ),
+        "Explain": grpc.unary_unary_rpc_method_handler(
+            servicer.Explain,
+            request_deserializer=node_pb2.ExplainRequest.FromString,
+            response_serializer=common_pb2.NodeExplanation.SerializeToString,
+        ),
+        "GetBudget": grpc.unary_unary_rpc_method_handler(
+            servicer.GetBudget,
+            request_deserializer=node_pb2.BudgetRequest.FromString,
+            response_serializer=common_pb2.NodeBudget.SerializeToString,
         ),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))

@@ -11,6 +11,10 @@ client through the coordinator to every node:
        "issued_at":"2026-12-03T06:48:38.123456Z","query_id":"5b0e…",
        "sql":"SELECT COUNT(*) FROM citizens","type":"accord.query.v1"}
 
+  ``type`` says what the analyst asks: ``accord.query.v1`` (answer the query, spending its
+  epsilon), ``accord.explain.v1`` (preview its cost and accuracy, spending nothing) or
+  ``accord.budget.v1`` (show the analyst's budget; ``sql`` and ``epsilon`` empty). A node acts on
+  a payload only as the type it was signed for, so a preview can never be replayed as a query.
   ``epsilon`` is the text the analyst typed; ``issued_at`` is UTC with exactly six decimals;
   ``coordinator`` names the coordinator the analyst sends it through (a node answers it only from
   that coordinator, so another coordinator of the federation cannot replay it); at most
@@ -49,7 +53,9 @@ from accord.query.model import QueryRequest
 from accord.query.sql import MAX_SQL_LENGTH
 
 __all__ = [
+    "AGREEMENT_ID",
     "MAX_PAYLOAD_BYTES",
+    "PAYLOAD_KINDS",
     "PAYLOAD_TYPE",
     "SIGNATURE_CONTEXT",
     "QueryPayload",
@@ -59,11 +65,16 @@ __all__ = [
     "sign_query",
 ]
 
+PAYLOAD_KINDS = ("query", "explain", "budget")
+"""What a signed payload may ask (its ``type`` is ``accord.<kind>.v1``)."""
 PAYLOAD_TYPE = "accord.query.v1"
+_TYPES = {f"accord.{kind}.v1": kind for kind in PAYLOAD_KINDS}
 SIGNATURE_CONTEXT = b"accord signed query v1\n"
 _MEMBERS = ("agreement", "analyst", "coordinator", "epsilon", "issued_at", "query_id", "sql", "type")
 MAX_PAYLOAD_BYTES = 4 * MAX_SQL_LENGTH + 4096
 """The longest payload read (the longest SQL text, every character a 4-byte one, and the rest)."""
+AGREEMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+"""What an agreement id looks like (1-128 letters, digits, '.', '_', ':' or '-')."""
 _AGREEMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._:-]{0,127})?$")
 _ISSUED_AT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -87,8 +98,12 @@ class QueryPayload:
     issued_at: datetime
     agreement: str = ""
     coordinator: str = ""
+    kind: str = "query"
+    """One of :data:`PAYLOAD_KINDS`."""
 
     def __post_init__(self) -> None:
+        if self.kind not in PAYLOAD_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(PAYLOAD_KINDS)}")
         for name in ("query_id", "analyst", "sql", "epsilon", "agreement", "coordinator"):
             value = getattr(self, name)
             if not isinstance(value, str):
@@ -119,7 +134,7 @@ class QueryPayload:
             "issued_at": self.issued_at_text,
             "query_id": self.query_id,
             "sql": self.sql,
-            "type": PAYLOAD_TYPE,
+            "type": f"accord.{self.kind}.v1",
         }
 
     def encode(self) -> bytes:
@@ -161,8 +176,9 @@ class QueryPayload:
             raise refuse(f"its members must be exactly {', '.join(_MEMBERS)}")
         if not all(isinstance(v, str) for v in members.values()):
             raise refuse("every member must be a string")
-        if members["type"] != PAYLOAD_TYPE:
-            raise refuse(f"type {members['type'][:40]!r} is not {PAYLOAD_TYPE}")
+        kind = _TYPES.get(members["type"])
+        if kind is None:
+            raise refuse(f"type {members['type'][:40]!r} is not one of {', '.join(_TYPES)}")
         if not _ISSUED_AT.fullmatch(members["issued_at"]):
             raise refuse("issued_at must be UTC as YYYY-MM-DDTHH:MM:SS.ffffffZ")
         try:
@@ -177,6 +193,7 @@ class QueryPayload:
             issued_at=issued_at,
             agreement=members["agreement"],
             coordinator=members["coordinator"],
+            kind=kind,
         )
         if payload.encode() != data:
             raise refuse("not in canonical form")
@@ -287,9 +304,12 @@ class QuerySigner:
         agreement: str = "",
         now: datetime | None = None,
         coordinator: str = "coordinator",
+        kind: str = "query",
     ) -> SignedQuery:
-        """The signed envelope of this analyst's query through ``coordinator``, issued ``now``
-        (default: the clock)."""
+        """The signed envelope of this analyst's request of ``kind`` (a query, a preview, a budget
+        request) through ``coordinator``, issued ``now`` (default: the clock)."""
         issued_at = now or datetime.now(UTC)
-        payload = QueryPayload(query_id, self.identity.name, sql, epsilon, issued_at, agreement, coordinator)
+        payload = QueryPayload(
+            query_id, self.identity.name, sql, epsilon, issued_at, agreement, coordinator, kind
+        )
         return sign_query(payload, self._key, self._certificate)

@@ -28,17 +28,23 @@ from accord.policies.identity import Identity, identity_from_certificate, validi
 from accord.policies.signing import SIGNATURE_CONTEXT, QueryPayload, SignedQuery
 from accord.query.model import QueryRequest
 
-__all__ = ["QueryVerifier", "VerifiedQuery"]
+__all__ = ["QueryVerifier", "VerifiedQuery", "VerifiedRequest"]
 
 _KNOWN_CHAINS = 1024
 
 
 @dataclass(frozen=True)
-class VerifiedQuery:
-    """A signed query that passed every check: who signed it and what they asked."""
+class VerifiedRequest:
+    """A signed request that passed every check: who signed it and what they signed."""
 
     analyst: Identity
     payload: QueryPayload
+
+
+@dataclass(frozen=True)
+class VerifiedQuery(VerifiedRequest):
+    """A signed query (or preview) that passed every check, with the query it asks."""
+
     request: QueryRequest
 
 
@@ -138,8 +144,14 @@ class QueryVerifier:
             self._chains[der] = chain
         return chain
 
-    def verify(self, signed: SignedQuery, now: datetime | None = None) -> VerifiedQuery:
-        """The verified query, or the refusal (see the module docstring for the order of checks)."""
+    def verify(self, signed: SignedQuery, now: datetime | None = None, kind: str = "query") -> VerifiedQuery:
+        """The verified query (or, with ``kind="explain"``, preview), or the refusal (see the module
+        docstring for the order of checks)."""
+        verified = self.verify_request(signed, kind, now)
+        return VerifiedQuery(verified.analyst, verified.payload, verified.payload.request())
+
+    def verify_request(self, signed: SignedQuery, kind: str, now: datetime | None = None) -> VerifiedRequest:
+        """The verified request of ``kind`` (a payload signed for another kind is refused)."""
         now = now or datetime.now(UTC)
         chain = self._chain(signed.certificate, now)
         _check_dates(chain.path, now)  # the certificate and the CA it chained to, at this moment
@@ -167,6 +179,13 @@ class QueryVerifier:
                 "ANALYST_MISMATCH",
                 {"signer": str(identity)},
             )
+        if payload.kind != kind:
+            raise PermissionDenied(
+                f"analyst {identity.name!r} signed this as a {payload.kind} request, not a {kind} request; "
+                "nodes act on a signed request only as what it was signed for",
+                "WRONG_REQUEST_KIND",
+                {"signer": str(identity)},
+            )
         age = now - payload.issued_at
         if age > self.max_age + self.clock_skew:
             raise PermissionDenied(
@@ -184,7 +203,7 @@ class QueryVerifier:
                 "QUERY_FROM_THE_FUTURE",
                 {"signer": str(identity), "issued_at": payload.issued_at_text},
             )
-        return VerifiedQuery(identity, payload, payload.request())
+        return VerifiedRequest(identity, payload)
 
 
 def _span(delta: timedelta) -> str:

@@ -8,6 +8,7 @@ everything behind them works on :mod:`accord.query.model`, :mod:`accord.query.sc
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from fractions import Fraction
 
 from accord.errors import ConfigError, InternalError, InvalidQuery, Unauthenticated
 from accord.policies.signing import SignedQuery
@@ -16,6 +17,13 @@ from accord.protos.v1 import coordinator_pb2 as cpb
 from accord.protos.v1 import node_pb2 as npb
 from accord.query.epsilon import Epsilon
 from accord.query.model import AggregateFunction, Literal
+from accord.query.preview import (
+    AggregatePreview,
+    BudgetLine,
+    FederatedExplanation,
+    NodeExplanation,
+    NoisePreview,
+)
 from accord.query.release import (
     Cell,
     Estimate,
@@ -28,11 +36,22 @@ from accord.query.release import (
 from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
 
 __all__ = [
+    "aggregate_preview_from_pb",
+    "aggregate_preview_to_pb",
+    "budget_line_from_pb",
+    "budget_line_to_pb",
     "catalog_from_pb",
     "catalog_to_pb",
+    "explanation_from_pb",
+    "explanation_to_pb",
+    "federated_budget_from_pb",
+    "federated_explanation_from_pb",
+    "federated_explanation_to_pb",
     "federated_from_pb",
     "federated_to_pb",
     "missing_to_pb",
+    "node_budget_from_pb",
+    "node_budget_to_pb",
     "release_from_pb",
     "release_to_pb",
     "schema_from_pb",
@@ -247,7 +266,12 @@ def _columns_from_pb(msgs: Iterable[pb.ReleaseColumn]) -> tuple[ReleaseColumn, .
 
 def _rows_to_pb(rows: Iterable[ReleaseRow]) -> list[pb.ReleaseRow]:
     return [
-        pb.ReleaseRow(group=[value_to_pb(v) for v in r.group], cells=[_cell_to_pb(c) for c in r.cells])
+        pb.ReleaseRow(
+            group=[value_to_pb(v) for v in r.group],
+            cells=[_cell_to_pb(c) for c in r.cells],
+            suppressed=r.suppressed,
+            support=None if r.support is None else _estimate_to_pb(r.support),
+        )
         for r in rows
     ]
 
@@ -259,17 +283,22 @@ def _rows_from_pb(
     aggregates = len(columns) - groups
     rows = []
     for r in msgs:
-        group, cells = r.group, r.cells
-        if len(group) != groups or len(cells) != aggregates:
+        group, cells, suppressed = r.group, r.cells, r.suppressed
+        expected = 0 if suppressed else aggregates
+        if len(group) != groups or len(cells) != expected or (suppressed and r.HasField("support")):
             raise InternalError(
                 f"a release row arrived with {len(group)} group value(s) and {len(cells)} cell(s) "
                 f"for {groups} group column(s) and {aggregates} aggregate(s)"
+                + (" (suppressed, so none)" if suppressed else "")
             )
         # List comprehensions, not generators: cheaper for these short sequences, and releases
         # are converted once per node per query on the coordinator.
         rows.append(
             ReleaseRow(
-                group=tuple([value_from_pb(v) for v in group]), cells=tuple([_cell_from_pb(c) for c in cells])
+                group=tuple([value_from_pb(v) for v in group]),
+                cells=tuple([_cell_from_pb(c) for c in cells]),
+                suppressed=suppressed,
+                support=_estimate_from_pb(r.support) if r.HasField("support") else None,
             )
         )
     return tuple(rows)
@@ -292,6 +321,8 @@ def release_to_pb(release: Release) -> npb.NodeRelease:
         rows=_rows_to_pb(release.rows),
         epsilon=str(release.epsilon),
         execution_seconds=release.execution_seconds,
+        agreement=release.agreement,
+        min_group_size=release.min_group_size,
     )
 
 
@@ -305,6 +336,8 @@ def release_from_pb(msg: npb.NodeRelease) -> Release:
         rows=_rows_from_pb(msg.rows, columns),
         epsilon=_epsilon_from_pb(msg.epsilon, f"the release of node {msg.node!r}"),
         execution_seconds=msg.execution_seconds,
+        agreement=msg.agreement,
+        min_group_size=msg.min_group_size,
     )
 
 
@@ -318,6 +351,8 @@ def federated_to_pb(release: FederatedRelease) -> cpb.FederatedRelease:
         contributing_nodes=list(release.contributing_nodes),
         missing=[cpb.MissingNode(node=n, reason=r) for n, r in sorted(release.missing.items())],
         partial=release.partial,
+        agreement=release.agreement,
+        min_group_size=release.min_group_size,
     )
 
 
@@ -335,8 +370,155 @@ def federated_from_pb(msg: cpb.FederatedRelease) -> FederatedRelease:
         epsilon=_epsilon_from_pb(msg.epsilon, "the federated release"),
         contributing_nodes=tuple(msg.contributing_nodes),
         missing={m.node: m.reason for m in msg.missing},
+        agreement=msg.agreement,
+        min_group_size=msg.min_group_size,
     )
 
 
 def missing_to_pb(missing: Mapping[str, str]) -> list[cpb.MissingNode]:
     return [cpb.MissingNode(node=n, reason=r) for n, r in sorted(missing.items())]
+
+
+# ---- previews and budgets -----------------------------------------------------------------------
+
+
+def _noise_to_pb(n: NoisePreview | None) -> pb.NoisePreview | None:
+    if n is None:
+        return None
+    return pb.NoisePreview(
+        mechanism=_MECH_TO_PB[n.mechanism], noise_scale=n.noise_scale, half_width=n.half_width
+    )
+
+
+def _noise_from_pb(msg: pb.NoisePreview) -> NoisePreview:
+    mech = _MECH_FROM_PB.get(msg.mechanism)
+    if mech is None:
+        raise InternalError("a preview arrived without a known mechanism")
+    return NoisePreview(mech, msg.noise_scale, msg.half_width)
+
+
+def aggregate_preview_to_pb(a: AggregatePreview) -> pb.AggregatePreview:
+    return pb.AggregatePreview(
+        name=a.name,
+        estimate=_noise_to_pb(a.estimate),
+        sum=_noise_to_pb(a.sum),
+        count=_noise_to_pb(a.count),
+        epsilon_for_target="" if a.epsilon_for_target is None else str(a.epsilon_for_target),
+    )
+
+
+def aggregate_preview_from_pb(msg: pb.AggregatePreview) -> AggregatePreview:
+    return AggregatePreview(
+        name=msg.name,
+        estimate=_noise_from_pb(msg.estimate) if msg.HasField("estimate") else None,
+        sum=_noise_from_pb(msg.sum) if msg.HasField("sum") else None,
+        count=_noise_from_pb(msg.count) if msg.HasField("count") else None,
+        epsilon_for_target=_epsilon_from_pb(msg.epsilon_for_target, "a preview")
+        if msg.epsilon_for_target
+        else None,
+    )
+
+
+def budget_line_to_pb(line: BudgetLine) -> pb.BudgetLine:
+    return pb.BudgetLine(
+        agreement=line.agreement,
+        purpose=line.purpose,
+        analyst=line.analyst,
+        analyst_spent=str(line.analyst_spent),
+        per_analyst=str(line.per_analyst),
+        analyst_remaining=str(line.analyst_remaining),
+        agreement_spent=str(line.agreement_spent),
+        total=str(line.total),
+        agreement_remaining=str(line.agreement_remaining),
+        per_query=str(line.per_query),
+        answered=line.answered,
+        valid_until=line.valid_until,
+    )
+
+
+def _exact(text: str, what: str) -> Epsilon:
+    """An exact epsilon of a budget (zero allowed, up to the largest cap)."""
+    try:
+        value = Fraction(text)
+        return Epsilon(value)
+    except (ValueError, ZeroDivisionError, TypeError):
+        raise InternalError(f"{what} arrived with an invalid epsilon") from None
+
+
+def budget_line_from_pb(msg: pb.BudgetLine) -> BudgetLine:
+    what = f"the budget line of agreement {msg.agreement!r}"
+    return BudgetLine(
+        agreement=msg.agreement,
+        purpose=msg.purpose,
+        analyst=msg.analyst,
+        analyst_spent=_exact(msg.analyst_spent, what),
+        per_analyst=_exact(msg.per_analyst, what),
+        agreement_spent=_exact(msg.agreement_spent, what),
+        total=_exact(msg.total, what),
+        per_query=_exact(msg.per_query, what),
+        answered=msg.answered,
+        valid_until=msg.valid_until,
+    )
+
+
+def explanation_to_pb(e: NodeExplanation) -> pb.NodeExplanation:
+    return pb.NodeExplanation(
+        node=e.node,
+        dataset=e.dataset,
+        agreement=e.agreement,
+        epsilon=str(e.epsilon),
+        budget=budget_line_to_pb(e.budget),
+        fits=e.fits,
+        aggregates=[aggregate_preview_to_pb(a) for a in e.aggregates],
+        groups=e.groups,
+        min_group_size=e.min_group_size,
+    )
+
+
+def explanation_from_pb(msg: pb.NodeExplanation) -> NodeExplanation:
+    return NodeExplanation(
+        node=msg.node,
+        dataset=msg.dataset,
+        agreement=msg.agreement,
+        epsilon=_epsilon_from_pb(msg.epsilon, f"the preview of node {msg.node!r}"),
+        budget=budget_line_from_pb(msg.budget),
+        fits=msg.fits,
+        aggregates=tuple(aggregate_preview_from_pb(a) for a in msg.aggregates),
+        groups=msg.groups,
+        min_group_size=msg.min_group_size,
+    )
+
+
+def node_budget_to_pb(node: str, lines: Iterable[BudgetLine]) -> pb.NodeBudget:
+    return pb.NodeBudget(node=node, lines=[budget_line_to_pb(line) for line in lines])
+
+
+def node_budget_from_pb(msg: pb.NodeBudget) -> tuple[str, tuple[BudgetLine, ...]]:
+    return msg.node, tuple(budget_line_from_pb(line) for line in msg.lines)
+
+
+def federated_explanation_to_pb(e: FederatedExplanation) -> cpb.FederatedExplanation:
+    return cpb.FederatedExplanation(
+        query_id=e.query_id,
+        dataset=e.dataset,
+        nodes=[explanation_to_pb(n) for n in e.nodes],
+        refused=missing_to_pb(e.refused),
+        combined=[aggregate_preview_to_pb(a) for a in e.combined],
+    )
+
+
+def federated_explanation_from_pb(msg: cpb.FederatedExplanation) -> FederatedExplanation:
+    return FederatedExplanation(
+        query_id=msg.query_id,
+        dataset=msg.dataset,
+        nodes=tuple(explanation_from_pb(n) for n in msg.nodes),
+        refused={m.node: m.reason for m in msg.refused},
+        combined=tuple(aggregate_preview_from_pb(a) for a in msg.combined),
+    )
+
+
+def federated_budget_from_pb(
+    msg: cpb.FederatedBudget,
+) -> tuple[dict[str, tuple[BudgetLine, ...]], dict[str, str]]:
+    lines = dict(node_budget_from_pb(n) for n in msg.nodes)
+    return lines, {m.node: m.reason for m in msg.unreachable}

@@ -17,12 +17,14 @@ from fractions import Fraction
 
 from accord.errors import InvalidQuery, Violation
 
-__all__ = ["MAX_EPSILON", "MAX_EPSILON_TEXT", "Epsilon"]
+__all__ = ["MAX_BUDGET", "MAX_EPSILON", "MAX_EPSILON_TEXT", "Epsilon"]
 
 MAX_EPSILON_TEXT = 64
 """Longest epsilon text accepted (also the longest exact form ``str(epsilon)`` may have, so every
 accepted epsilon is accepted again after a round trip)."""
 MAX_EPSILON = Fraction(100)
+MAX_BUDGET = Fraction(1_000_000)
+"""The largest budget cap an agreement may set (a sum of many queries' epsilons)."""
 """The largest epsilon one query may spend: beyond it no guarantee means anything."""
 
 # What an epsilon may look like before it is handed to Fraction: plain ASCII digits, and an
@@ -48,12 +50,34 @@ class Epsilon:
         return Epsilon(Fraction(0))
 
     @staticmethod
-    def parse(text: str) -> Epsilon:
+    def parse(text: str, limit: Fraction = MAX_EPSILON) -> Epsilon:
         """The epsilon one query spends, from a decimal (``0.5``) or a fraction (``1/3``), exactly.
 
         Raises :class:`~accord.errors.InvalidQuery` saying what to write for text that is not a
-        number, not positive, above :data:`MAX_EPSILON` or too long to be carried exactly."""
-        return _parse(text)
+        number, not positive, above ``limit`` (:data:`MAX_EPSILON`; budgets pass
+        :data:`MAX_BUDGET`) or too long to be carried exactly."""
+        return _parse(text, limit)
+
+    def display(self) -> str:
+        """For people: a decimal when it is one exactly (``0.5``, ``12.25``), else the fraction."""
+        value = self.value
+        denominator = value.denominator
+        twos = fives = 0
+        while denominator % 2 == 0:
+            denominator //= 2
+            twos += 1
+        while denominator % 5 == 0:
+            denominator //= 5
+            fives += 1
+        if denominator != 1:
+            return str(value)
+        places = max(twos, fives)
+        if places == 0:
+            return str(value.numerator)
+        scaled = value.numerator * 10**places // value.denominator
+        sign = "-" if scaled < 0 else ""
+        digits = str(abs(scaled)).rjust(places + 1, "0")
+        return f"{sign}{digits[:-places]}.{digits[-places:]}".rstrip("0").rstrip(".")
 
     def __str__(self) -> str:
         """The exact form (``"1/2"``, ``"3"``), as it travels in releases and is stored."""
@@ -78,7 +102,7 @@ class Epsilon:
 
 
 @functools.lru_cache(maxsize=256)
-def _parse(text: str) -> Epsilon:
+def _parse(text: str, limit: Fraction) -> Epsilon:
     # Pure and immutable: a federation uses a handful of values, each parsed once. A refusal is
     # raised, so it is never cached.
     stripped = text.strip()
@@ -98,10 +122,10 @@ def _parse(text: str) -> Epsilon:
             f"epsilon must be greater than 0 (got {stripped}); try 0.5",
             (Violation("epsilon", "not positive"),),
         )
-    if value > MAX_EPSILON:
+    if value > limit:
         raise InvalidQuery(
             f"epsilon {stripped} is far beyond any meaningful privacy guarantee; use a value of at most "
-            f"{MAX_EPSILON}",
+            f"{limit}",
             (Violation("epsilon", "too large"),),
         )
     if len(str(value)) > MAX_EPSILON_TEXT:

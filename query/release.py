@@ -25,6 +25,7 @@ __all__ = [
     "ReleaseColumn",
     "ReleaseRow",
     "ratio_estimate",
+    "suppressed_row",
 ]
 
 ALPHA = 0.05
@@ -82,10 +83,25 @@ class ReleaseColumn:
 @dataclass(frozen=True)
 class ReleaseRow:
     """``group`` holds the group-key values in GROUP BY order; ``cells`` one per aggregate,
-    in the order the aggregates appear among ``columns``."""
+    in the order the aggregates appear among ``columns``.
+
+    Under an agreement with a minimum group size, ``support`` is the group's noisy ``COUNT(*)``
+    (what suppression judges), and in the combined answer a group judged too small is
+    ``suppressed``: it has no cells and no support, only its key (marked, never dropped)."""
 
     group: tuple[Literal, ...]
     cells: tuple[Cell, ...]
+    suppressed: bool = False
+    support: Estimate | None = None
+
+    def __post_init__(self) -> None:
+        if self.suppressed and (self.cells or self.support is not None):
+            raise ValueError("a suppressed group carries no values")
+
+
+def suppressed_row(group: tuple[Literal, ...]) -> ReleaseRow:
+    """The row of a group too small to release."""
+    return ReleaseRow(group, (), suppressed=True)
 
 
 @dataclass(frozen=True)
@@ -99,6 +115,9 @@ class Release:
     rows: tuple[ReleaseRow, ...]
     epsilon: Epsilon
     execution_seconds: float = 0.0
+    agreement: str = ""
+    min_group_size: int = 0
+    """Groups whose noisy count was below this were suppressed (0: no suppression)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.epsilon, Epsilon):
@@ -117,6 +136,9 @@ class FederatedRelease:
     epsilon: Epsilon
     contributing_nodes: tuple[str, ...]
     missing: dict[str, str] = field(default_factory=dict)
+    agreement: str = ""
+    min_group_size: int = 0
+    """The largest minimum group size of the contributing nodes (0: no suppression)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.epsilon, Epsilon):

@@ -2,7 +2,8 @@
 
 ``pki`` (session-scoped): one development federation created with :func:`policies.pki.init_federation`
 in a temporary folder. Coordinator ``coordinator``; nodes ``county``, ``district-a``,
-``district-b``; analyst ``alice``. Use it as::
+``district-b``; analysts ``alice``, ``bob`` (both covered by the test agreement ``open``) and
+``mallory`` (covered by none). Use it as::
 
     def test_something(pki: TestPki) -> None:
         server_tls = pki.node("county")          # accord.rpc.transport.TlsFiles
@@ -27,7 +28,7 @@ from accord.rpc.transport import TlsFiles
 
 PKI_COORDINATOR = "coordinator"
 PKI_NODES = ("county", "district-a", "district-b")
-PKI_ANALYSTS = ("alice",)
+PKI_ANALYSTS = ("alice", "bob", "mallory")
 
 
 @dataclass(frozen=True)

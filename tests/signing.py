@@ -5,19 +5,26 @@ from __future__ import annotations
 
 import functools
 import uuid
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping
+from datetime import date, datetime, timedelta
+from fractions import Fraction
 
 from cryptography import x509
 
 from accord.node.config import DatasetConfig
+from accord.node.consent import ConsentRegister
 from accord.node.duckdb import open_duckdb
 from accord.node.service import NodeService
 from accord.node.state import MemoryState, NodeState
+from accord.policies.agreements import Agreement, Budget, DatasetGrant, FieldUse
+from accord.policies.decision import Decision
 from accord.policies.gate import PolicyGate
 from accord.policies.signing import QuerySigner, SignedQuery
 from accord.policies.verifying import QueryVerifier
 from accord.protos import convert
 from accord.protos.v1 import coordinator_pb2, node_pb2
+from accord.query.epsilon import Epsilon
+from accord.query.schema import DatasetSchema
 from accord.rpc.transport import TlsFiles
 from tests.conftest import TestPki
 
@@ -35,15 +42,68 @@ def verifier(pki: TestPki, max_age: float = 300, skew: float = 60) -> QueryVerif
     return QueryVerifier([ca], timedelta(seconds=max_age), timedelta(seconds=skew))
 
 
+OPEN = "open"
+"""The agreement :func:`node_service` holds unless told otherwise (see :func:`open_agreement`)."""
+
+
 def sign(
     who: QuerySigner | TlsFiles,
     sql: str,
     epsilon: str = "1",
     query_id: str | None = None,
     now: datetime | None = None,
+    agreement: str = OPEN,
+    kind: str = "query",
 ) -> SignedQuery:
     by = signer(who) if isinstance(who, TlsFiles) else who
-    return by.sign(query_id or str(uuid.uuid4()), sql, epsilon, now=now)
+    return by.sign(query_id or str(uuid.uuid4()), sql, epsilon, agreement, now=now, kind=kind)
+
+
+def open_agreement(
+    schemas: Mapping[str, DatasetSchema],
+    node: str = "n",
+    ident: str = OPEN,
+    fields: Mapping[str, tuple[str, ...]] | None = None,
+    analysts: tuple[str, ...] = ("alice", "bob"),
+    budget: tuple[str, str, str] = ("1000000", "1000000", "100"),
+    min_group_size: int = 0,
+    consent: str = "opt-out",
+    purpose: str = "TESTING",
+    valid: tuple[date, date] = (date(2000, 1, 1), date(2999, 12, 31)),
+) -> Agreement:
+    """An agreement of ``node`` sharing, per dataset, ``fields`` (default: every declared field)
+    in every way each supports; ``budget`` is (per_analyst, total, per_query)."""
+    grants = {}
+    for name, schema in schemas.items():
+        uses: dict[str, frozenset[FieldUse]] = {}
+        for spec in schema.columns:
+            if spec.name == schema.privacy_unit or (fields is not None and spec.name not in fields):
+                continue
+            allowed = {FieldUse.COUNT, FieldUse.FILTER}
+            if spec.lower is not None and spec.type.value in ("integer", "float"):
+                allowed |= {FieldUse.SUM, FieldUse.AVG}
+            if spec.categories is not None:
+                allowed.add(FieldUse.GROUP_BY)
+            uses[spec.name] = frozenset(allowed)
+        grants[name] = DatasetGrant(name, uses)
+    per_analyst, total, per_query = (Epsilon(Fraction(x)) for x in budget)
+    return Agreement(
+        id=ident,
+        title=f"test agreement {ident}",
+        purpose_code=purpose,
+        purpose="testing",
+        lawful_basis="test",
+        consent=consent,
+        valid_from=valid[0],
+        valid_until=valid[1],
+        review_date=valid[1],
+        nodes=(node,),
+        organisations=(),
+        analysts=analysts,
+        budget=Budget(per_analyst, total, per_query),
+        datasets=grants,
+        min_group_size=min_group_size,
+    )
 
 
 def answer_request(signed: SignedQuery) -> node_pb2.AnswerRequest:
@@ -60,9 +120,34 @@ def node_service(
     name: str = "n",
     state: NodeState | None = None,
     coordinators: tuple[str, ...] = ("coordinator",),
+    agreements: tuple[Agreement, ...] | None = None,
+    consent: ConsentRegister | None = None,
+    max_epsilon: str = "100",
+    today: Callable[[], date] | None = None,
+    on_decision: Callable[[Decision], None] | None = None,
 ) -> NodeService:
     """A node's answer path over ``datasets`` in DuckDB, as :func:`accord.node.server.build_service`
-    assembles it (memory state unless ``state`` is given)."""
+    assembles it (memory state unless ``state`` is given; the agreement :data:`OPEN` unless
+    ``agreements`` are given)."""
     schemas = tuple(d.schema for d in datasets)
-    gate = PolicyGate(name, coordinators, {s.name: s for s in schemas})
-    return NodeService(name, open_duckdb(datasets), schemas, gate, verifier(pki), state or MemoryState())
+    by_name = {s.name: s for s in schemas}
+    held = agreements if agreements is not None else (open_agreement(by_name, name),)
+    gate = PolicyGate(
+        name,
+        coordinators,
+        by_name,
+        {a.id: a for a in held},
+        Epsilon.parse(max_epsilon),
+        **({"today": today} if today is not None else {}),
+    )
+    extra = {"on_decision": on_decision} if on_decision is not None else {}
+    return NodeService(
+        name,
+        open_duckdb(datasets),
+        schemas,
+        gate,
+        verifier(pki),
+        state or MemoryState(name),
+        consent,
+        **extra,
+    )

@@ -27,8 +27,9 @@ from collections.abc import Mapping
 import duckdb
 
 from accord.errors import DataError, InternalError, NotFound, Unavailable, Violation
-from accord.node.backend import ExactAnswer, ExecutionBackend, align
+from accord.node.backend import ExactAnswer, ExecutionBackend, PersonFilter, align
 from accord.node.duckdb.catalog import FileStamp, LoadedDataset, file_stamp, load_dataset
+from accord.node.duckdb.persons import PersonTables
 from accord.node.duckdb.ranks import drop_ranks
 from accord.node.duckdb.sqlrender import render
 from accord.node.plan import MeasureKind, distinct_measurements
@@ -51,6 +52,7 @@ class Engine(ExecutionBackend):
         self._failed: dict[str, FileStamp] = {}  # file stamps whose re-check rejected the data
         self._versions = dict.fromkeys(self._datasets, 0)
         self._lock = threading.Lock()
+        self._persons = PersonTables(con)
 
     def close(self) -> None:
         with self._lock:
@@ -65,25 +67,45 @@ class Engine(ExecutionBackend):
                 (Violation("dataset", f"unknown dataset {name}"),),
             ) from None
 
-    def execute(self, query: Query, schema: DatasetSchema) -> ExactAnswer:
-        """Exact values of every measurement of ``query`` for every public group (one SQL query)."""
+    def execute(
+        self,
+        query: Query,
+        schema: DatasetSchema,
+        persons: PersonFilter | None = None,
+        support: bool = False,
+    ) -> ExactAnswer:
+        """Exact values of every measurement of ``query`` (and, with ``support``, of each group's
+        ``COUNT(*)``) for every public group (one SQL query), counting only the people ``persons``
+        lets it count."""
         for _ in range(_ATTEMPTS):
             loaded = self._current(query.dataset)
-            total = _checked_count(query, schema, loaded)
+            total = _checked_count(query, schema, loaded) if persons is None else None
+            people = None
+            if persons is not None:
+                spec = schema.column(schema.privacy_unit)
+                assert spec is not None
+                people = (persons.mode, self._persons.table(persons, spec.type))
             if total is not None:
-                measurements = distinct_measurements(query)
+                measurements = distinct_measurements(query, support)
                 rows: list[tuple[object, ...]] = [(total,)]
             else:
                 rendered = render(
-                    query, schema, loaded.needs_bounding, loaded.relation, loaded.proven_bounds, loaded.ranks
+                    query,
+                    schema,
+                    loaded.needs_bounding,
+                    loaded.relation,
+                    loaded.proven_bounds,
+                    loaded.ranks,
+                    people,
+                    support,
                 )
                 cur = self._con.cursor()
                 try:
                     rows = cur.execute(rendered.sql, list(rendered.params)).fetchall()
                 except duckdb.CatalogException:
                     # A reload on another thread may have dropped a table this query named (the
-                    # CSV table, the rank table).
-                    if self.dataset(query.dataset) is not loaded:
+                    # CSV table, the rank table, an old consent table): run it again on the new ones.
+                    if self.dataset(query.dataset) is not loaded or persons is not None:
                         continue
                     raise
                 except duckdb.Error as err:

@@ -163,26 +163,33 @@ def render(
     relation: str,
     proven_bounds: Mapping[str, tuple[int | float, int | float]] | None = None,
     ranks: RowRanks | None = None,
+    persons: tuple[str, str] | None = None,
+    support: bool = False,
 ) -> RenderedQuery:
     """One SELECT over ``relation`` (an already-quoted table or view name) computing every distinct
     measurement of ``query`` per group. ``proven_bounds`` (column → ``(lower, upper)``) names the
     columns the load-time checks proved to lie within those bounds, so their clamp is skipped;
     ``ranks`` (when bounding) the load-time ranks of ``relation``'s rows. See the module docstring
-    for the semantics."""
+    for the semantics. ``persons`` (``("include" | "exclude", quoted table)``) keeps only, or
+    leaves out, the people whose privacy unit is in the table's ``person`` column, before WHERE and
+    bounding (consent: a person left out counts nowhere). ``support`` adds each group's
+    ``COUNT(*)`` (:data:`~accord.node.plan.SUPPORT`)."""
     params = _Params()
     for name in query.columns_read:
         _spec(schema, name)
     where = _predicate(query.where, schema, params) if query.where is not None else None
 
-    measurements = distinct_measurements(query)
+    measurements = distinct_measurements(query, support)
     select = [quote_ident(g) for g in query.group_by]
     for m in measurements:
         select.append(_measure(m, schema, params, proven_bounds or {}))
 
     pid = quote_ident(schema.privacy_unit)
-    conditions = []
-    if where is not None:
-        conditions.append(where)
+    consent = None
+    if persons is not None:
+        mode, table = persons
+        consent = f"{pid} {'NOT ' if mode == 'exclude' else ''}IN (SELECT person FROM {table})"
+    conditions = [c for c in (consent, where) if c is not None]
     source = relation
     if needs_bounding:
         read = ", ".join(quote_ident(c) for c in sorted(query.columns_read | {schema.privacy_unit}))
@@ -198,12 +205,10 @@ def render(
         )
         if ranked:
             assert ranks is not None
-            source = (
-                f"(SELECT {read} FROM {relation} POSITIONAL JOIN {ranks.table} "
-                f"WHERE {ranks.rank} <= {keep}) AS bounded"
-            )
+            kept = " AND ".join([f"{ranks.rank} <= {keep}", *([consent] if consent else [])])
+            source = f"(SELECT {read} FROM {relation} POSITIONAL JOIN {ranks.table} WHERE {kept}) AS bounded"
         else:
-            inner_where = _where([f"{pid} IS NOT NULL", where])
+            inner_where = _where([f"{pid} IS NOT NULL", consent, where])
             if counting:
                 # Each person contributes min(rows after WHERE, k), whichever rows are kept.
                 per_person = f"(SELECT count(*) AS n FROM {relation}{inner_where} GROUP BY {pid}) AS persons"

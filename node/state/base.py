@@ -1,15 +1,19 @@
-"""What a node remembers, behind one interface: every query it answered, with the release it sent.
+"""What a node remembers, behind one interface: every query it answered, with the release it sent,
+and its privacy-budget ledger.
 
-A node must never answer one query twice with different noise. Every answer is recorded in one
-durable transaction *before* its release leaves the node (:meth:`NodeState.record`), and a query id
-seen again returns the recorded release byte for byte (:meth:`NodeState.find`), after a restart
-too. The next pieces of work add the privacy-budget charge and the audit-log entry to the same
-transaction.
+A node must never answer one query twice with different noise, and never let an analyst spend
+more than an agreement allows. Every answer is recorded, and its cost charged, in one durable
+transaction *before* its release leaves the node (:meth:`NodeState.record`): the charge is checked
+against the agreement's caps inside that transaction, so concurrent queries can never overspend,
+and a query id seen again returns the recorded release byte for byte (:meth:`NodeState.find`),
+never charged twice, after a restart too. The audit-log entry joins the same transaction next.
 
 What is stored about an answer (:class:`Answer`): who asked (the analyst's name), the query id,
-digests of the request and of the signed payload, the envelope itself (the analyst's signed
-query: SQL text, epsilon, time, signature, certificate), the dataset, the epsilon, when it was
-answered, and the release (noisy aggregates). Never a row value or a person identifier.
+the agreement it was asked under, digests of the request and of the signed payload, the envelope
+itself (the analyst's signed query: SQL text, epsilon, time, signature, certificate), the dataset,
+the epsilon, when it was answered, and the release (noisy aggregates). The ledger holds, per
+agreement and analyst, the epsilon spent and the queries answered, and per agreement how many
+queries were refused and why. Never a row value or a person identifier.
 
 Backends: :class:`~accord.node.state.memory.MemoryState` (forgets everything on restart: tests and
 benchmarks) and :class:`~accord.node.state.sqlite.SqliteState` (durable). One contract test runs
@@ -19,12 +23,15 @@ against both (``tests/unit/test_state.py``).
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from accord.errors import ConfigError
+from accord.policies.budget import Charge, Spent
+from accord.query.epsilon import Epsilon
 
-__all__ = ["Answer", "NodeState", "StateInUse"]
+__all__ = ["Answer", "LedgerLine", "NodeState", "StateInUse", "Usage"]
 
 
 class StateInUse(ConfigError):
@@ -49,6 +56,7 @@ class Answer:
     answered_at: datetime
     release: bytes
     """The serialized release, sent byte for byte on every retry."""
+    agreement: str = ""
 
     def __post_init__(self) -> None:
         if not self.analyst or not self.query_id:
@@ -59,6 +67,29 @@ class Answer:
             raise ValueError("answered_at must be timezone-aware")
 
 
+@dataclass(frozen=True)
+class LedgerLine:
+    """What one analyst has spent under one agreement at this node, and in how many answers."""
+
+    agreement: str
+    analyst: str
+    spent: Epsilon
+    answered: int
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One agreement's use at this node: queries answered, refused (by reason), epsilon spent."""
+
+    answered: int = 0
+    spent: Epsilon = field(default_factory=Epsilon.zero)
+    refused: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def refused_total(self) -> int:
+        return sum(self.refused.values())
+
+
 class NodeState(abc.ABC):
     """A node's durable memory. Implementations are thread-safe."""
 
@@ -67,11 +98,29 @@ class NodeState(abc.ABC):
         """The recorded answer to ``analyst``'s query ``query_id``, or None."""
 
     @abc.abstractmethod
-    def record(self, answer: Answer) -> Answer:
-        """Record ``answer`` in one durable transaction and return what is recorded for its
-        ``(analyst, query_id)``: ``answer`` itself, or the answer recorded first if there was one
-        (the first writer wins, so concurrent requests with one id yield one release). Only once
-        this returns may the release leave the node."""
+    def record(self, answer: Answer, charge: Charge | None = None) -> Answer:
+        """Record ``answer`` and charge ``charge`` in one durable transaction and return what is
+        recorded for its ``(analyst, query_id)``: ``answer`` itself, or the answer recorded first if
+        there was one (the first writer wins, so concurrent requests with one id yield one release;
+        nothing is charged then). Raises :class:`~accord.errors.BudgetExhausted` (recording nothing)
+        when the charge does not fit the agreement's caps. Only once this returns may the release
+        leave the node."""
+
+    @abc.abstractmethod
+    def spent(self, agreement: str, analyst: str) -> Spent:
+        """What ``analyst`` and all analysts together have spent under ``agreement``."""
+
+    @abc.abstractmethod
+    def count_refusal(self, agreement: str, reason: str) -> None:
+        """Count one query refused under ``agreement`` for ``reason`` (a reason code)."""
+
+    @abc.abstractmethod
+    def ledger(self) -> list[LedgerLine]:
+        """Every (agreement, analyst)'s spending, sorted."""
+
+    @abc.abstractmethod
+    def usage(self) -> dict[str, Usage]:
+        """Every agreement's use (answered, refused by reason, spent)."""
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -82,3 +131,15 @@ class NodeState(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def usage_from(lines: list[LedgerLine], refusals: Mapping[str, Mapping[str, int]]) -> dict[str, Usage]:
+    """Per agreement usage from the ledger lines and the refusal counts (shared by the backends)."""
+    out: dict[str, Usage] = {}
+    for agreement in sorted({line.agreement for line in lines} | set(refusals)):
+        mine = [line for line in lines if line.agreement == agreement]
+        spent = Epsilon.zero()
+        for line in mine:
+            spent = spent + line.spent
+        out[agreement] = Usage(sum(line.answered for line in mine), spent, dict(refusals.get(agreement, {})))
+    return out

@@ -1,70 +1,92 @@
-"""The durable state backend: one SQLite file per node, every answer committed before it is sent.
+"""The durable state backend: one SQLite file per node, every answer and its charge committed before
+the release is sent.
 
 * **Durable commits**: write-ahead logging with ``synchronous = FULL``, so a transaction that
   :meth:`SqliteState.record` has committed is on disk (its WAL frame fsync-ed) before the release
-  leaves the node; a process killed at any instant leaves either the whole answer or none of it.
-* **One node per file**: the connection holds an exclusive lock for its whole life
-  (``locking_mode = EXCLUSIVE``), so a second node started with the same state file is refused at
-  start-up instead of sharing (and later double-spending) it.
-* **One schema version**, in ``PRAGMA user_version``; a file from a newer Accord, or one that is not
-  an Accord state file, is refused with a message saying what to do. The file records the name of
-  its node and refuses another.
+  leaves the node; a process killed at any instant leaves either the whole answer, charge included,
+  or none of it.
+* **One node per file**: the node holds an exclusive lock on ``<file>.lock`` (``flock``) for its
+  whole life, so a second node started with the same state file is refused at start-up instead of
+  sharing (and double-spending) it. Operators' tools read the file meanwhile
+  (:class:`StateReader`: the budget ledger, the public register).
+* **One schema version**, in ``PRAGMA user_version`` (older files are migrated); a file from a newer
+  Accord, or one that is not an Accord state file, is refused with a message saying what to do. The
+  file records the name of its node and refuses another.
 
-Every answer is recorded in a transaction (``BEGIN IMMEDIATE`` … ``COMMIT``): insert unless the
-``(analyst, query_id)`` is already there, else read back what is recorded. Answers that arrive
-while a commit is being written share the next transaction (group commit: one fsync for all of
-them, each caller released only once its answer is on disk). The next pieces of work add the
-budget charge and the audit entry to the same transaction.
+Every answer is recorded in a transaction (``BEGIN IMMEDIATE`` … ``COMMIT``): if its (analyst, query
+id) is recorded already, that answer is what is recorded (nothing charged); otherwise its charge is
+checked against the agreement's caps with the ledger as the transaction sees it, then the answer is
+inserted and the ledger updated. Answers that arrive while a commit is being written share the
+next transaction (group commit: one fsync for all of them, each caller released only once its own
+answer is on disk); one answer over budget fails alone.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import sqlite3
 import threading
 from datetime import UTC, datetime
+from fractions import Fraction
 from pathlib import Path
+from typing import IO
 
-from accord.errors import ConfigError, InternalError
-from accord.node.state.base import Answer, NodeState, StateInUse
+from accord.errors import BudgetExhausted, ConfigError, InternalError
+from accord.node.state.base import Answer, LedgerLine, NodeState, StateInUse, Usage, usage_from
+from accord.policies.budget import Charge, Spent, check_fits
+from accord.query.epsilon import Epsilon
 
-__all__ = ["SCHEMA_VERSION", "SqliteState"]
+__all__ = ["SCHEMA_VERSION", "SqliteState", "StateReader"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-_SCHEMA = """
-CREATE TABLE meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE answers (
-    analyst TEXT NOT NULL,
-    query_id TEXT NOT NULL,
-    request_digest BLOB NOT NULL,
-    payload_digest BLOB NOT NULL,
-    envelope BLOB NOT NULL,
-    dataset TEXT NOT NULL,
-    epsilon TEXT NOT NULL,
-    answered_at TEXT NOT NULL,
-    release BLOB NOT NULL,
-    PRIMARY KEY (analyst, query_id)
-) WITHOUT ROWID;
-"""
+SCHEMA_VERSION = 2
+_TABLES = {
+    "meta": "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    "answers": """CREATE TABLE answers (
+        analyst TEXT NOT NULL,
+        query_id TEXT NOT NULL,
+        request_digest BLOB NOT NULL,
+        payload_digest BLOB NOT NULL,
+        envelope BLOB NOT NULL,
+        dataset TEXT NOT NULL,
+        epsilon TEXT NOT NULL,
+        answered_at TEXT NOT NULL,
+        release BLOB NOT NULL,
+        agreement TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (analyst, query_id)
+    ) WITHOUT ROWID""",
+    "spent": """CREATE TABLE spent (
+        agreement TEXT NOT NULL,
+        analyst TEXT NOT NULL,
+        epsilon TEXT NOT NULL,
+        answered INTEGER NOT NULL,
+        PRIMARY KEY (agreement, analyst)
+    ) WITHOUT ROWID""",
+    "refusals": """CREATE TABLE refusals (
+        agreement TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (agreement, reason)
+    ) WITHOUT ROWID""",
+}
 _COLUMNS = (
-    "analyst, query_id, request_digest, payload_digest, envelope, dataset, epsilon, answered_at, release"
+    "analyst, query_id, request_digest, payload_digest, envelope, dataset, epsilon, answered_at, release, "
+    "agreement"
 )
 
 
 class _Pending:
-    """One answer waiting for its commit, and what became of it."""
+    """One answer (and its charge) waiting for its commit, and what became of it."""
 
-    def __init__(self, answer: Answer) -> None:
+    def __init__(self, answer: Answer, charge: Charge | None) -> None:
         self.answer = answer
+        self.charge = charge
         self.done = False
         self.result: Answer | None = None
-        self.error: InternalError | None = None
+        self.error: InternalError | BudgetExhausted | None = None
 
     def outcome(self) -> Answer:
         if self.error is not None:
@@ -73,89 +95,12 @@ class _Pending:
         return self.result
 
 
-class SqliteState(NodeState):
-    """The state of node ``node`` in the SQLite file ``path`` (created with its folder if missing)."""
+class _Reads:
+    """What both the node and operators' tools read from a state connection."""
 
-    def __init__(self, path: Path, node: str) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()  # the connection: one user at a time
-        self._queue = threading.Condition()  # the answers waiting to be committed
-        self._pending: list[_Pending] = []
-        self._committing = False
-        self._con = self._open(node)
-
-    def _open(self, node: str) -> sqlite3.Connection:
-        where = f"state file {self.path}"
-        try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0)
-        except (OSError, sqlite3.Error) as err:
-            raise ConfigError(
-                f"{where} cannot be opened ({err}); check the folder exists and is writable, or set "
-                "[state] path in the node config"
-            ) from None
-        try:
-            os.chmod(self.path, 0o600)
-            con.execute("PRAGMA locking_mode = EXCLUSIVE")
-            mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise ConfigError(f"{where}: SQLite refused write-ahead logging (journal mode {mode})")
-            con.execute("PRAGMA synchronous = FULL")
-            con.execute("BEGIN IMMEDIATE")  # takes the exclusive lock, kept until close
-            try:
-                self._migrate(con, node, where)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-        except sqlite3.OperationalError as err:
-            con.close()
-            if "locked" in str(err):
-                raise StateInUse(
-                    f"{where} is in use by another process (is another node running with this config?); "
-                    "stop it, or give this node its own [state] path"
-                ) from None
-            raise ConfigError(f"{where} cannot be used ({err}); check the file and its folder") from None
-        except sqlite3.DatabaseError:
-            con.close()
-            raise ConfigError(
-                f"{where} is not an Accord state database (or is damaged); restore it from a backup, "
-                "or move it away to start with an empty state (retries of earlier queries are then "
-                "answered afresh)"
-            ) from None
-        except BaseException:
-            con.close()
-            raise
-        return con
-
-    @staticmethod
-    def _migrate(con: sqlite3.Connection, node: str, where: str) -> None:
-        version = int(con.execute("PRAGMA user_version").fetchone()[0])
-        if version == 0:
-            tables = con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            if tables:
-                raise ConfigError(
-                    f"{where} is an SQLite database but not an Accord state file; give [state] path "
-                    "a file of its own"
-                )
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    con.execute(statement)  # DDL is transactional in SQLite: all or nothing
-            con.execute("INSERT INTO meta (key, value) VALUES ('node', ?)", (node,))
-            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            log.info("created the node state in %s", where)
-            return
-        if version > SCHEMA_VERSION:
-            raise ConfigError(
-                f"{where} was written by a newer Accord (schema {version}, this one reads {SCHEMA_VERSION}); "
-                "upgrade Accord on this node"
-            )
-        owner = con.execute("SELECT value FROM meta WHERE key = 'node'").fetchone()
-        if owner is None or owner[0] != node:
-            raise ConfigError(
-                f"{where} belongs to node {owner[0] if owner else '(unknown)'!r}, not {node!r}; give each "
-                "node its own [state] path"
-            )
+    path: Path
+    _con: sqlite3.Connection
+    _lock: threading.Lock
 
     def find(self, analyst: str, query_id: str) -> Answer | None:
         with self._lock:
@@ -164,12 +109,71 @@ class SqliteState(NodeState):
             ).fetchone()
         return None if row is None else _answer(row)
 
-    def record(self, answer: Answer) -> Answer:
-        """Record ``answer`` (see :meth:`NodeState.record`) with **group commit**: answers that
-        arrive while a commit is on its way to disk wait, and the next committer writes all of them
-        in one transaction with one fsync. Each caller returns only once its own answer is
-        committed, so nothing is sent early; under load the fsyncs are shared."""
-        mine = _Pending(answer)
+    def spent(self, agreement: str, analyst: str) -> Spent:
+        with self._lock:
+            return _spent(self._con, agreement, analyst)
+
+    def ledger(self) -> list[LedgerLine]:
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT agreement, analyst, epsilon, answered FROM spent ORDER BY agreement, analyst"
+            ).fetchall()
+        return [LedgerLine(a, n, _epsilon(e), int(k)) for a, n, e, k in rows]
+
+    def usage(self) -> dict[str, Usage]:
+        lines = self.ledger()
+        with self._lock:
+            rows = self._con.execute("SELECT agreement, reason, count FROM refusals").fetchall()
+        refusals: dict[str, dict[str, int]] = {}
+        for agreement, reason, count in rows:
+            refusals.setdefault(agreement, {})[reason] = int(count)
+        return usage_from(lines, refusals)
+
+
+class SqliteState(_Reads, NodeState):
+    """The state of node ``node`` in the SQLite file ``path`` (created with its folder if missing)."""
+
+    def __init__(self, path: Path, node: str) -> None:
+        self.path = Path(path)
+        self.node = node
+        self._lock = threading.Lock()  # the connection: one user at a time
+        self._queue = threading.Condition()  # the answers waiting to be committed
+        self._pending: list[_Pending] = []
+        self._committing = False
+        self._lockfile = self._take_lock()
+        try:
+            self._con = _connect(self.path, node, write=True)
+        except BaseException:
+            self._lockfile.close()
+            raise
+
+    def _take_lock(self) -> IO[bytes]:
+        where = f"state file {self.path}"
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            lock = open(str(self.path) + ".lock", "ab")  # noqa: SIM115 (held for the node's life)
+        except OSError as err:
+            raise ConfigError(
+                f"{where} cannot be opened ({err.strerror}); check the folder exists and is writable, or set "
+                "[state] path in the node config"
+            ) from None
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            raise StateInUse(
+                f"{where} is in use by another process (is another node running with this config?); "
+                "stop it, or give this node its own [state] path"
+            ) from None
+        return lock
+
+    def record(self, answer: Answer, charge: Charge | None = None) -> Answer:
+        """Record ``answer`` and its ``charge`` (see :meth:`NodeState.record`) with **group
+        commit**: answers that arrive while a commit is on its way to disk wait, and the next
+        committer writes all of them in one transaction with one fsync. Each caller returns only
+        once its own answer is committed, so nothing is sent early; under load the fsyncs are
+        shared."""
+        mine = _Pending(answer, charge)
         with self._queue:
             self._pending.append(mine)
             while not mine.done and self._committing:
@@ -191,37 +195,60 @@ class SqliteState(NodeState):
         return mine.outcome()
 
     def _commit(self, batch: list[_Pending]) -> None:
-        """One transaction for every answer in ``batch``: insert unless its (analyst, query id) is
-        recorded already. Each pending answer learns what is recorded for it only once ``COMMIT``
-        returned; if anything fails, every answer of the batch fails and nothing is returned."""
-        results: list[Answer] = []
+        """One transaction for every answer in ``batch``. Each pending answer learns what is
+        recorded for it only once ``COMMIT`` returned; an answer over budget fails alone; if
+        anything else fails, every answer of the batch fails and nothing is returned."""
+        outcomes: list[Answer | BudgetExhausted] = []
         try:
             with self._lock:
                 con = self._con
                 con.execute("BEGIN IMMEDIATE")
                 try:
-                    results = [self._insert(con, p.answer) for p in batch]
+                    for p in batch:
+                        try:
+                            outcomes.append(self._insert(con, p.answer, p.charge))
+                        except BudgetExhausted as refused:
+                            outcomes.append(refused)
                     con.execute("COMMIT")
                 except BaseException:
                     con.execute("ROLLBACK")
                     raise
         except Exception as err:
-            log.error("state %s: recording answers failed (%s)", self.path, type(err).__name__)
-            failure = InternalError(
-                f"the node could not record the answer in its state ({type(err).__name__})"
-            )
+            kind = type(err).__name__
+            log.error("state %s: recording answers failed (%s)", self.path, kind)
+            failure = InternalError(f"the node could not record the answer in its state ({kind})")
             for p in batch:
                 p.error = failure
             return
-        for p, result in zip(batch, results, strict=True):
-            p.result = result
+        for p, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, BudgetExhausted):
+                p.error = outcome
+            else:
+                p.result = outcome
 
-    @staticmethod
-    def _insert(con: sqlite3.Connection, a: Answer) -> Answer:
-        """Insert ``a`` unless its key is recorded; what is recorded for the key."""
-        inserted = con.execute(
-            f"INSERT INTO answers ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (analyst, query_id) DO NOTHING",
+    def _insert(self, con: sqlite3.Connection, a: Answer, charge: Charge | None) -> Answer:
+        """Inside the transaction: what is recorded for ``a``'s key, after inserting and charging
+        ``a`` if nothing was (:class:`BudgetExhausted`, writing nothing, if the charge does not fit)."""
+        row = con.execute(
+            f"SELECT {_COLUMNS} FROM answers WHERE analyst = ? AND query_id = ?", (a.analyst, a.query_id)
+        ).fetchone()
+        if row is not None:  # recorded before (first writer wins): what is recorded is the answer
+            return _answer(row)
+        if charge is not None:
+            spent = _spent(con, charge.agreement, a.analyst)
+            check_fits(charge, spent, a.analyst, self.node)
+            con.execute(
+                "INSERT INTO spent (agreement, analyst, epsilon, answered) VALUES (?, ?, ?, 1) "
+                "ON CONFLICT (agreement, analyst) DO UPDATE SET epsilon = ?, answered = answered + 1",
+                (
+                    charge.agreement,
+                    a.analyst,
+                    str(charge.epsilon),
+                    str(spent.analyst + charge.epsilon),
+                ),
+            )
+        con.execute(
+            f"INSERT INTO answers ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 a.analyst,
                 a.query_id,
@@ -232,18 +259,147 @@ class SqliteState(NodeState):
                 a.epsilon,
                 a.answered_at.astimezone(UTC).isoformat(),
                 a.release,
+                a.agreement,
             ),
-        ).rowcount
-        if inserted == 1:
-            return a
-        row = con.execute(  # recorded before (first writer wins): what is recorded is the answer
-            f"SELECT {_COLUMNS} FROM answers WHERE analyst = ? AND query_id = ?", (a.analyst, a.query_id)
-        ).fetchone()
-        return _answer(row)
+        )
+        return a
+
+    def count_refusal(self, agreement: str, reason: str) -> None:
+        with self._lock:
+            con = self._con
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.execute(
+                    "INSERT INTO refusals (agreement, reason, count) VALUES (?, ?, 1) "
+                    "ON CONFLICT (agreement, reason) DO UPDATE SET count = count + 1",
+                    (agreement, reason),
+                )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         with self._lock:
             self._con.close()
+        self._lockfile.close()  # releases the flock
+
+
+class StateReader(_Reads):
+    """A node's state read by an operator's tool (the ledger, the register), also while the node
+    runs; never writes."""
+
+    def __init__(self, path: Path, node: str) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ConfigError(
+                f"state file {self.path} does not exist; has the node ever run with this config?"
+            )
+        self._lock = threading.Lock()
+        self._con = _connect(self.path, node, write=False)
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+    def __enter__(self) -> StateReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _connect(path: Path, node: str, write: bool) -> sqlite3.Connection:
+    where = f"state file {path}"
+    try:
+        con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+    except sqlite3.Error as err:
+        raise ConfigError(
+            f"{where} cannot be opened ({err}); check the folder exists and is writable"
+        ) from None
+    try:
+        if write:
+            os.chmod(path, 0o600)
+            mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise ConfigError(f"{where}: SQLite refused write-ahead logging (journal mode {mode})")
+            con.execute("PRAGMA synchronous = FULL")
+        con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            _migrate(con, node, where, write)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        if not write:
+            con.execute("PRAGMA query_only = ON")
+    except sqlite3.OperationalError as err:
+        con.close()
+        raise ConfigError(f"{where} cannot be used ({err}); check the file and its folder") from None
+    except sqlite3.DatabaseError:
+        con.close()
+        raise ConfigError(
+            f"{where} is not an Accord state database (or is damaged); restore it from a backup, or move it "
+            "away to start with an empty state (retries of earlier queries are then answered afresh, and "
+            "budgets start again from nothing)"
+        ) from None
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _migrate(con: sqlite3.Connection, node: str, where: str, write: bool) -> None:
+    version = int(con.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise ConfigError(
+            f"{where} was written by a newer Accord (schema {version}, this one reads {SCHEMA_VERSION}); "
+            "upgrade Accord on this node"
+        )
+    if version == 0:
+        tables = con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if tables:
+            raise ConfigError(
+                f"{where} is an SQLite database but not an Accord state file; give [state] path a file "
+                "of its own"
+            )
+        if not write:
+            raise ConfigError(f"{where} is empty; start the node once to create its state")
+        for statement in _TABLES.values():
+            con.execute(statement)  # DDL is transactional in SQLite: all or nothing
+        con.execute("INSERT INTO meta (key, value) VALUES ('node', ?)", (node,))
+        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        log.info("created the node state in %s", where)
+        return
+    owner = con.execute("SELECT value FROM meta WHERE key = 'node'").fetchone()
+    if owner is None or owner[0] != node:
+        raise ConfigError(
+            f"{where} belongs to node {owner[0] if owner else '(unknown)'!r}, not {node!r}; give each "
+            "node its own [state] path"
+        )
+    if version < SCHEMA_VERSION:
+        if not write:
+            raise ConfigError(f"{where} has an older schema; start the node once to upgrade it")
+        con.execute("ALTER TABLE answers ADD COLUMN agreement TEXT NOT NULL DEFAULT ''")  # 1 -> 2
+        con.execute(_TABLES["spent"])
+        con.execute(_TABLES["refusals"])
+        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        log.info("upgraded the node state in %s to schema %d", where, SCHEMA_VERSION)
+
+
+def _epsilon(text: object) -> Epsilon:
+    return Epsilon(Fraction(str(text)))
+
+
+def _spent(con: sqlite3.Connection, agreement: str, analyst: str) -> Spent:
+    total, mine, answered = Epsilon.zero(), Epsilon.zero(), 0
+    for who, text, count in con.execute(
+        "SELECT analyst, epsilon, answered FROM spent WHERE agreement = ?", (agreement,)
+    ):
+        total = total + _epsilon(text)
+        if who == analyst:
+            mine, answered = _epsilon(text), int(count)
+    return Spent(mine, total, answered)
 
 
 def _blob(value: object) -> bytes:
@@ -253,7 +409,18 @@ def _blob(value: object) -> bytes:
 
 
 def _answer(row: tuple[object, ...]) -> Answer:
-    analyst, query_id, request_digest, payload_digest, envelope, dataset, epsilon, answered_at, release = row
+    (
+        analyst,
+        query_id,
+        request_digest,
+        payload_digest,
+        envelope,
+        dataset,
+        epsilon,
+        answered_at,
+        release,
+        agreement,
+    ) = row
     return Answer(
         analyst=str(analyst),
         query_id=str(query_id),
@@ -264,4 +431,5 @@ def _answer(row: tuple[object, ...]) -> Answer:
         epsilon=str(epsilon),
         answered_at=datetime.fromisoformat(str(answered_at)),
         release=_blob(release),
+        agreement=str(agreement),
     )

@@ -149,9 +149,95 @@ class ReleaseColumn(_message.Message):
     def __init__(self, name: _Optional[str] = ..., function: _Optional[_Union[AggregateFunction, str]] = ..., column: _Optional[str] = ...) -> None: ...
 
 class ReleaseRow(_message.Message):
-    __slots__ = ("group", "cells")
+    __slots__ = ("group", "cells", "suppressed", "support")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     CELLS_FIELD_NUMBER: _ClassVar[int]
+    SUPPRESSED_FIELD_NUMBER: _ClassVar[int]
+    SUPPORT_FIELD_NUMBER: _ClassVar[int]
     group: _containers.RepeatedCompositeFieldContainer[Value]
     cells: _containers.RepeatedCompositeFieldContainer[Cell]
-    def __init__(self, group: _Optional[_Iterable[_Union[Value, _Mapping]]] = ..., cells: _Optional[_Iterable[_Union[Cell, _Mapping]]] = ...) -> None: ...
+    suppressed: bool
+    support: Estimate
+    def __init__(self, group: _Optional[_Iterable[_Union[Value, _Mapping]]] = ..., cells: _Optional[_Iterable[_Union[Cell, _Mapping]]] = ..., suppressed: _Optional[bool] = ..., support: _Optional[_Union[Estimate, _Mapping]] = ...) -> None: ...
+
+class NoisePreview(_message.Message):
+    __slots__ = ("mechanism", "noise_scale", "half_width")
+    MECHANISM_FIELD_NUMBER: _ClassVar[int]
+    NOISE_SCALE_FIELD_NUMBER: _ClassVar[int]
+    HALF_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    mechanism: Mechanism
+    noise_scale: float
+    half_width: float
+    def __init__(self, mechanism: _Optional[_Union[Mechanism, str]] = ..., noise_scale: _Optional[float] = ..., half_width: _Optional[float] = ...) -> None: ...
+
+class AggregatePreview(_message.Message):
+    __slots__ = ("name", "estimate", "sum", "count", "epsilon_for_target")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATE_FIELD_NUMBER: _ClassVar[int]
+    SUM_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_FOR_TARGET_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    estimate: NoisePreview
+    sum: NoisePreview
+    count: NoisePreview
+    epsilon_for_target: str
+    def __init__(self, name: _Optional[str] = ..., estimate: _Optional[_Union[NoisePreview, _Mapping]] = ..., sum: _Optional[_Union[NoisePreview, _Mapping]] = ..., count: _Optional[_Union[NoisePreview, _Mapping]] = ..., epsilon_for_target: _Optional[str] = ...) -> None: ...
+
+class BudgetLine(_message.Message):
+    __slots__ = ("agreement", "purpose", "analyst", "analyst_spent", "per_analyst", "analyst_remaining", "agreement_spent", "total", "agreement_remaining", "per_query", "answered", "valid_until")
+    AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    ANALYST_FIELD_NUMBER: _ClassVar[int]
+    ANALYST_SPENT_FIELD_NUMBER: _ClassVar[int]
+    PER_ANALYST_FIELD_NUMBER: _ClassVar[int]
+    ANALYST_REMAINING_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_SPENT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_REMAINING_FIELD_NUMBER: _ClassVar[int]
+    PER_QUERY_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_FIELD_NUMBER: _ClassVar[int]
+    VALID_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    agreement: str
+    purpose: str
+    analyst: str
+    analyst_spent: str
+    per_analyst: str
+    analyst_remaining: str
+    agreement_spent: str
+    total: str
+    agreement_remaining: str
+    per_query: str
+    answered: int
+    valid_until: str
+    def __init__(self, agreement: _Optional[str] = ..., purpose: _Optional[str] = ..., analyst: _Optional[str] = ..., analyst_spent: _Optional[str] = ..., per_analyst: _Optional[str] = ..., analyst_remaining: _Optional[str] = ..., agreement_spent: _Optional[str] = ..., total: _Optional[str] = ..., agreement_remaining: _Optional[str] = ..., per_query: _Optional[str] = ..., answered: _Optional[int] = ..., valid_until: _Optional[str] = ...) -> None: ...
+
+class NodeExplanation(_message.Message):
+    __slots__ = ("node", "dataset", "agreement", "epsilon", "budget", "fits", "aggregates", "groups", "min_group_size")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    FITS_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATES_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    MIN_GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    dataset: str
+    agreement: str
+    epsilon: str
+    budget: BudgetLine
+    fits: bool
+    aggregates: _containers.RepeatedCompositeFieldContainer[AggregatePreview]
+    groups: int
+    min_group_size: int
+    def __init__(self, node: _Optional[str] = ..., dataset: _Optional[str] = ..., agreement: _Optional[str] = ..., epsilon: _Optional[str] = ..., budget: _Optional[_Union[BudgetLine, _Mapping]] = ..., fits: _Optional[bool] = ..., aggregates: _Optional[_Iterable[_Union[AggregatePreview, _Mapping]]] = ..., groups: _Optional[int] = ..., min_group_size: _Optional[int] = ...) -> None: ...
+
+class NodeBudget(_message.Message):
+    __slots__ = ("node", "lines")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    lines: _containers.RepeatedCompositeFieldContainer[BudgetLine]
+    def __init__(self, node: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[BudgetLine, _Mapping]]] = ...) -> None: ...

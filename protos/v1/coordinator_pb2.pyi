@@ -24,7 +24,7 @@ class MissingNode(_message.Message):
     def __init__(self, node: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class FederatedRelease(_message.Message):
-    __slots__ = ("query_id", "dataset", "columns", "rows", "epsilon", "contributing_nodes", "missing", "partial")
+    __slots__ = ("query_id", "dataset", "columns", "rows", "epsilon", "contributing_nodes", "missing", "partial", "agreement", "min_group_size")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +33,8 @@ class FederatedRelease(_message.Message):
     CONTRIBUTING_NODES_FIELD_NUMBER: _ClassVar[int]
     MISSING_FIELD_NUMBER: _ClassVar[int]
     PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    MIN_GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
     query_id: str
     dataset: str
     columns: _containers.RepeatedCompositeFieldContainer[_common_pb2.ReleaseColumn]
@@ -41,7 +43,9 @@ class FederatedRelease(_message.Message):
     contributing_nodes: _containers.RepeatedScalarFieldContainer[str]
     missing: _containers.RepeatedCompositeFieldContainer[MissingNode]
     partial: bool
-    def __init__(self, query_id: _Optional[str] = ..., dataset: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[_common_pb2.ReleaseColumn, _Mapping]]] = ..., rows: _Optional[_Iterable[_Union[_common_pb2.ReleaseRow, _Mapping]]] = ..., epsilon: _Optional[str] = ..., contributing_nodes: _Optional[_Iterable[str]] = ..., missing: _Optional[_Iterable[_Union[MissingNode, _Mapping]]] = ..., partial: _Optional[bool] = ...) -> None: ...
+    agreement: str
+    min_group_size: int
+    def __init__(self, query_id: _Optional[str] = ..., dataset: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[_common_pb2.ReleaseColumn, _Mapping]]] = ..., rows: _Optional[_Iterable[_Union[_common_pb2.ReleaseRow, _Mapping]]] = ..., epsilon: _Optional[str] = ..., contributing_nodes: _Optional[_Iterable[str]] = ..., missing: _Optional[_Iterable[_Union[MissingNode, _Mapping]]] = ..., partial: _Optional[bool] = ..., agreement: _Optional[str] = ..., min_group_size: _Optional[int] = ...) -> None: ...
 
 class ListNodesRequest(_message.Message):
     __slots__ = ()
@@ -68,8 +72,46 @@ class ListNodesResponse(_message.Message):
     def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ...) -> None: ...
 
 class FederatedCatalogRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("agreement",)
+    AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    agreement: str
+    def __init__(self, agreement: _Optional[str] = ...) -> None: ...
+
+class FederatedExplainRequest(_message.Message):
+    __slots__ = ("query", "target_half_width")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    TARGET_HALF_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    query: _common_pb2.SignedQuery
+    target_half_width: float
+    def __init__(self, query: _Optional[_Union[_common_pb2.SignedQuery, _Mapping]] = ..., target_half_width: _Optional[float] = ...) -> None: ...
+
+class FederatedExplanation(_message.Message):
+    __slots__ = ("query_id", "dataset", "nodes", "refused", "combined")
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    COMBINED_FIELD_NUMBER: _ClassVar[int]
+    query_id: str
+    dataset: str
+    nodes: _containers.RepeatedCompositeFieldContainer[_common_pb2.NodeExplanation]
+    refused: _containers.RepeatedCompositeFieldContainer[MissingNode]
+    combined: _containers.RepeatedCompositeFieldContainer[_common_pb2.AggregatePreview]
+    def __init__(self, query_id: _Optional[str] = ..., dataset: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[_common_pb2.NodeExplanation, _Mapping]]] = ..., refused: _Optional[_Iterable[_Union[MissingNode, _Mapping]]] = ..., combined: _Optional[_Iterable[_Union[_common_pb2.AggregatePreview, _Mapping]]] = ...) -> None: ...
+
+class FederatedBudgetRequest(_message.Message):
+    __slots__ = ("request",)
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    request: _common_pb2.SignedQuery
+    def __init__(self, request: _Optional[_Union[_common_pb2.SignedQuery, _Mapping]] = ...) -> None: ...
+
+class FederatedBudget(_message.Message):
+    __slots__ = ("nodes", "unreachable")
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    UNREACHABLE_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[_common_pb2.NodeBudget]
+    unreachable: _containers.RepeatedCompositeFieldContainer[MissingNode]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[_common_pb2.NodeBudget, _Mapping]]] = ..., unreachable: _Optional[_Iterable[_Union[MissingNode, _Mapping]]] = ...) -> None: ...
 
 class FederatedDataset(_message.Message):
     __slots__ = ("schema", "nodes")

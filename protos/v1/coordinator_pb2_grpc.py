@@ -49,6 +49,16 @@ class CoordinatorServiceStub:
                 request_serializer=accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedCatalogRequest.SerializeToString,
                 response_deserializer=accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedCatalogResponse.FromString,
                 _registered_method=True)
+        self.Explain = channel.unary_unary(
+                '/accord.v1.CoordinatorService/Explain',
+                request_serializer=accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedExplainRequest.SerializeToString,
+                response_deserializer=accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedExplanation.FromString,
+                _registered_method=True)
+        self.GetBudget = channel.unary_unary(
+                '/accord.v1.CoordinatorService/GetBudget',
+                request_serializer=accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedBudgetRequest.SerializeToString,
+                response_deserializer=accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedBudget.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServiceServicer:
@@ -75,6 +85,20 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Explain(self, request, context):
+        """Preview a query at every node holding its dataset; spends nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBudget(self, request, context):
+        """The signing analyst's budget at every node.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +116,16 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.GetCatalog,
                     request_deserializer=accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedCatalogRequest.FromString,
                     response_serializer=accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedCatalogResponse.SerializeToString,
+            ),
+            'Explain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Explain,
+                    request_deserializer=accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedExplainRequest.FromString,
+                    response_serializer=accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedExplanation.SerializeToString,
+            ),
+            'GetBudget': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBudget,
+                    request_deserializer=accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedBudgetRequest.FromString,
+                    response_serializer=accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedBudget.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +209,60 @@ class CoordinatorService:
             '/accord.v1.CoordinatorService/GetCatalog',
             accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedCatalogRequest.SerializeToString,
             accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedCatalogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Explain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.v1.CoordinatorService/Explain',
+            accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedExplainRequest.SerializeToString,
+            accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedExplanation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBudget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.v1.CoordinatorService/GetBudget',
+            accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedBudgetRequest.SerializeToString,
+            accord_dot_protos_dot_v1_dot_coordinator__pb2.FederatedBudget.FromString,
             options,
             channel_credentials,
             insecure,

@@ -14,8 +14,24 @@ class AnswerRequest(_message.Message):
     def __init__(self, query: _Optional[_Union[_common_pb2.SignedQuery, _Mapping]] = ...) -> None: ...
 
 class GetCatalogRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("agreement",)
+    AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    agreement: str
+    def __init__(self, agreement: _Optional[str] = ...) -> None: ...
+
+class ExplainRequest(_message.Message):
+    __slots__ = ("query", "target_half_width")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    TARGET_HALF_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    query: _common_pb2.SignedQuery
+    target_half_width: float
+    def __init__(self, query: _Optional[_Union[_common_pb2.SignedQuery, _Mapping]] = ..., target_half_width: _Optional[float] = ...) -> None: ...
+
+class BudgetRequest(_message.Message):
+    __slots__ = ("request",)
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    request: _common_pb2.SignedQuery
+    def __init__(self, request: _Optional[_Union[_common_pb2.SignedQuery, _Mapping]] = ...) -> None: ...
 
 class GetCatalogResponse(_message.Message):
     __slots__ = ("node", "datasets")
@@ -26,7 +42,7 @@ class GetCatalogResponse(_message.Message):
     def __init__(self, node: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[_common_pb2.DatasetSchema, _Mapping]]] = ...) -> None: ...
 
 class NodeRelease(_message.Message):
-    __slots__ = ("query_id", "node", "dataset", "columns", "rows", "epsilon", "execution_seconds")
+    __slots__ = ("query_id", "node", "dataset", "columns", "rows", "epsilon", "execution_seconds", "agreement", "min_group_size")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +50,8 @@ class NodeRelease(_message.Message):
     ROWS_FIELD_NUMBER: _ClassVar[int]
     EPSILON_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    MIN_GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
     query_id: str
     node: str
     dataset: str
@@ -41,4 +59,6 @@ class NodeRelease(_message.Message):
     rows: _containers.RepeatedCompositeFieldContainer[_common_pb2.ReleaseRow]
     epsilon: str
     execution_seconds: float
-    def __init__(self, query_id: _Optional[str] = ..., node: _Optional[str] = ..., dataset: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[_common_pb2.ReleaseColumn, _Mapping]]] = ..., rows: _Optional[_Iterable[_Union[_common_pb2.ReleaseRow, _Mapping]]] = ..., epsilon: _Optional[str] = ..., execution_seconds: _Optional[float] = ...) -> None: ...
+    agreement: str
+    min_group_size: int
+    def __init__(self, query_id: _Optional[str] = ..., node: _Optional[str] = ..., dataset: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[_common_pb2.ReleaseColumn, _Mapping]]] = ..., rows: _Optional[_Iterable[_Union[_common_pb2.ReleaseRow, _Mapping]]] = ..., epsilon: _Optional[str] = ..., execution_seconds: _Optional[float] = ..., agreement: _Optional[str] = ..., min_group_size: _Optional[int] = ...) -> None: ...

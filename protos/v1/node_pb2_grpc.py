@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from accord.protos.v1 import common_pb2 as accord_dot_protos_dot_v1_dot_common__pb2
 from accord.protos.v1 import node_pb2 as accord_dot_protos_dot_v1_dot_node__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -44,6 +45,16 @@ class NodeServiceStub:
                 request_serializer=accord_dot_protos_dot_v1_dot_node__pb2.AnswerRequest.SerializeToString,
                 response_deserializer=accord_dot_protos_dot_v1_dot_node__pb2.NodeRelease.FromString,
                 _registered_method=True)
+        self.Explain = channel.unary_unary(
+                '/accord.v1.NodeService/Explain',
+                request_serializer=accord_dot_protos_dot_v1_dot_node__pb2.ExplainRequest.SerializeToString,
+                response_deserializer=accord_dot_protos_dot_v1_dot_common__pb2.NodeExplanation.FromString,
+                _registered_method=True)
+        self.GetBudget = channel.unary_unary(
+                '/accord.v1.NodeService/GetBudget',
+                request_serializer=accord_dot_protos_dot_v1_dot_node__pb2.BudgetRequest.SerializeToString,
+                response_deserializer=accord_dot_protos_dot_v1_dot_common__pb2.NodeBudget.FromString,
+                _registered_method=True)
 
 
 class NodeServiceServicer:
@@ -63,6 +74,20 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Explain(self, request, context):
+        """Preview a query signed for preview: its cost, the budget left, the accuracy; spends nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBudget(self, request, context):
+        """The signing analyst's budget under every agreement of this node that covers them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +100,16 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.Answer,
                     request_deserializer=accord_dot_protos_dot_v1_dot_node__pb2.AnswerRequest.FromString,
                     response_serializer=accord_dot_protos_dot_v1_dot_node__pb2.NodeRelease.SerializeToString,
+            ),
+            'Explain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Explain,
+                    request_deserializer=accord_dot_protos_dot_v1_dot_node__pb2.ExplainRequest.FromString,
+                    response_serializer=accord_dot_protos_dot_v1_dot_common__pb2.NodeExplanation.SerializeToString,
+            ),
+            'GetBudget': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBudget,
+                    request_deserializer=accord_dot_protos_dot_v1_dot_node__pb2.BudgetRequest.FromString,
+                    response_serializer=accord_dot_protos_dot_v1_dot_common__pb2.NodeBudget.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +166,60 @@ class NodeService:
             '/accord.v1.NodeService/Answer',
             accord_dot_protos_dot_v1_dot_node__pb2.AnswerRequest.SerializeToString,
             accord_dot_protos_dot_v1_dot_node__pb2.NodeRelease.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Explain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.v1.NodeService/Explain',
+            accord_dot_protos_dot_v1_dot_node__pb2.ExplainRequest.SerializeToString,
+            accord_dot_protos_dot_v1_dot_common__pb2.NodeExplanation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBudget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.v1.NodeService/GetBudget',
+            accord_dot_protos_dot_v1_dot_node__pb2.BudgetRequest.SerializeToString,
+            accord_dot_protos_dot_v1_dot_common__pb2.NodeBudget.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,6 +7,8 @@ A federation lives in one folder::
       certs -> the session's development PKI (tests.conftest.pki)
       data/PUMS_pid.csv, data/PUMS_dup.csv       copies of the census sample (tests/data/census)
       county.toml, district-a.toml, ...          node configs (relative paths)
+      agreements/open-<node>.toml                each node's test agreement "open" (every field,
+                                                 every use, analysts alice and bob, a large budget)
       coordinator.toml                           written once the nodes' real ports are known
 
 :func:`node_config` and :func:`pums_dataset` describe a node over the census sample and
@@ -25,6 +27,8 @@ import math
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +45,9 @@ from accord.coordinator.server import start_coordinator
 from accord.coordinator.service import CoordinatorService
 from accord.node.config import DatasetConfig, NodeConfig, StateConfig, load_node_config, write_node_config
 from accord.node.server import start_node
+from accord.policies.agreements import draft_agreement
 from accord.protos.v1 import coordinator_pb2_grpc, node_pb2_grpc
+from accord.query.epsilon import Epsilon
 from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
 from accord.rpc.serving import RunningServer
 from accord.rpc.transport import TlsFiles, secure_channel
@@ -107,8 +113,10 @@ def node_config(
     coordinators: Sequence[str] = ("coordinator",),
     **settings: Any,
 ) -> NodeConfig:
-    """Node ``name`` serving ``datasets``, with the session PKI under ``root/certs`` and its state in
-    ``root/state/<name>.sqlite3``; ``settings`` override any other NodeConfig field."""
+    """Node ``name`` serving ``datasets``, with the session PKI under ``root/certs``, its state in
+    ``root/state/<name>.sqlite3``, its agreements in ``root/agreements`` (:func:`write_node`
+    writes the test agreement ``open`` there) and a ceiling of epsilon 100 per query; ``settings``
+    override any other NodeConfig field."""
     config = NodeConfig(
         name=name,
         listen="127.0.0.1:50051",  # tests override it with 127.0.0.1:0
@@ -118,13 +126,50 @@ def node_config(
         coordinators=tuple(coordinators),
         datasets=tuple(datasets),
         state=StateConfig("sqlite", root / "state" / f"{name}.sqlite3"),
+        agreements_dir=root / "agreements",
+        consent_path=root / "state" / f"{name}-consent.sqlite3",
         max_workers=4,
+        max_epsilon=Epsilon(Fraction(100)),
     )
     return dataclasses.replace(config, **settings)
 
 
-def write_node(root: Path, config: NodeConfig) -> Path:
-    """``root/<name>.toml``, written as an operator would (:func:`write_node_config`)."""
+OPEN = "open"
+"""The test agreement every node of a test federation holds (see :func:`write_open_agreement`)."""
+OPEN_ANALYSTS = ("alice", "bob")
+
+
+def write_open_agreement(config: NodeConfig, **settings: Any) -> Path:
+    """``<agreements_dir>/open-<node>.toml``: agreement ``open`` naming only this node, sharing
+    every declared field in every way it supports with alice and bob, valid 2000-2999, with a
+    budget no test exhausts unless it means to (``settings`` override :func:`draft_agreement`'s)."""
+    schemas = {d.schema.name: d.schema for d in config.datasets}
+    options: dict[str, Any] = {
+        "per_query": "100",
+        "per_analyst": "1000000",
+        "total": "1000000",
+        "min_group_size": 0,
+        "valid_from": date(2000, 1, 1),
+        "valid_until": date(2999, 12, 31),
+    } | settings
+    text = draft_agreement(OPEN, config.name, schemas, OPEN_ANALYSTS, **options)
+    path = config.agreements_dir / f"open-{config.name}.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write(path, text)
+
+
+def open_demo_nodes(node_configs: Mapping[str, Path]) -> None:
+    """Give each node of a demo federation the test agreement ``open`` too (beside the demo's own),
+    for tests of the federation itself rather than of the demo's agreements."""
+    for path in node_configs.values():
+        write_open_agreement(load_node_config(path))
+
+
+def write_node(root: Path, config: NodeConfig, agreement: bool = True) -> Path:
+    """``root/<name>.toml``, written as an operator would (:func:`write_node_config`), with the
+    test agreement ``open`` beside it (unless ``agreement`` is false)."""
+    if agreement:
+        write_open_agreement(config)
     return write_node_config(config, root / f"{config.name}.toml")
 
 
@@ -181,8 +226,10 @@ class Federation:
     def node_address(self, name: str) -> str:
         return f"127.0.0.1:{self.nodes[name].port}"
 
-    def client(self, tls: TlsFiles | None = None, retries: int = 2) -> AccordClient:
-        return AccordClient(self.address, tls or self.pki.analyst("alice"), retries=retries)
+    def client(self, tls: TlsFiles | None = None, retries: int = 2, agreement: str = OPEN) -> AccordClient:
+        return AccordClient(
+            self.address, tls or self.pki.analyst("alice"), retries=retries, agreement=agreement
+        )
 
     def coordinator_stub(
         self, tls: TlsFiles | None = None

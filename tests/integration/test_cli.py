@@ -33,7 +33,13 @@ import pytest
 from accord.coordinator.client import AccordClient
 from accord.coordinator.config import write_coordinator_config
 from accord.demo.datasets import NODES
-from accord.demo.layout import DemoLayout, demo_coordinator_config, demo_node_config, write_demo_federation
+from accord.demo.layout import (
+    HOUSING_AGREEMENT,
+    DemoLayout,
+    demo_coordinator_config,
+    demo_node_config,
+    write_demo_federation,
+)
 from accord.demo.processes import Process, spawn
 from accord.node.config import StateConfig, load_node_config, write_node_config
 from accord.rpc.transport import TlsFiles
@@ -108,7 +114,16 @@ class CliFederation:
 
     def query(self, *args: str, sql: str = SQL, port: int | None = None) -> subprocess.CompletedProcess[str]:
         return accord(
-            "query", *self.connection(port), "--epsilon", EPSILON, *args, sql, cwd=self.root, home=self.home
+            "query",
+            *self.connection(port),
+            "--epsilon",
+            EPSILON,
+            "--agreement",
+            HOUSING_AGREEMENT,
+            *args,
+            sql,
+            cwd=self.root,
+            home=self.home,
         )
 
     def true_counts(self) -> dict[str, int]:
@@ -167,7 +182,8 @@ def _no_traceback(result: subprocess.CompletedProcess[str]) -> None:
 def test_query_table(federation: CliFederation) -> None:
     """Property: `accord query` (default table format) exits 0 and prints, per district, the value
     (counts as integers) and its 95% interval for each aggregate, then the noise scale of each
-    aggregate (for a mean: of its sum and count) and the contributing nodes; no PARTIAL note."""
+    aggregate (for a mean: of its sum and count), the agreement's suppression of small groups (none
+    here: every district has hundreds of people) and the contributing nodes; no PARTIAL note."""
     result = federation.query("--format", "table")
     assert result.returncode == 0, result.stderr
     _no_traceback(result)
@@ -193,7 +209,8 @@ def test_query_table(federation: CliFederation) -> None:
         r"mean_income = sum \(scale [0-9.e+]+\) / count \(scale [0-9.e+]+\)",
         lines[4],
     ), lines[4]
-    assert lines[5] == "nodes: county, district-a, district-b"
+    assert lines[5] == f"suppressed: 0 group(s) whose noisy count is below 10 (agreement {HOUSING_AGREEMENT})"
+    assert lines[6] == "nodes: county, district-a, district-b"
     assert "PARTIAL" not in result.stdout
 
 
@@ -209,9 +226,11 @@ def test_query_csv(federation: CliFederation) -> None:
         "district",
         *(f"people{s}" for s in ("", "_ci_low", "_ci_high", "_noise_scale")),
         *(f"mean_income{s}" for s in ("", "_ci_low", "_ci_high", "_noise_scale")),
+        "suppressed",
         "nodes",
     ]
     rows = list(reader)
+    assert all(r["suppressed"] == "False" for r in rows)
     assert [r["district"] for r in rows] == list(DISTRICTS)
     truth = federation.true_counts()
     for row in rows:
@@ -257,7 +276,8 @@ def test_query_with_profile(federation: CliFederation, tmp_path: Path) -> None:
         f'coordinator = "127.0.0.1:{federation.coordinator_port}"\n'
         'cert = "../certs/analysts/alice.pem"\n'
         'key = "../certs/analysts/alice.key"\n'
-        'ca = "../certs/ca.pem"\n',
+        'ca = "../certs/ca.pem"\n'
+        f'agreement = "{HOUSING_AGREEMENT}"\n',
         encoding="utf-8",
     )
     args = [
@@ -286,7 +306,15 @@ def test_query_from_a_file_or_standard_input(federation: CliFederation, tmp_path
     is refused with what to write."""
     sql_file = tmp_path / "query.sql"
     sql_file.write_text(SQL + "\n", encoding="utf-8")
-    connect = [*federation.connection(), "--epsilon", EPSILON, "--format", "csv"]
+    connect = [
+        *federation.connection(),
+        "--epsilon",
+        EPSILON,
+        "--agreement",
+        HOUSING_AGREEMENT,
+        "--format",
+        "csv",
+    ]
     from_file = accord("query", *connect, "-f", str(sql_file), cwd=tmp_path, home=federation.home)
     assert from_file.returncode == 0, from_file.stderr
     assert [r["district"] for r in csv.DictReader(io.StringIO(from_file.stdout))] == list(DISTRICTS)
@@ -449,7 +477,7 @@ def wounded(federation: CliFederation) -> Iterator[Wounded]:
         )
         port = coordinator.wait_for_port(START_TIMEOUT)
         # All three answer before the kill: the partial answer below is the kill's doing.
-        with AccordClient(f"127.0.0.1:{port}", federation.analyst) as client:
+        with AccordClient(f"127.0.0.1:{port}", federation.analyst, agreement=HOUSING_AGREEMENT) as client:
             release = client.query_release(SQL, EPSILON, require_all=True)
         assert release.contributing_nodes == ("county", "district-a", "district-b")
         victim.stop(signal.SIGKILL)

@@ -40,7 +40,7 @@ from accord.demo.processes import Process, accord_command, spawn
 from accord.errors import AccordError, PartialFailure, ResourceLimit, Unavailable
 from accord.query.release import FederatedRelease
 from tests.conftest import TestPki
-from tests.integration.federation import link_certs
+from tests.integration.federation import OPEN, link_certs, open_demo_nodes
 from tests.integration.processes import survivors
 
 NODES = ("county", "district-a", "district-b")
@@ -106,7 +106,12 @@ class Cluster:
         self.frozen.discard(name)
 
     def client(self, retries: int = 2) -> AccordClient:
-        return AccordClient(f"127.0.0.1:{self.ports['coordinator']}", self.analyst_tls, retries=retries)  # type: ignore[arg-type]
+        return AccordClient(
+            f"127.0.0.1:{self.ports['coordinator']}",
+            self.analyst_tls,  # type: ignore[arg-type]
+            retries=retries,
+            agreement=OPEN,
+        )
 
     def restore(self) -> None:
         """Make the federation whole again: thaw frozen processes, restart dead ones."""
@@ -151,6 +156,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, pki: TestPki) -> Iterator[
     link_certs(root, pki)
     ports = {name: _free_port() for name in (*NODES, "coordinator")}
     layout = write_demo_federation(root, people_per_authority=PEOPLE, seed=5, ports=ports)
+    open_demo_nodes(layout.node_configs)
     node_ports = {n: ports[n] for n in NODES}
     coordinator = demo_coordinator_config(root, node_ports, ports["coordinator"], deadline_seconds=DEADLINE)
     write_coordinator_config(coordinator, root / "coordinator.toml")

@@ -58,6 +58,7 @@ from accord.rpc.transport import TlsFiles, secure_channel
 from tests.conftest import TestPki
 from tests.integration.federation import (
     LISTEN,
+    OPEN,
     PUMS_DUP,
     PUMS_PID,
     RACES,
@@ -70,6 +71,7 @@ from tests.integration.federation import (
     laplace_half_width,
     link_certs,
     node_config,
+    open_demo_nodes,
     pums_dataset,
     read_census,
     start_federation,
@@ -78,6 +80,7 @@ from tests.integration.federation import (
     two_laplace_half_width,
     write_coordinator,
     write_node,
+    write_open_agreement,
 )
 from tests.paths import CENSUS
 from tests.signing import answer_request, sign, submit_request
@@ -118,6 +121,7 @@ def demo_fed(
         root, people_per_authority=300, seed=11, ports=dict.fromkeys((*DEMO_NODES, "coordinator"), 0)
     )
     link_certs(root, pki)
+    open_demo_nodes(layout.node_configs)
     nodes = start_nodes(layout.node_configs)
     try:
         ports = {n: r.port for n, r in nodes.items()}
@@ -513,7 +517,7 @@ def test_node_never_reached_is_missing_and_require_all_asks_nobody(
     path = write_coordinator(tmp_path, coordinator_config(tmp_path, addresses))
     running, service = start_coordinator(load_coordinator_config(path), listen=LISTEN)
     try:
-        with AccordClient(f"127.0.0.1:{running.port}", pki.analyst()) as client:
+        with AccordClient(f"127.0.0.1:{running.port}", pki.analyst(), agreement=OPEN) as client:
             release = client.query_release("SELECT COUNT(*) AS n FROM pums", "1")
             assert release.contributing_nodes == ("county", "district-a")
             assert set(release.missing) == {"district-b"} and "unreachable" in release.missing["district-b"]
@@ -827,10 +831,9 @@ def test_bounds_violation_rejects_or_clamps(
     and SUM(age) is the sum of ages clamped to 50."""
     link_certs(tmp_path, pki)
     copy_census(tmp_path, PUMS_PID)
-    strict = write_node_config(
-        node_config(tmp_path, "county", [pums_dataset(tmp_path, "pums", PUMS_PID, age_upper=50)]),
-        tmp_path / "strict.toml",
-    )
+    strict_config = node_config(tmp_path, "county", [pums_dataset(tmp_path, "pums", PUMS_PID, age_upper=50)])
+    write_open_agreement(strict_config)
+    strict = write_node_config(strict_config, tmp_path / "strict.toml")
     with pytest.raises(DataError) as info:
         start_node(load_node_config(strict), listen=LISTEN)
     message = info.value.message

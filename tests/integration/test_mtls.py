@@ -451,16 +451,16 @@ def test_analyst_client_refuses_a_server_with_another_name(real_fed: Federation,
     (Unavailable) before any query is sent; the right name is accepted."""
     node_address = real_fed.node_address("county")
     with (
-        AccordClient(node_address, pki.analyst(), "coordinator", retries=0) as client,
+        AccordClient(node_address, pki.analyst(), "coordinator", retries=0, agreement="open") as client,
         pytest.raises(Unavailable),
     ):
         client.query_release("SELECT COUNT(*) FROM pums", "1")
     with (
-        AccordClient(real_fed.address, pki.analyst(), "other", retries=0) as client,
+        AccordClient(real_fed.address, pki.analyst(), "other", retries=0, agreement="open") as client,
         pytest.raises(Unavailable),
     ):
         client.catalog()
-    with AccordClient(real_fed.address, pki.analyst(), "coordinator", retries=0) as client:
+    with AccordClient(real_fed.address, pki.analyst(), "coordinator", retries=0, agreement="open") as client:
         assert "pums" in client.catalog()
 
 

@@ -192,7 +192,7 @@ def test_a_tampering_coordinator_is_refused_by_every_node(cluster: Cluster, tamp
     node refuses it; the analyst gets the nodes' common refusal with its reason code and a message
     to act on; and no node records an answer to any of it. Honest forwarding (control) works."""
     asked: dict[str, str] = {}
-    with AccordClient(tamperer.address, cluster.pki.analyst("alice")) as client:
+    with AccordClient(tamperer.address, cluster.pki.analyst("alice"), agreement="open") as client:
         tamperer.mode("pass")
         control = client.query_release(SQL, "1", query_id="honest-1")
         assert control.contributing_nodes == NODES
@@ -239,7 +239,10 @@ def test_replays_inside_the_window_are_retries_and_older_ones_are_refused(
     # through the tampering coordinator: it forwards the first envelope it ever saw (long stale)
     tamperer.mode("replay-first")
     try:
-        with AccordClient(tamperer.address, alice) as client, pytest.raises(PermissionDenied) as info:
+        with (
+            AccordClient(tamperer.address, alice, agreement="open") as client,
+            pytest.raises(PermissionDenied) as info,
+        ):
             client.query_release(SQL, "1", query_id="fresh-but-replaced")
     finally:
         tamperer.mode("pass")
@@ -315,6 +318,6 @@ def test_nothing_tampered_was_recorded(cluster: Cluster, tamperer: Tamperer) -> 
         assert "honest-1" in ids and "replayed" in ids
     with (
         pytest.raises(Unavailable),  # the coordinator is down too: nothing answers any more
-        AccordClient(tamperer.address, cluster.pki.analyst("alice"), retries=0) as client,
+        AccordClient(tamperer.address, cluster.pki.analyst("alice"), retries=0, agreement="open") as client,
     ):
         client.query_release(SQL, "1", timeout=2)

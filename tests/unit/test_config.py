@@ -22,6 +22,8 @@ key = "certs/nodes/county.key"
 ca = "/etc/accord/ca.pem"
 [access]
 coordinators = ["coordinator"]
+[agreements]
+dir = "agreements"
 [datasets.residents]
 path = "data/residents.parquet"
 description = "People"

@@ -532,7 +532,7 @@ BAD_PROFILES = [
     (
         "unrelated-key",
         PROFILE + "zzz = 1\n",
-        "zzz: unknown key; allowed keys: ca, cert, coordinator, coordinator_name, key",
+        "zzz: unknown key; allowed keys: agreement, ca, cert, coordinator, coordinator_name, key",
     ),
     ("missing-ca", PROFILE.replace('ca = "/etc/accord/ca.pem"\n', ""), "ca: is required; add `ca = ...`"),
     (

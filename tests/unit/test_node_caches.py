@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from accord.errors import InvalidQuery, NotFound
+from accord.errors import InvalidQuery, PermissionDenied
 from accord.node import dp
 from accord.node.service import NodeService
 from accord.policies.identity import Identity
@@ -69,6 +69,6 @@ def test_refused_sql_is_refused_every_time(pki: TestPki) -> None:
     alice = signer(pki.analyst())
     for sql in ("SELECT COUNT(*) FROM nowhere", "SELECT MAX(age) FROM pums"):
         for _ in range(2):
-            with pytest.raises((InvalidQuery, NotFound)):
+            with pytest.raises((InvalidQuery, PermissionDenied)):
                 _ask(service, alice, sql)
     assert service._compile.cache_info().currsize == 0

@@ -5,23 +5,19 @@ that belong to their analyst, and compiling against the view the gate grants."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
-from accord.errors import NotFound, PermissionDenied, Unauthenticated
+from accord.errors import PermissionDenied, Unauthenticated
 from accord.node.service import NodeService
 from accord.node.servicer import serialize_release
 from accord.node.state import SqliteState
-from accord.policies.gate import PolicyGate
 from accord.policies.identity import Identity
 from accord.policies.pki import issue
-from accord.policies.verifying import VerifiedQuery
-from accord.query.schema import DatasetSchema
 from accord.rpc.transport import TlsFiles
 from tests.conftest import TestPki
-from tests.signing import node_service, sign
+from tests.signing import node_service, open_agreement, sign
 from tests.unit.nodedata import pums
 
 COORDINATOR = Identity("coordinator", "coordinator")
@@ -104,33 +100,21 @@ def test_caller_is_checked_before_the_signature(service: NodeService, pki: TestP
         ask(service, SignedQuery(b"x", b"y", b"z"))
 
 
-class _OneColumnGate(PolicyGate):
-    """A gate that grants only some columns of every dataset (what field-level agreements do)."""
-
-    def __init__(
-        self, inner: PolicyGate, schemas: Mapping[str, DatasetSchema], columns: tuple[str, ...]
-    ) -> None:
-        super().__init__(inner.node, ("coordinator",), schemas)
-        self._granted = {name: s.view(columns) for name, s in schemas.items()}
-
-    def authorise(self, query: VerifiedQuery) -> Mapping[str, DatasetSchema]:
-        super().authorise(query)
-        return self._granted
-
-
 def test_a_refusal_never_names_a_column_the_view_hides(pki: TestPki) -> None:
-    """Property: compiled against a view without ``income``, a query naming ``income`` is refused
-    exactly like a query naming a column that does not exist: same error, and neither message
-    mentions ``income`` (not in "available", not as a did-you-mean)."""
+    """Property: under an agreement that shares only ``age`` and ``sex``, a query naming ``income``
+    is refused exactly like a query naming a column that does not exist: same error, and neither
+    message mentions ``income`` (not in "available", not as a did-you-mean)."""
     config = pums()
-    service = node_service(pki, (config,))
     schemas = {config.schema.name: config.schema}
-    service.gate = _OneColumnGate(service.gate, schemas, ("age", "sex"))
+    narrow = open_agreement(schemas, fields={"age": (), "sex": ()})
+    service = node_service(pki, (config,), agreements=(narrow,))
     alice = pki.analyst()
-    with pytest.raises(NotFound) as hidden:
+    with pytest.raises(PermissionDenied) as hidden:
         ask(service, sign(alice, "SELECT SUM(income) FROM pums"))
-    with pytest.raises(NotFound) as absent:
+    with pytest.raises(PermissionDenied) as absent:
         ask(service, sign(alice, "SELECT SUM(incomx) FROM pums"))
+    assert hidden.value.reason == absent.value.reason == "FIELD_NOT_IN_AGREEMENT"
+    assert "under agreement open" in hidden.value.message
     assert "income" not in hidden.value.message.replace("'income'", "")
     assert "incom" not in absent.value.message.replace("'incomx'", "")
     assert hidden.value.message.replace("income", "X") == absent.value.message.replace("incomx", "X")

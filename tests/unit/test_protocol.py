@@ -80,8 +80,15 @@ def test_the_check_itself_catches_an_unannotated_field() -> None:
 
 
 def test_services_are_the_documented_ones() -> None:
-    """Property: the node exposes only catalog + answer; the coordinator submit, nodes, catalog."""
+    """Property: the node exposes only catalog, answer, preview and budget; the coordinator submit,
+    nodes, catalog, preview and budget."""
     node = node_pb2.DESCRIPTOR.services_by_name["NodeService"]
-    assert sorted(m.name for m in node.methods) == ["Answer", "GetCatalog"]
+    assert sorted(m.name for m in node.methods) == ["Answer", "Explain", "GetBudget", "GetCatalog"]
     coord = coordinator_pb2.DESCRIPTOR.services_by_name["CoordinatorService"]
-    assert sorted(m.name for m in coord.methods) == ["GetCatalog", "ListNodes", "Submit"]
+    assert sorted(m.name for m in coord.methods) == [
+        "Explain",
+        "GetBudget",
+        "GetCatalog",
+        "ListNodes",
+        "Submit",
+    ]

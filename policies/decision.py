@@ -1,0 +1,65 @@
+"""One value per decision a node takes: who asked what, under which agreement and purpose, whether
+it was allowed (or why not), and what it cost.
+
+Every request a node acts on (a query answered, answered again or refused; a preview; a budget
+shown) ends in exactly one :class:`Decision`. The node logs it (one JSON line); the audit log
+records the same value. It never holds a row value, a released number or a person identifier:
+the SQL text is in the signed envelope the node keeps, the release is named by its digest.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+__all__ = ["OUTCOMES", "Decision"]
+
+OUTCOMES = ("answered", "answered-again", "refused", "failed", "previewed", "shown")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision of node ``node`` (see the module docstring).
+
+    ``kind`` is what was asked (``query``, ``explain``, ``budget``); ``outcome`` one of
+    :data:`OUTCOMES` (``failed``: the node could not answer, e.g. its data was unavailable);
+    ``reason`` the refusal's or failure's stable code (empty when allowed); ``uses`` each
+    field the query reads and how (``("age", "sum")``; ``("*", "count")`` for ``COUNT(*)``);
+    ``epsilon`` what was charged (``"0"`` when nothing was); digests are SHA-256 in hex."""
+
+    node: str
+    kind: str
+    outcome: str
+    at: datetime
+    caller: str
+    analyst: str = ""
+    query_id: str = ""
+    agreement: str = ""
+    purpose: str = ""
+    dataset: str = ""
+    uses: tuple[tuple[str, str], ...] = ()
+    epsilon: str = "0"
+    reason: str = ""
+    message: str = ""
+    payload_digest: str = ""
+    release_digest: str = ""
+
+    def __post_init__(self) -> None:
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}")
+        if (self.outcome in ("refused", "failed")) != bool(self.reason):
+            raise ValueError("a refusal or failure, and only those, has a reason code")
+        if self.at.tzinfo is None:
+            raise ValueError("a decision's time must be timezone-aware")
+
+    @property
+    def allowed(self) -> bool:
+        return self.outcome not in ("refused", "failed")
+
+    def to_json(self) -> str:
+        """The decision as one line of JSON (members sorted, UTC time)."""
+        data = asdict(self)
+        data["at"] = self.at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        data["uses"] = [list(u) for u in self.uses]
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
