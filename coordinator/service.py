@@ -1,9 +1,9 @@
 """The coordinator's query path, free of gRPC.
 
 1. check the analyst is allowed and signed the query they send; 2. parse the SQL once (early,
-clear errors) and find which nodes hold the dataset; 3. validate against each holder's public
-metadata; 4. forward the analyst's signed envelope, unchanged, to every holder in parallel with a
-deadline; 5. combine what came back. Nodes that did
+clear errors for malformed SQL) and find which nodes hold the dataset; 3. forward the analyst's
+signed envelope, unchanged, to every holder in parallel with a deadline (each node checks the
+query against the view its agreement grants); 4. combine what came back. Nodes that did
 not answer are named in the answer (``partial``), or, with ``require_all``, the query fails.
 The coordinator never sees a row: only the nodes' noisy aggregates.
 """
@@ -36,7 +36,7 @@ from accord.query.model import Query
 from accord.query.preview import BudgetLine, FederatedExplanation
 from accord.query.release import FederatedRelease
 from accord.query.schema import DatasetSchema
-from accord.query.sql import parse, validate
+from accord.query.sql import parse
 
 __all__ = [
     "MAX_FANOUT_THREADS",
@@ -154,8 +154,12 @@ class CoordinatorService:
         return payload
 
     def _route(self, sql: str) -> tuple[Query, dict[str, DatasetSchema], dict[str, str]]:
-        """The parsed query, the nodes holding its dataset (validated against each one's public
-        metadata) and the nodes that could not be asked."""
+        """The parsed query, the nodes holding its dataset and the nodes that could not be asked.
+
+        The columns are not checked here: every query is asked under an agreement, and only the
+        nodes know the view each grants. Checking against the whole catalog would refuse a field
+        the agreement hides in other words than one that does not exist, and list fields the
+        agreement hides; the nodes refuse both alike, naming the agreement."""
         query = self._parse(sql)
         found, unknown = holders(self.clients, query.dataset)
         if not found:
@@ -169,7 +173,6 @@ class CoordinatorService:
                 f"no node holds a dataset called {query.dataset!r}; available: {', '.join(known) or 'none'}",
                 (Violation("from", f"unknown dataset {query.dataset}"),),
             )
-        _validate_once_per_schema(query, found)
         return query, found, unknown
 
     def explain(
@@ -262,20 +265,6 @@ class CoordinatorService:
             raise user[0]
         listed = ", ".join(f"{n} ({describe(e)})" for n, e in sorted(errors.items()))
         raise Unavailable(f"no node answered: {listed}")
-
-
-def _validate_once_per_schema(query: Query, found: Mapping[str, DatasetSchema]) -> None:
-    """Validate ``query`` against each holder's metadata, once per distinct schema (the holders
-    of a dataset usually publish the same one). The first failure names its node."""
-    checked: list[DatasetSchema] = []
-    for name, schema in sorted(found.items()):
-        if schema in checked:
-            continue
-        try:
-            validate(query, schema)
-        except InvalidQuery as err:
-            raise type(err)(f"{err.message} (metadata of node {name})", err.violations) from None
-        checked.append(schema)
 
 
 def _public_bounds(schemas: Iterable[DatasetSchema]) -> dict[str, tuple[float, float]]:

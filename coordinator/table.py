@@ -64,7 +64,7 @@ def _records(release: FederatedRelease) -> list[dict[str, Any]]:
         rec: dict[str, Any] = dict(zip(group_cols, row.group, strict=True))
         if row.suppressed:
             rec.update({name + s: None for name in agg_cols for s in _SUFFIXES})
-        for name, cell in zip(agg_cols, row.cells, strict=True):
+        for name, cell in zip(agg_cols, row.cells, strict=not row.suppressed):
             e = cell.estimate
             integral = _integral(e)
             rec[name] = _as_number(e.value, integral)

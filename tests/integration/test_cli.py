@@ -20,7 +20,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,37 +43,13 @@ from accord.demo.processes import Process, spawn
 from accord.node.config import StateConfig, load_node_config, write_node_config
 from accord.rpc.transport import TlsFiles
 from tests.integration import processes
+from tests.integration.commands import ACCORD, RUN_TIMEOUT, _env, accord
 
 PEOPLE = 2000
 EPSILON = "0.5"
 START_TIMEOUT = 60.0
-RUN_TIMEOUT = 60.0
 SQL = "SELECT district, COUNT(*) AS people, AVG(income) AS mean_income FROM citizens GROUP BY district"
 DISTRICTS = ("Northbrook", "Southdale")
-
-_SCRIPT = Path(sys.executable).with_name("accord")
-# The installed console script when there is one (what users run), else the same entry point.
-ACCORD = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "accord.cli"]
-
-
-def _env(home: Path) -> dict[str, str]:
-    """The environment of every command: no analyst profile from the real home or $ACCORD_PROFILE."""
-    env = {k: v for k, v in os.environ.items() if k != "ACCORD_PROFILE"}
-    env.update(HOME=str(home), PYTHONUNBUFFERED="1")
-    return env
-
-
-def accord(*args: str, cwd: Path, home: Path) -> subprocess.CompletedProcess[str]:
-    """Run one ``accord`` command to completion; its exit status, stdout and stderr."""
-    return subprocess.run(
-        [*ACCORD, *args],
-        cwd=cwd,
-        env=_env(home),
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        check=False,
-    )
 
 
 def _stop_all(processes: list[Process]) -> None:
