@@ -62,7 +62,11 @@ sex = ["group_by", "filter"]
 race = ["group_by"]
 age = ["filter", "sum"]
 """
-EXPIRED = NARROW.replace('id = "narrow"', 'id = "ended"').replace("valid_until = 2999-12-31", "valid_until = 2021-12-31").replace("review_date = 2999-01-01", "review_date = 2021-06-01")  # fmt: skip
+EXPIRED = (
+    NARROW.replace('id = "narrow"', 'id = "ended"')
+    .replace("valid_until = 2999-12-31", "valid_until = 2021-12-31")
+    .replace("review_date = 2999-01-01", "review_date = 2021-06-01")
+)
 
 
 @pytest.fixture(scope="module")
@@ -127,9 +131,11 @@ def test_an_expired_agreement_is_refused_at_every_node(fed: Federation) -> None:
     with fed.client(agreement="ended") as client, pytest.raises(PermissionDenied) as info:
         client.query_release("SELECT COUNT(*) FROM pums", "0.1")
     assert info.value.reason == "AGREEMENT_EXPIRED" and "2021-12-31" in info.value.message
-    with fed.client(tls=fed.pki.analyst("mallory"), agreement="narrow") as client:
-        with pytest.raises(PermissionDenied) as info:
-            client.query_release("SELECT COUNT(*) FROM pums", "0.1")
+    with (
+        fed.client(tls=fed.pki.analyst("mallory"), agreement="narrow") as client,
+        pytest.raises(PermissionDenied) as info,
+    ):
+        client.query_release("SELECT COUNT(*) FROM pums", "0.1")
     assert info.value.reason == "ANALYST_NOT_A_PARTY"
 
 
@@ -269,11 +275,10 @@ class _Page(HTMLParser):
 
 
 def test_the_public_register_is_a_static_page_and_json(fed: Federation, tmp_path: Path) -> None:
-    with fed.client() as client:
-        with pytest.raises(PermissionDenied):
-            client.query_release("SELECT SUM(nope) FROM pums", "0.1")
+    with fed.client() as client, pytest.raises(PermissionDenied):
+        client.query_release("SELECT SUM(nope) FROM pums", "0.1")
     out_dir = tmp_path / "register"
-    code, out, err = run(
+    code, _, err = run(
         fed, "register", "publish", "--config", str(fed.root / "county.toml"), "--out", str(out_dir)
     )
     assert code == 0, err
