@@ -21,7 +21,7 @@ from accord.coordinator import intervals
 from accord.coordinator.combine import combine
 from accord.coordinator.preview import combine_previews
 from accord.coordinator.table import SUPPRESSED_COLUMN, format_release, to_arrow
-from accord.errors import BudgetExhausted, InternalError
+from accord.errors import BudgetExhausted, InternalError, PermissionDenied
 from accord.node.plan import SUPPORT, distinct_measurements
 from accord.node.servicer import serialize_release
 from accord.node.state import MemoryState
@@ -194,8 +194,6 @@ def test_a_preview_is_refused_like_the_query_and_says_when_it_would_not_fit(pki:
     assert not preview.fits and preview.budget.remaining == Epsilon.parse("0.25")
     with pytest.raises(BudgetExhausted):
         service.answer(CALLER, sign(pki.analyst(), sql, "0.5", agreement="tight"), serialize_release)
-    from accord.errors import PermissionDenied
-
     with pytest.raises(PermissionDenied) as info:
         service.explain(
             CALLER,
@@ -245,7 +243,7 @@ def test_every_request_ends_in_one_decision_without_data(pki: TestPki) -> None:
     signed = sign(pki.analyst(), sql, "1/2", query_id="q-1")
     service.answer(CALLER, signed, serialize_release)
     service.answer(CALLER, sign(pki.analyst(), sql, "0.5", query_id="q-1"), serialize_release)
-    with pytest.raises(Exception):
+    with pytest.raises(PermissionDenied):
         service.answer(CALLER, sign(pki.analyst(), "SELECT SUM(nope) FROM pums", "1"), serialize_release)
     service.budget(CALLER, sign(pki.analyst(), "", "", kind="budget"))
     outcomes = [(d.kind, d.outcome, d.reason, d.epsilon) for d in decisions]
