@@ -52,7 +52,7 @@ class _TrustingVerifier(QueryVerifier):
     def __init__(self) -> None:  # no CA needed: nothing is checked
         pass
 
-    def verify(self, signed: SignedQuery, now: datetime | None = None) -> VerifiedQuery:
+    def verify(self, signed: SignedQuery, now: datetime | None = None, kind: str = "query") -> VerifiedQuery:
         payload = QueryPayload.decode(signed.payload)
         identity: Identity = identity_from_certificate(x509.load_der_x509_certificate(signed.certificate))
         return VerifiedQuery(identity, payload, payload.request())

@@ -146,6 +146,30 @@ def answer_path_verdicts(rows: list[Row]) -> list[Verdict]:
     return out
 
 
+def governance_verdicts(rows: list[Row]) -> list[Verdict]:
+    out: list[Verdict] = []
+    for r in _by(rows, "governance"):
+        if "target_ms" in r.extra:
+            out.append(
+                Verdict(
+                    f"governance checks add ≤ {r.extra['target_ms']} ms to a node's {r.task} answer (p50)",
+                    f"{r.extra['overhead_ms']:.2f} ms",
+                    r.extra["overhead_ms"] <= r.extra["target_ms"],
+                )
+            )
+        elif "target_ratio" in r.extra:
+            out.append(
+                Verdict(
+                    f"{r.task} with 10% opted out, {r.rows:,} rows: within {r.extra['target_ratio']} x "
+                    "DuckDB on the same people",
+                    f"{r.extra['ratio_vs_duckdb']:.2f} x ({r.extra['ratio_vs_plain_all']:.2f} x the plain "
+                    "aggregate over everyone)",
+                    r.extra["ratio_vs_duckdb"] <= r.extra["target_ratio"],
+                )
+            )
+    return out
+
+
 def memory_verdicts(rows: list[Row]) -> list[Verdict]:
     mem = _by(rows, "memory")
     out: list[Verdict] = []
@@ -196,6 +220,7 @@ def verdicts(rows: list[Row]) -> list[Verdict]:
     return [
         *local_verdicts(rows),
         *answer_path_verdicts(rows),
+        *governance_verdicts(rows),
         *peer_verdicts(rows),
         *federated_verdicts(rows),
         *memory_verdicts(rows),

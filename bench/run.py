@@ -25,6 +25,7 @@ from bench.common import RESULTS, BenchConfig, Row, machine, write_json
 SUITES: dict[str, str] = {
     "local": "bench.local",
     "answer_path": "bench.answer_path",
+    "governance": "bench.governance",
     "peers": "bench.peers_suite",
     "memory": "bench.memory",
     "accuracy": "bench.accuracy",

@@ -27,8 +27,10 @@ Rows are aligned by group key (the union of the nodes' keys, in order of first a
 through the nodes by name); a node without a group contributes nothing to it.
 
 Small-cell suppression: under an agreement with a minimum group size each node measures every
-group's noisy ``COUNT(*)`` (its ``support``). A combined group is suppressed when the combined noisy
-count (the sum of the nodes' supports) is below the largest minimum of the contributing nodes, or
+group's noisy ``COUNT(*)`` (its ``support``, in rows). A combined group is suppressed when the
+combined noisy count (the sum of the nodes' supports) is below the largest threshold of the
+contributing nodes (``suppress_below``: the minimum in people times the rows one person may
+contribute, so that enough rows always means enough people), or
 when a node sent it already suppressed (its values are missing, so no combined value would be
 whole). A suppressed group keeps its key and carries no values. Judging the combined count, not
 each node's, is what the published table needs: a district node holds nobody living in the other
@@ -150,6 +152,9 @@ def combine(
     epsilon = first.epsilon
     aggregates = [c for c in columns if not c.is_group]
     minimum = max(r.min_group_size for r in releases.values())
+    # The rows a group needs: each node's minimum times its rows per person (a node that did not
+    # say falls back to its minimum in people, as if one row a person).
+    threshold = max(max(r.suppress_below, r.min_group_size) for r in releases.values())
 
     rows_by_group: dict[tuple[Literal, ...], list[ReleaseRow]] = {}
     for name in names:
@@ -162,7 +167,7 @@ def combine(
             rows_by_group.setdefault(tuple(row.group), []).append(row)
 
     rows = tuple(
-        _combine_row(group, per_node, aggregates, minimum, bounds or {})
+        _combine_row(group, per_node, aggregates, threshold, bounds or {})
         for group, per_node in rows_by_group.items()
     )
     return FederatedRelease(
@@ -175,6 +180,7 @@ def combine(
         missing=dict(missing),
         agreement=first.agreement,
         min_group_size=minimum,
+        suppress_below=threshold,
     )
 
 

@@ -45,7 +45,7 @@ def _text(e: FederatedExplanation, target: float | None) -> str:
             )
         )
         if n.min_group_size:
-            lines.append(f"  groups with a noisy count below {n.min_group_size} are suppressed")
+            lines.append(f"  groups of fewer than {n.min_group_size} people are suppressed")
     for node, reason in sorted(e.refused.items()):
         lines.append(f"node {node}: would not answer ({reason})")
     if e.combined:

@@ -26,6 +26,7 @@ from accord.errors import (
     NotFound,
     PartialFailure,
     PermissionDenied,
+    ResourceLimit,
     Unauthenticated,
     Unavailable,
     Violation,
@@ -47,9 +48,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Errors that mean "the query itself is refused"; if every node refuses for such a reason the
-# analyst gets that error rather than an empty partial answer.
-_USER_ERRORS = (InvalidQuery, PermissionDenied, BudgetExhausted)
+# Errors that mean "the query itself is refused" (or "every node is busy: retry shortly"); if every
+# node refuses for such a reason the analyst gets that error rather than an empty partial answer.
+_USER_ERRORS = (InvalidQuery, PermissionDenied, BudgetExhausted, ResourceLimit)
 
 PARSED_QUERIES = 512
 """How many distinct SQL texts keep their parsed query (a few KB each at most)."""

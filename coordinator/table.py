@@ -146,6 +146,7 @@ def metadata(release: FederatedRelease) -> dict[bytes, bytes]:
         b"accord.epsilon": str(release.epsilon).encode(),
         b"accord.agreement": release.agreement.encode(),
         b"accord.min_group_size": str(release.min_group_size).encode(),
+        b"accord.suppress_below": str(release.suppress_below).encode(),
     }
 
 
@@ -213,8 +214,13 @@ def _text(release: FederatedRelease) -> str:
         lines.append(_noise_line(release))
     if release.min_group_size > 0:
         hidden = sum(r.suppressed for r in release.rows)
+        rows_note = (
+            f"; a noisy count below {release.suppress_below} rows"
+            if release.suppress_below > release.min_group_size
+            else ""
+        )
         lines.append(
-            f"suppressed: {hidden} group(s) whose noisy count is below {release.min_group_size} "
+            f"suppressed: {hidden} group(s) of fewer than {release.min_group_size} people{rows_note} "
             f"(agreement {release.agreement})"
         )
     elif release.agreement:
@@ -242,6 +248,7 @@ def _json(release: FederatedRelease) -> str:
         "epsilon": str(release.epsilon),
         "agreement": release.agreement,
         "min_group_size": release.min_group_size,
+        "suppress_below": release.suppress_below,
         "partial": release.partial,
         "contributing_nodes": list(release.contributing_nodes),
         "missing": dict(sorted(release.missing.items())),

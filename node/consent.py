@@ -23,7 +23,7 @@ from pathlib import Path
 
 from accord.errors import ConfigError
 from accord.node.backend import PersonFilter
-from accord.policies.consent import ConsentRecord, ConsentStatus
+from accord.policies.consent import ConsentRecord, ConsentStatus, refuse_future
 
 __all__ = ["ConsentRegister"]
 
@@ -90,7 +90,15 @@ class ConsentRegister:
             self._con.close()
 
     def add(self, records: Sequence[ConsentRecord], recorded_at: datetime) -> int:
-        """Add ``records`` in one transaction (all or none); return how many were added."""
+        """Add ``records`` in one transaction (all or none); return how many were added. A record
+        dated after ``recorded_at`` (beyond clock skew) is refused: it would outrank every later
+        change until its date."""
+        for r in records:
+            if refuse_future(r.timestamp, recorded_at) is not None:
+                raise ConfigError(
+                    f"a consent record for purpose {r.purpose} is dated {r.timestamp.isoformat()}, in the "
+                    "future; date each choice when the person made it (nothing was added)"
+                )
         with self._lock:
             con = self._con
             con.execute("BEGIN IMMEDIATE")

@@ -27,6 +27,7 @@ from accord.policies.consent import (
     parse_consent_csv,
     parse_opt_out_list,
     parse_time,
+    refuse_future,
 )
 from accord.query.budget_report import budget_json, budget_table
 from accord.query.epsilon import Epsilon
@@ -54,9 +55,13 @@ def _time(text: str | None) -> datetime:
     if text is None:
         return datetime.now(UTC)
     try:
-        return parse_time(text)
+        when = parse_time(text)
     except ValueError:
         raise ConfigError(f"--at {text!r} is not a time; write it like 2026-11-30T10:00:00Z") from None
+    future = refuse_future(when, datetime.now(UTC))
+    if future is not None:
+        raise ConfigError(f"--at {text!r}: {future}")
+    return when
 
 
 # ---- accord consent -----------------------------------------------------------------------------
@@ -144,6 +149,7 @@ def _consent_import(args: argparse.Namespace) -> int:
         register.close()
     purposes = sorted({r.purpose for r in records})
     print(f"{args.file}: {added} consent record(s) imported for {', '.join(purposes) or 'no purpose'}")
+    _warn_unused_purposes(config, set(purposes))
     return 0
 
 
@@ -154,10 +160,38 @@ def _consent_set(args: argparse.Namespace) -> int:
     register = ConsentRegister(config.consent_path)
     try:
         register.add([record], datetime.now(UTC))
+        current = register.current(args.person).get(args.purpose)
     finally:
         register.close()
     print(f"recorded: {status.value} for purpose {args.purpose}")
+    if current is not status:
+        print(
+            "note: a later-dated record stays this person's current choice "
+            f"({current.value if current else '?'}); "
+            "this one is kept in their history"
+        )
+    _warn_unused_purposes(config, {args.purpose})
     return 0
+
+
+def _warn_unused_purposes(config: NodeConfig, purposes: set[str]) -> None:
+    """Say so when no agreement of this node names a purpose the records are for (a typo would
+    otherwise leave the choices unapplied without a word)."""
+    try:
+        used = {a.purpose_code for a in _agreements(config).values()}
+    except ConfigError as err:
+        print(
+            f"note: the agreements could not be read to check the purposes ({err.message})", file=sys.stderr
+        )
+        return
+    for purpose in sorted(purposes - used):
+        close = [u for u in used if u.lower() == purpose.lower()]
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        print(
+            f"warning: no agreement of node {config.name} has purpose {purpose}{hint}; these choices apply "
+            "to no query until one does",
+            file=sys.stderr,
+        )
 
 
 def _consent_show(args: argparse.Namespace) -> int:

@@ -99,9 +99,12 @@ def build_release(
     reused by every aggregate that needs it. With ``min_group_size`` (an agreement's minimum
     reported group size) each group's ``COUNT(*)`` is one of the measurements (``exact`` must hold
     it: :data:`~accord.node.plan.SUPPORT`) and every row carries it as its ``support``: the noisy
-    group size that small-cell suppression judges. The published table is suppressed where it is
-    assembled, by the *combined* noisy count (:mod:`accord.coordinator.combine`): a node holding
-    nobody in a public category would otherwise suppress that group for the whole federation.
+    group size that small-cell suppression judges, in rows. A person has at most
+    ``max_rows_per_person`` rows, so the release asks for ``min_group_size`` times that many rows
+    (``suppress_below``): enough rows always means enough people. The published table is
+    suppressed where it is assembled, by the *combined* noisy count
+    (:mod:`accord.coordinator.combine`): a node holding nobody in a public category would otherwise
+    suppress that group for the whole federation.
     Suppression is post-processing of noisy values, so it costs nothing beyond measuring the count.
     """
     groups = tuple(exact.groups)
@@ -133,6 +136,7 @@ def build_release(
         execution_seconds=elapsed,
         agreement=agreement,
         min_group_size=min_group_size,
+        suppress_below=min_group_size * schema.max_rows_per_person,
     )
 
 

@@ -37,7 +37,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from accord.errors import AccordError, BudgetExhausted, NotFound, PermissionDenied
@@ -54,6 +54,7 @@ from accord.policies.gate import Grant, PolicyGate, query_uses
 from accord.policies.identity import Identity
 from accord.policies.signing import SignedQuery
 from accord.policies.verifying import QueryVerifier, VerifiedQuery, VerifiedRequest
+from accord.query.epsilon import Epsilon
 from accord.query.model import Query
 from accord.query.preview import BudgetLine, NodeExplanation
 from accord.query.release import Release
@@ -191,14 +192,13 @@ class NodeService:
 
     def _refused(self, draft: _Draft, err: BaseException) -> None:
         reason = reason_of(err)
-        message = getattr(err, "message", "") if isinstance(err, AccordError) else ""
         outcome = "failed" if reason in _FAILURES else "refused"
-        if outcome == "refused" and draft.known_agreement:
+        if outcome == "refused" and draft.known_agreement and draft.kind == "query":
             try:
                 self._state.count_refusal(draft.agreement, reason)
             except Exception:
                 log.exception("could not count a refusal under agreement %s", draft.agreement)
-        self._decided(draft.decide(outcome, reason=reason, message=message))
+        self._decided(draft.decide(outcome, reason=reason))
 
     def _verified(self, draft: _Draft, caller: Identity, signed: SignedQuery, kind: str) -> VerifiedRequest:
         """Steps 1-2 for a request of ``kind``, filling ``draft`` as identities become known."""
@@ -211,9 +211,12 @@ class NodeService:
         draft.analyst, draft.query_id = verified.analyst.name, verified.payload.query_id
         draft.payload_digest = signed.payload_digest().hex()
         draft.agreement = verified.payload.agreement
-        draft.known_agreement = draft.agreement in self.gate.agreements
-        if draft.known_agreement:
-            draft.purpose = self.gate.agreements[draft.agreement].purpose_code
+        held = self.gate.agreements.get(draft.agreement)
+        # Refusals are counted (for the public register) only under an agreement that covers the
+        # analyst: anyone else's refusals would let strangers inflate an agreement's numbers.
+        draft.known_agreement = held is not None and verified.analyst.name in held.analysts
+        if held is not None:
+            draft.purpose = held.purpose_code
         if verified.payload.coordinator != caller.name:
             raise PermissionDenied(
                 f"analyst {verified.analyst.name!r} sent this request through coordinator "
@@ -282,8 +285,7 @@ class NodeService:
             if stored is not None:
                 _same_query(stored, digest, verified)
                 return stored, False
-            charge = Charge(agreement.id, epsilon, agreement.budget.per_analyst, agreement.budget.total)
-            check_fits(charge, self._state.spent(agreement.id, analyst), analyst, self.name)
+            charge = self._charge(agreement, analyst, epsilon)
             schema = self._schemas[query.dataset]
             minimum = agreement.min_group_size
             exact = self._backend.execute(query, schema, self._persons(agreement), support=minimum > 0)
@@ -313,6 +315,13 @@ class NodeService:
             recorded = self._state.record(answer, charge)
             _same_query(recorded, digest, verified)
         return recorded, recorded is answer
+
+    def _charge(self, agreement: Agreement, analyst: str, epsilon: Epsilon) -> Charge | None:
+        """What the answer will be charged, refused early (:class:`BudgetExhausted`) when it does
+        not fit what the ledger says now; the state checks again when it records the answer."""
+        charge = Charge(agreement.id, epsilon, agreement.budget.per_analyst, agreement.budget.total)
+        check_fits(charge, self._state.spent(agreement.id, analyst), analyst, self.name)
+        return charge
 
     def _persons(self, agreement: Agreement) -> PersonFilter | None:
         """Who the agreement's purpose may not count (or only may), as the register stands now."""
@@ -394,7 +403,7 @@ class NodeService:
                 if analyst in a.analysts and (not wanted or a.id == wanted)
             )
         except Exception as err:
-            self._refused(replace(draft, known_agreement=False), err)
+            self._refused(draft, err)
             raise
         self._decided(draft.decide("shown"))
         return lines

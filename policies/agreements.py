@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ import tomli_w
 
 from accord.config import Table, read_toml
 from accord.errors import ConfigError, InvalidQuery
+from accord.policies.consent import PURPOSE_PATTERN
 from accord.query.epsilon import MAX_BUDGET, Epsilon
 from accord.query.schema import ColumnType, DatasetSchema
 
@@ -74,6 +76,8 @@ __all__ = [
     "load_agreement",
     "load_agreements",
 ]
+
+log = logging.getLogger(__name__)
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 CONSENT_MODELS = ("opt-in", "opt-out")
@@ -176,7 +180,7 @@ def load_agreements(folder: Path, node: str, schemas: Mapping[str, DatasetSchema
     if not folder.is_dir():
         raise ConfigError(f"{folder}: no such folder of agreements; create it or fix [agreements] dir")
     found: dict[str, Agreement] = {}
-    for path in sorted(folder.glob("*.toml")):
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() == ".toml" and p.is_file()):
         agreement = load_agreement(path)
         if node not in agreement.nodes:
             continue
@@ -209,8 +213,17 @@ def load_agreement(path: Path, schemas: Mapping[str, DatasetSchema] | None = Non
     valid_from, valid_until, review = (_date(top, k) for k in ("valid_from", "valid_until", "review_date"))
     if valid_until < valid_from:
         raise top.error("valid_until", f"{valid_until} is before valid_from {valid_from}; fix the dates")
+    if review < valid_from:
+        raise top.error("review_date", f"{review} is before valid_from {valid_from}; fix the dates")
     purpose = top.sub("purpose", required=True)
     purpose.check_keys({"code", "description"})
+    code = _text(purpose, "code")
+    if not PURPOSE_PATTERN.fullmatch(code):
+        raise purpose.error(
+            "code",
+            f"{code!r} is not a purpose code: use 1-64 letters, digits, '.', '_', ':' or '-' (no spaces), "
+            "exactly as consent records name the purpose",
+        )
     parties = top.sub("parties", required=True)
     parties.check_keys({"nodes", "organisations", "analysts"})
     organisations = parties.get("organisations", list, [])
@@ -219,11 +232,26 @@ def load_agreement(path: Path, schemas: Mapping[str, DatasetSchema] | None = Non
             "organisations", 'list the organisations by name, e.g. ["Northbrook District Council"]'
         )
     min_group = top.integer("min_group_size", 0, 0, 1_000_000, "10 is a common threshold")
+    for name in top.sub("datasets", required=True).table:
+        shared = top.sub("datasets").sub(name)
+        if min_group and shared.table.get("count_rows") is False:
+            raise shared.error(
+                "count_rows",
+                "is false, but min_group_size needs each group's count of rows to decide what to "
+                "suppress; allow counting rows or set min_group_size = 0",
+            )
     datasets = top.sub("datasets", required=True)
     if not datasets.table:
         raise datasets.error("", "no datasets shared; add a [datasets.NAME.fields] table")
     grants = {name: _grant(datasets.sub(name), name, schemas) for name in datasets.table}
     if schemas is not None:
+        elsewhere = sorted(set(grants) - set(schemas))
+        if elsewhere:
+            log.info(
+                "%s: dataset(s) %s are not held by this node (another party's; check the spelling)",
+                path,
+                ", ".join(elsewhere),
+            )
         grants = {name: g for name, g in grants.items() if name in schemas}
         if not grants:
             raise datasets.error(
@@ -234,7 +262,7 @@ def load_agreement(path: Path, schemas: Mapping[str, DatasetSchema] | None = Non
     return Agreement(
         id=ident,
         title=_text(top, "title"),
-        purpose_code=_text(purpose, "code"),
+        purpose_code=code,
         purpose=_text(purpose, "description"),
         lawful_basis=_text(top, "lawful_basis"),
         consent=consent,
@@ -256,6 +284,8 @@ def _text(t: Table, key: str) -> str:
     value: str = t.get(key, str, required=True)
     if not value.strip():
         raise t.error(key, "is empty; say it in words")
+    if not value.isprintable():
+        raise t.error(key, "holds control characters (a tab, a NUL, ...); write plain text")
     return value
 
 

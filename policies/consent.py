@@ -14,7 +14,10 @@ What a choice means depends on the agreement's consent model (:func:`may_use`):
 
 Files operators import (:func:`parse_consent_csv`, :func:`parse_opt_out_list`) are read whole
 first: a file with any bad line changes nothing, and every bad line is reported with its number.
-Messages never quote a person identifier.
+A choice dated in the future is refused (it would silently outrank every later change until
+then). Messages never quote a person identifier. Person identifiers are compared with the
+datasets' person column exactly as text (``"AB12"`` and ``"ab12"`` are two people; an integer
+column matches the identifier written in plain decimal digits, ``42``, not ``+42`` or ``042``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from accord.errors import ConfigError
@@ -39,9 +42,12 @@ __all__ = [
     "parse_consent_csv",
     "parse_opt_out_list",
     "parse_time",
+    "refuse_future",
 ]
 
 CONSENT_COLUMNS = ("person", "purpose", "status", "timestamp", "source")
+FUTURE_ALLOWANCE = timedelta(minutes=5)
+"""How far in the future a choice may be dated (clocks that disagree), and no further."""
 PURPOSE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 MAX_PERSON = 256
 _MAX_REPORTED = 50
@@ -93,13 +99,24 @@ def may_use(model: str, current: ConsentStatus | None) -> bool:
 
 
 def parse_time(text: str) -> datetime:
-    """An ISO 8601 time with a zone (``2026-11-30T10:00:00Z``), or a date (midnight UTC)."""
-    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        if "T" in text or " " in text.strip():
-            raise ValueError("no time zone")
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    """An ISO 8601 time with a zone (``2026-11-30T10:00:00Z``), or a date (midnight UTC);
+    :class:`ValueError` for anything else (no zone, out of range)."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        if value.tzinfo is None:
+            if "T" in text or " " in text.strip():
+                raise ValueError("no time zone")
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range") from None
+
+
+def refuse_future(when: datetime, now: datetime) -> str | None:
+    """Why a choice dated ``when`` cannot be recorded ``now`` (None when it can)."""
+    if when > now + FUTURE_ALLOWANCE:
+        return "the time is in the future; date a choice when the person made it"
+    return None
 
 
 def _problem(person: str, purpose: str, source: str) -> str | None:
@@ -112,17 +129,21 @@ def _problem(person: str, purpose: str, source: str) -> str | None:
     return None
 
 
-def parse_consent_csv(path: Path) -> list[ConsentRecord]:
+def parse_consent_csv(path: Path, now: datetime | None = None) -> list[ConsentRecord]:
     """Every record of a consent CSV file (header ``person,purpose,status,timestamp,source``), or
     :class:`ConsentFileError` listing every bad line (nothing is returned then)."""
+    now = now or datetime.now(UTC)
     text = _read(path)
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as err:
+        raise ConsentFileError(path, [(0, f"not a CSV file the import can read ({err})")]) from None
+    header = rows[0] if rows else None
     if header is None or tuple(h.strip() for h in header) != CONSENT_COLUMNS:
         raise ConsentFileError(path, [(1, f"the header must be {','.join(CONSENT_COLUMNS)}")])
     records: list[ConsentRecord] = []
     bad: list[tuple[int, str]] = []
-    for number, row in enumerate(reader, start=2):
+    for number, row in enumerate(rows[1:], start=2):
         if not row or all(not cell.strip() for cell in row):
             continue
         if len(row) != len(CONSENT_COLUMNS):
@@ -139,7 +160,7 @@ def parse_consent_csv(path: Path) -> list[ConsentRecord]:
         except ValueError:
             bad.append((number, "timestamp is not a time such as 2026-11-30T10:00:00Z"))
             continue
-        problem = _problem(person, purpose, source)
+        problem = _problem(person, purpose, source) or refuse_future(when, now)
         if problem is not None:
             bad.append((number, problem))
             continue
@@ -149,11 +170,16 @@ def parse_consent_csv(path: Path) -> list[ConsentRecord]:
     return records
 
 
-def parse_opt_out_list(path: Path, purpose: str, source: str, timestamp: datetime) -> list[ConsentRecord]:
+def parse_opt_out_list(
+    path: Path, purpose: str, source: str, timestamp: datetime, now: datetime | None = None
+) -> list[ConsentRecord]:
     """A national opt-out list (one person identifier a line, ``#`` comments and blank lines
     ignored) as ``refused`` records for ``purpose``; every bad line reported, nothing returned."""
     if not PURPOSE_PATTERN.fullmatch(purpose):
         raise ConfigError("the purpose must be a purpose code: 1-64 letters, digits, '.', '_', ':' or '-'")
+    future = refuse_future(timestamp, now or datetime.now(UTC))
+    if future is not None:
+        raise ConfigError(f"--at: {future}")
     records: list[ConsentRecord] = []
     bad: list[tuple[int, str]] = []
     for number, line in enumerate(_read(path).splitlines(), start=1):

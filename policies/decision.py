@@ -3,8 +3,10 @@ it was allowed (or why not), and what it cost.
 
 Every request a node acts on (a query answered, answered again or refused; a preview; a budget
 shown) ends in exactly one :class:`Decision`. The node logs it (one JSON line); the audit log
-records the same value. It never holds a row value, a released number or a person identifier:
-the SQL text is in the signed envelope the node keeps, the release is named by its digest.
+records the same value. It never holds a row value, a released number, a person identifier or
+anything the analyst wrote (a refusal's message can quote the SQL's literals, so only its reason
+code is kept): the SQL text is in the signed envelope the node keeps, the release is named by
+its digest.
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ class Decision:
     uses: tuple[tuple[str, str], ...] = ()
     epsilon: str = "0"
     reason: str = ""
-    message: str = ""
     payload_digest: str = ""
     release_digest: str = ""
 

@@ -323,6 +323,7 @@ def release_to_pb(release: Release) -> npb.NodeRelease:
         execution_seconds=release.execution_seconds,
         agreement=release.agreement,
         min_group_size=release.min_group_size,
+        suppress_below=release.suppress_below,
     )
 
 
@@ -338,6 +339,7 @@ def release_from_pb(msg: npb.NodeRelease) -> Release:
         execution_seconds=msg.execution_seconds,
         agreement=msg.agreement,
         min_group_size=msg.min_group_size,
+        suppress_below=msg.suppress_below,
     )
 
 
@@ -353,6 +355,7 @@ def federated_to_pb(release: FederatedRelease) -> cpb.FederatedRelease:
         partial=release.partial,
         agreement=release.agreement,
         min_group_size=release.min_group_size,
+        suppress_below=release.suppress_below,
     )
 
 
@@ -372,6 +375,7 @@ def federated_from_pb(msg: cpb.FederatedRelease) -> FederatedRelease:
         missing={m.node: m.reason for m in msg.missing},
         agreement=msg.agreement,
         min_group_size=msg.min_group_size,
+        suppress_below=msg.suppress_below,
     )
 
 

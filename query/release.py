@@ -117,7 +117,10 @@ class Release:
     execution_seconds: float = 0.0
     agreement: str = ""
     min_group_size: int = 0
-    """Groups whose noisy count was below this were suppressed (0: no suppression)."""
+    """The agreement's minimum reported group size, in people (0: no suppression)."""
+    suppress_below: int = 0
+    """The noisy row count (``support``) a group needs to be released: ``min_group_size`` times
+    the dataset's ``max_rows_per_person`` (enough rows guarantee enough people)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.epsilon, Epsilon):
@@ -138,7 +141,9 @@ class FederatedRelease:
     missing: dict[str, str] = field(default_factory=dict)
     agreement: str = ""
     min_group_size: int = 0
-    """The largest minimum group size of the contributing nodes (0: no suppression)."""
+    """The largest minimum group size (people) of the contributing nodes (0: no suppression)."""
+    suppress_below: int = 0
+    """The combined noisy row count under which a group was suppressed (the nodes' largest)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.epsilon, Epsilon):

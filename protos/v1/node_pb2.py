@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from accord.protos.v1 import common_pb2 as accord_dot_protos_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x61\x63\x63ord/protos/v1/node.proto\x12\taccord.v1\x1a\x1d\x61\x63\x63ord/protos/v1/common.proto\"6\n\rAnswerRequest\x12%\n\x05query\x18\x01 \x01(\x0b\x32\x16.accord.v1.SignedQuery\"&\n\x11GetCatalogRequest\x12\x11\n\tagreement\x18\x01 \x01(\t\"R\n\x0e\x45xplainRequest\x12%\n\x05query\x18\x01 \x01(\x0b\x32\x16.accord.v1.SignedQuery\x12\x19\n\x11target_half_width\x18\x02 \x01(\x01\"8\n\rBudgetRequest\x12\'\n\x07request\x18\x01 \x01(\x0b\x32\x16.accord.v1.SignedQuery\"Z\n\x12GetCatalogResponse\x12\x12\n\x04node\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x02\x12\x30\n\x08\x64\x61tasets\x18\x02 \x03(\x0b\x32\x18.accord.v1.DatasetSchemaB\x04\xc8\xf3\x18\x02\"\x9b\x02\n\x0bNodeRelease\x12\x16\n\x08query_id\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x12\n\x04node\x18\x02 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x15\n\x07\x64\x61taset\x18\x03 \x01(\tB\x04\xc8\xf3\x18\x02\x12/\n\x07\x63olumns\x18\x04 \x03(\x0b\x32\x18.accord.v1.ReleaseColumnB\x04\xc8\xf3\x18\x02\x12)\n\x04rows\x18\x05 \x03(\x0b\x32\x15.accord.v1.ReleaseRowB\x04\xc8\xf3\x18\x01\x12\x15\n\x07\x65psilon\x18\x06 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x1f\n\x11\x65xecution_seconds\x18\x07 \x01(\x01\x42\x04\xc8\xf3\x18\x03\x12\x17\n\tagreement\x18\x08 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x1c\n\x0emin_group_size\x18\t \x01(\rB\x04\xc8\xf3\x18\x02\x32\x94\x02\n\x0bNodeService\x12I\n\nGetCatalog\x12\x1c.accord.v1.GetCatalogRequest\x1a\x1d.accord.v1.GetCatalogResponse\x12:\n\x06\x41nswer\x12\x18.accord.v1.AnswerRequest\x1a\x16.accord.v1.NodeRelease\x12@\n\x07\x45xplain\x12\x19.accord.v1.ExplainRequest\x1a\x1a.accord.v1.NodeExplanation\x12<\n\tGetBudget\x12\x18.accord.v1.BudgetRequest\x1a\x15.accord.v1.NodeBudgetb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x61\x63\x63ord/protos/v1/node.proto\x12\taccord.v1\x1a\x1d\x61\x63\x63ord/protos/v1/common.proto\"6\n\rAnswerRequest\x12%\n\x05query\x18\x01 \x01(\x0b\x32\x16.accord.v1.SignedQuery\"&\n\x11GetCatalogRequest\x12\x11\n\tagreement\x18\x01 \x01(\t\"R\n\x0e\x45xplainRequest\x12%\n\x05query\x18\x01 \x01(\x0b\x32\x16.accord.v1.SignedQuery\x12\x19\n\x11target_half_width\x18\x02 \x01(\x01\"8\n\rBudgetRequest\x12\'\n\x07request\x18\x01 \x01(\x0b\x32\x16.accord.v1.SignedQuery\"Z\n\x12GetCatalogResponse\x12\x12\n\x04node\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x02\x12\x30\n\x08\x64\x61tasets\x18\x02 \x03(\x0b\x32\x18.accord.v1.DatasetSchemaB\x04\xc8\xf3\x18\x02\"\xb9\x02\n\x0bNodeRelease\x12\x16\n\x08query_id\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x12\n\x04node\x18\x02 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x15\n\x07\x64\x61taset\x18\x03 \x01(\tB\x04\xc8\xf3\x18\x02\x12/\n\x07\x63olumns\x18\x04 \x03(\x0b\x32\x18.accord.v1.ReleaseColumnB\x04\xc8\xf3\x18\x02\x12)\n\x04rows\x18\x05 \x03(\x0b\x32\x15.accord.v1.ReleaseRowB\x04\xc8\xf3\x18\x01\x12\x15\n\x07\x65psilon\x18\x06 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x1f\n\x11\x65xecution_seconds\x18\x07 \x01(\x01\x42\x04\xc8\xf3\x18\x03\x12\x17\n\tagreement\x18\x08 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x1c\n\x0emin_group_size\x18\t \x01(\rB\x04\xc8\xf3\x18\x02\x12\x1c\n\x0esuppress_below\x18\n \x01(\rB\x04\xc8\xf3\x18\x02\x32\x94\x02\n\x0bNodeService\x12I\n\nGetCatalog\x12\x1c.accord.v1.GetCatalogRequest\x1a\x1d.accord.v1.GetCatalogResponse\x12:\n\x06\x41nswer\x12\x18.accord.v1.AnswerRequest\x1a\x16.accord.v1.NodeRelease\x12@\n\x07\x45xplain\x12\x19.accord.v1.ExplainRequest\x1a\x1a.accord.v1.NodeExplanation\x12<\n\tGetBudget\x12\x18.accord.v1.BudgetRequest\x1a\x15.accord.v1.NodeBudgetb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -54,6 +54,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NODERELEASE'].fields_by_name['agreement']._serialized_options = b'\310\363\030\003'
   _globals['_NODERELEASE'].fields_by_name['min_group_size']._loaded_options = None
   _globals['_NODERELEASE'].fields_by_name['min_group_size']._serialized_options = b'\310\363\030\002'
+  _globals['_NODERELEASE'].fields_by_name['suppress_below']._loaded_options = None
+  _globals['_NODERELEASE'].fields_by_name['suppress_below']._serialized_options = b'\310\363\030\002'
   _globals['_ANSWERREQUEST']._serialized_start=73
   _globals['_ANSWERREQUEST']._serialized_end=127
   _globals['_GETCATALOGREQUEST']._serialized_start=129
@@ -65,7 +67,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETCATALOGRESPONSE']._serialized_start=311
   _globals['_GETCATALOGRESPONSE']._serialized_end=401
   _globals['_NODERELEASE']._serialized_start=404
-  _globals['_NODERELEASE']._serialized_end=687
-  _globals['_NODESERVICE']._serialized_start=690
-  _globals['_NODESERVICE']._serialized_end=966
+  _globals['_NODERELEASE']._serialized_end=717
+  _globals['_NODESERVICE']._serialized_start=720
+  _globals['_NODESERVICE']._serialized_end=996
 # @@protoc_insertion_point(module_scope)

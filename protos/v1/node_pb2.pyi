@@ -42,7 +42,7 @@ class GetCatalogResponse(_message.Message):
     def __init__(self, node: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[_common_pb2.DatasetSchema, _Mapping]]] = ...) -> None: ...
 
 class NodeRelease(_message.Message):
-    __slots__ = ("query_id", "node", "dataset", "columns", "rows", "epsilon", "execution_seconds", "agreement", "min_group_size")
+    __slots__ = ("query_id", "node", "dataset", "columns", "rows", "epsilon", "execution_seconds", "agreement", "min_group_size", "suppress_below")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +52,7 @@ class NodeRelease(_message.Message):
     EXECUTION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     AGREEMENT_FIELD_NUMBER: _ClassVar[int]
     MIN_GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SUPPRESS_BELOW_FIELD_NUMBER: _ClassVar[int]
     query_id: str
     node: str
     dataset: str
@@ -61,4 +62,5 @@ class NodeRelease(_message.Message):
     execution_seconds: float
     agreement: str
     min_group_size: int
-    def __init__(self, query_id: _Optional[str] = ..., node: _Optional[str] = ..., dataset: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[_common_pb2.ReleaseColumn, _Mapping]]] = ..., rows: _Optional[_Iterable[_Union[_common_pb2.ReleaseRow, _Mapping]]] = ..., epsilon: _Optional[str] = ..., execution_seconds: _Optional[float] = ..., agreement: _Optional[str] = ..., min_group_size: _Optional[int] = ...) -> None: ...
+    suppress_below: int
+    def __init__(self, query_id: _Optional[str] = ..., node: _Optional[str] = ..., dataset: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[_common_pb2.ReleaseColumn, _Mapping]]] = ..., rows: _Optional[_Iterable[_Union[_common_pb2.ReleaseRow, _Mapping]]] = ..., epsilon: _Optional[str] = ..., execution_seconds: _Optional[float] = ..., agreement: _Optional[str] = ..., min_group_size: _Optional[int] = ..., suppress_below: _Optional[int] = ...) -> None: ...

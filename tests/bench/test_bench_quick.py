@@ -44,7 +44,7 @@ def test_every_suite_runs_on_small_data_and_writes_the_report(tmp_path: Path) ->
     for row in rows:
         assert row.keys() >= REQUIRED, row
     suites = {r["suite"] for r in rows}
-    assert {"local", "answer_path", "memory", "accuracy", "federated", "throughput"} <= suites
+    assert {"local", "answer_path", "governance", "memory", "accuracy", "federated", "throughput"} <= suites
     measured = {(r["suite"], r["system"]) for r in rows if r["median_s"] is not None}
     assert ("local", "accord") in measured and ("local", "duckdb") in measured
     assert ("federated", "accord") in measured

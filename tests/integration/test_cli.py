@@ -184,7 +184,7 @@ def test_query_table(federation: CliFederation) -> None:
         r"mean_income = sum \(scale [0-9.e+]+\) / count \(scale [0-9.e+]+\)",
         lines[4],
     ), lines[4]
-    assert lines[5] == f"suppressed: 0 group(s) whose noisy count is below 10 (agreement {HOUSING_AGREEMENT})"
+    assert lines[5] == f"suppressed: 0 group(s) of fewer than 10 people (agreement {HOUSING_AGREEMENT})"
     assert lines[6] == "nodes: county, district-a, district-b"
     assert "PARTIAL" not in result.stdout
 

@@ -108,6 +108,13 @@ BAD = [
         ["colour", "unknown key"],
     ),
     (('analysts = ["alice"]', "analysts = []"), ["analysts"]),
+    (('code = "P-1"', 'code = "HOUSING "'), ["purpose.code", "no spaces", "consent records"]),
+    (("review_date = 2027-06-30", "review_date = 2025-06-30"), ["review_date", "before valid_from"]),
+    (('title = "Test"', 'title = "Te\\u0000st"'), ["title", "control characters"]),
+    (
+        ("[datasets.citizens.fields]", "[datasets.citizens]\ncount_rows = false\n[datasets.citizens.fields]"),
+        ["count_rows", "min_group_size needs"],
+    ),
 ]
 
 
@@ -190,3 +197,8 @@ def test_the_repository_examples_are_the_ones_the_demo_copies(tmp_path: Path) ->
     for p in copied:
         assert p.read_bytes() == (source / p.name).read_bytes()
     shutil.rmtree(tmp_path)
+
+
+def test_files_ending_in_upper_case_toml_are_read_too(tmp_path: Path) -> None:
+    write(tmp_path, GOOD, "A.TOML")
+    assert "dsa-1" in load_agreements(tmp_path, "county", SCHEMAS["county"])

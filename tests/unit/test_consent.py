@@ -26,6 +26,7 @@ from accord.policies.consent import (
 from accord.policies.identity import Identity
 from accord.protos import convert
 from accord.protos.v1 import node_pb2
+from accord.query.schema import ColumnType
 from tests.conftest import TestPki
 from tests.signing import node_service, open_agreement, sign
 from tests.unit.nodedata import PUMS_DUP, pums, pums_rows
@@ -274,3 +275,79 @@ def test_without_a_register_nobody_is_left_out(pki: TestPki) -> None:
     service = node_service(pki, (pums(k=4),))
     total = _ask(service, pki, "SELECT COUNT(*) AS n FROM pums")
     assert round(total[0][1][0]) == len(rows)
+
+
+# ---- found by attacking the register -------------------------------------------------------------
+
+
+def test_choices_dated_in_the_future_are_refused(tmp_path: Path) -> None:
+    """Property: a record dated in the future would outrank every later change until its date, so
+    a file holding one is refused (the line named), and the register refuses one added directly."""
+    path = write(
+        tmp_path,
+        HEADER + "P1,HOUSING,given,2062-01-01T00:00:00Z,web\nP2,HOUSING,given,2026-11-30T10:00:00Z,web\n",
+    )
+    with pytest.raises(ConsentFileError) as info:
+        parse_consent_csv(path, now=NOW)
+    assert [n for n, _ in info.value.lines] == [2] and "future" in info.value.message
+    register = ConsentRegister(tmp_path / "consent.sqlite3")
+    with pytest.raises(ConfigError, match="in the future"):
+        register.add(
+            [ConsentRecord("P1", "HOUSING", ConsentStatus.GIVEN, datetime(2062, 1, 1, tzinfo=UTC), "x")], NOW
+        )
+    assert register.version() == 0
+    register.close()
+
+
+def test_unreadable_fields_and_times_are_bad_lines_not_crashes(tmp_path: Path) -> None:
+    huge = write(tmp_path, HEADER + 'P1,HOUSING,given,2026-11-30,"' + "x" * 200_000 + '"\n', "huge.csv")
+    with pytest.raises(ConsentFileError, match="not a CSV file the import can read"):
+        parse_consent_csv(huge, now=NOW)
+    early = write(tmp_path, HEADER + "P1,HOUSING,given,0001-01-01T00:30:00+01:00,web\n", "early.csv")
+    with pytest.raises(ConsentFileError) as info:
+        parse_consent_csv(early, now=NOW)
+    assert [n for n, _ in info.value.lines] == [2]
+
+
+@pytest.mark.parametrize(
+    ("declared", "written", "matches"),
+    [
+        (ColumnType.INTEGER, "42", True),
+        (ColumnType.INTEGER, "+42", False),
+        (ColumnType.INTEGER, "4_2", False),
+        (ColumnType.INTEGER, "٤٢", False),
+        (ColumnType.INTEGER, "042", False),
+        (ColumnType.FLOAT, "42.5", True),
+        (ColumnType.FLOAT, "943 476 5919", False),
+        (ColumnType.BOOLEAN, "true", True),
+        (ColumnType.BOOLEAN, "maybe", False),
+        (ColumnType.STRING, "ab12", True),
+        (ColumnType.STRING, "AB12", False),
+    ],
+)
+def test_identifiers_match_only_as_the_person_column_writes_them(
+    tmp_path: Path, declared: ColumnType, written: str, matches: bool
+) -> None:
+    """Property: an opt-out is applied to the person whose identifier it names as the column holds
+    it; any other spelling matches nobody, and none of them breaks the query (a float or boolean
+    person column with identifiers that are not numbers or booleans included)."""
+    import duckdb
+
+    from accord.node.backend import PersonFilter
+    from accord.node.duckdb.persons import PersonTables
+
+    value = {
+        ColumnType.INTEGER: 42,
+        ColumnType.FLOAT: 42.5,
+        ColumnType.BOOLEAN: True,
+        ColumnType.STRING: "ab12",
+    }
+    con = duckdb.connect()
+    sql_type = {ColumnType.INTEGER: "BIGINT", ColumnType.FLOAT: "DOUBLE", ColumnType.BOOLEAN: "BOOLEAN",
+                ColumnType.STRING: "VARCHAR"}[declared]  # fmt: skip
+    con.execute(f"CREATE TABLE d (pid {sql_type})")
+    con.execute("INSERT INTO d VALUES (?)", [value[declared]])
+    tables = PersonTables(con)
+    name = tables.table(PersonFilter("HOUSING", "exclude", frozenset({written, "junk"}), 1), declared)
+    left = con.execute(f"SELECT count(*) FROM d WHERE pid NOT IN (SELECT person FROM {name})").fetchone()
+    assert left == ((0 if matches else 1),)

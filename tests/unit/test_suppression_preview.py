@@ -97,7 +97,7 @@ def test_a_suppressed_group_is_marked_in_every_output_form() -> None:
     release = combine("q", {"a": node_release("a", {"Abbey": 3, "Castle": 40})}, {})
     table = format_release(release, "table")
     assert "Abbey" in table and "suppressed" in table.splitlines()[2]
-    assert "suppressed: 1 group(s) whose noisy count is below 10 (agreement dsa)" in table
+    assert "suppressed: 1 group(s) of fewer than 10 people (agreement dsa)" in table
     rows = list(csv.DictReader(io.StringIO(format_release(release, "csv"))))
     assert rows[0]["ward"] == "Abbey" and rows[0]["n"] == "" and rows[0][SUPPRESSED_COLUMN] == "True"
     assert rows[1][SUPPRESSED_COLUMN] == "False" and rows[1]["n"] == "40"
@@ -265,3 +265,53 @@ def test_every_request_ends_in_one_decision_without_data(pki: TestPki) -> None:
     text = first.to_json()
     assert json.loads(text)["outcome"] == "answered" and "SELECT" not in text
     assert service._state.usage()["open"].refused == {"FIELD_NOT_IN_AGREEMENT": 1}
+
+
+def test_a_group_needs_enough_rows_for_enough_people(pki: TestPki) -> None:
+    """Property: with up to k rows a person, a group is released only when its noisy row count
+    reaches min_group_size times k: two people with five rows each are not ten people."""
+    config = pums(k=4)
+    agreement = open_agreement({"pums": config.schema}, ident="small-cells", min_group_size=10)
+    service = node_service(pki, (config,), agreements=(agreement,))
+    payload = service.answer(
+        CALLER,
+        sign(pki.analyst(), "SELECT sex, COUNT(*) AS n FROM pums GROUP BY sex", "1", agreement="small-cells"),
+        serialize_release,
+    )  # fmt: skip
+    release = _release(payload)
+    assert (release.min_group_size, release.suppress_below) == (10, 40)
+    two_people = node_release("a", {"Abbey": 10})
+    two_people = Release(
+        "q", "a", "citizens", COLUMNS, two_people.rows, two_people.epsilon, agreement="dsa",
+        min_group_size=10, suppress_below=50,
+    )  # fmt: skip
+    combined = combine("q", {"a": two_people}, {})
+    assert combined.rows[0].suppressed and combined.suppress_below == 50
+    assert "of fewer than 10 people; a noisy count below 50 rows" in format_release(combined, "table")
+
+
+def test_refusals_are_counted_only_for_the_agreements_parties_and_only_for_queries(pki: TestPki) -> None:
+    """Property: the register's refusal counts cannot be inflated by analysts the agreement does not
+    cover, nor by previews; a party's refused query is counted once."""
+    service = node_service(pki, (pums(),))
+    bad = "SELECT SUM(nope) FROM pums"
+    for _ in range(3):
+        with pytest.raises(PermissionDenied):
+            service.answer(CALLER, sign(pki.analyst("mallory"), bad, "1"), serialize_release)
+        with pytest.raises(PermissionDenied):
+            service.explain(CALLER, sign(pki.analyst(), bad, "1", kind="explain"))
+    assert service._state.usage() == {}
+    with pytest.raises(PermissionDenied):
+        service.answer(CALLER, sign(pki.analyst(), bad, "1"), serialize_release)
+    assert service._state.usage()["open"].refused == {"FIELD_NOT_IN_AGREEMENT": 1}
+
+
+def test_a_decision_never_carries_what_the_analyst_wrote(pki: TestPki) -> None:
+    decisions: list[Decision] = []
+    service = node_service(pki, (pums(),), on_decision=decisions.append)
+    with pytest.raises(Exception, match="compared with"):
+        service.answer(
+            CALLER, sign(pki.analyst(), "SELECT COUNT(*) FROM pums WHERE sex = 'Jane Citizen 943 476'", "1"),
+            serialize_release,
+        )  # fmt: skip
+    assert "Jane" not in decisions[-1].to_json() and decisions[-1].reason == "INVALID_QUERY"
