@@ -36,8 +36,8 @@ def register(sub: Any) -> None:
         "check",
         help="validate the config, certificates, data and state, then exit",
         description="Everything `serve` checks at start-up, without serving: the config, the "
-        "certificates, every dataset against its declaration, and the state file (which must not be "
-        "in use by a running node).",
+        "certificates, every dataset against its declaration, the agreements, the consent register "
+        "and the state file (which must not be in use by a running node).",
     )
     check.add_argument("--config", required=True, type=Path, help="node TOML file")
     check.set_defaults(func=_check)
@@ -68,6 +68,10 @@ def _check(args: argparse.Namespace) -> int:
             print(
                 f"dataset {schema.name}: {len(schema.columns)} column(s), person column {schema.privacy_unit}"
             )
+        held = sorted(service.gate.agreements)
+        listed = ", ".join(held) or "none (every query will be refused)"
+        print(f"agreements in {config.agreements_dir}: {listed}")
+        print(f"consent register: {config.consent_path}")
         print(state_note)
     finally:
         service.close()

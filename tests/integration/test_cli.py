@@ -379,6 +379,7 @@ def test_node_check_validates_config_and_fails_clearly(federation: CliFederation
     good = accord("node", "check", "--config", str(config), cwd=tmp_path, home=federation.home)
     assert good.returncode == 0, good.stderr
     assert "dataset citizens:" in good.stdout and "dataset service_contacts:" in good.stdout
+    assert f"agreements in {federation.root / 'agreements'}: dsa-2026-007, dsa-2026-011" in good.stdout
     assert good.stdout.rstrip().endswith(f"{config}: OK")
 
     bad_config = federation.root / "county-typo.toml"
