@@ -21,6 +21,7 @@ from accord.node.register import build_register, read_usage, transparency, write
 from accord.node.server import build_gate
 from accord.node.state import StateReader
 from accord.policies.agreements import Agreement, draft_agreement, load_agreements
+from accord.policies.budget import Spent, budget_line
 from accord.policies.consent import (
     ConsentRecord,
     ConsentStatus,
@@ -347,42 +348,18 @@ def budget_lines(config: NodeConfig) -> list[BudgetLine]:
     agreements = _agreements(config)
     if config.state.backend != "sqlite" or config.state.path is None:
         raise ConfigError(f"node {config.name} keeps its state in memory: its ledger is not readable here")
-    ledger = []
-    if config.state.path.exists():
-        with StateReader(config.state.path, config.name) as reader:
-            ledger = reader.ledger()
-            spent_total = {a: reader.spent(a, "").total for a in agreements}
-    else:
-        spent_total = {}
-    lines = []
-    seen = set()
-    for line in ledger:
-        a = agreements.get(line.agreement)
-        if a is None:
-            continue  # an agreement no longer held: its spending stays in the state file
-        seen.add((a.id, line.analyst))
-        lines.append(_line(a, line.analyst, line.spent, spent_total.get(a.id, Epsilon.zero()), line.answered))
-    for a in agreements.values():
-        for analyst in a.analysts:
-            if (a.id, analyst) not in seen:
-                lines.append(_line(a, analyst, Epsilon.zero(), spent_total.get(a.id, Epsilon.zero()), 0))
-    return sorted(lines, key=lambda line: (line.agreement, line.analyst))
-
-
-def _line(a: Agreement, analyst: str, spent: Epsilon, total: Epsilon, answered: int) -> BudgetLine:
-    b = a.budget
-    return BudgetLine(
-        a.id,
-        a.purpose_code,
-        analyst,
-        spent,
-        b.per_analyst,
-        total,
-        b.total,
-        b.per_query,
-        answered,
-        a.valid_until.isoformat(),
-    )
+    analysts = {(a.id, who) for a in agreements.values() for who in a.analysts}
+    if not config.state.path.exists():
+        return [
+            budget_line(agreements[a], who, Spent(Epsilon.zero(), Epsilon.zero()))
+            for a, who in sorted(analysts)
+        ]
+    with StateReader(config.state.path, config.name) as reader:
+        # an agreement no longer held keeps its spending in the state file, but has no caps to show
+        analysts |= {
+            (line.agreement, line.analyst) for line in reader.ledger() if line.agreement in agreements
+        }
+        return [budget_line(agreements[a], who, reader.spent(a, who)) for a, who in sorted(analysts)]
 
 
 def _node_budget(args: argparse.Namespace) -> int:

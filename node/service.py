@@ -48,7 +48,7 @@ from accord.node.preview import preview_aggregates
 from accord.node.release import build_release
 from accord.node.state import Answer, NodeState
 from accord.policies.agreements import Agreement
-from accord.policies.budget import Charge, check_fits
+from accord.policies.budget import Charge, budget_line, check_fits
 from accord.policies.decision import Decision
 from accord.policies.gate import Grant, PolicyGate, query_uses
 from accord.policies.identity import Identity
@@ -343,20 +343,7 @@ class NodeService:
 
     def budget_line(self, agreement: Agreement, analyst: str) -> BudgetLine:
         """``analyst``'s budget under ``agreement`` at this node, from the ledger."""
-        spent = self._state.spent(agreement.id, analyst)
-        b = agreement.budget
-        return BudgetLine(
-            agreement=agreement.id,
-            purpose=agreement.purpose_code,
-            analyst=analyst,
-            analyst_spent=spent.analyst,
-            per_analyst=b.per_analyst,
-            agreement_spent=spent.total,
-            total=b.total,
-            per_query=b.per_query,
-            answered=spent.answered,
-            valid_until=agreement.valid_until.isoformat(),
-        )
+        return budget_line(agreement, analyst, self._state.spent(agreement.id, analyst))
 
     def explain(self, caller: Identity, signed: SignedQuery, target: float | None = None) -> NodeExplanation:
         """Preview ``signed`` (signed for preview): every check a query gets, then its cost, the

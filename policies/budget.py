@@ -10,11 +10,16 @@ nothing is ever rounded, so no sequence of queries can creep past a cap.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from accord.errors import BudgetExhausted
 from accord.query.epsilon import Epsilon
+from accord.query.preview import BudgetLine
 
-__all__ = ["Charge", "Spent", "check_fits"]
+if TYPE_CHECKING:
+    from accord.policies.agreements import Agreement
+
+__all__ = ["Charge", "Spent", "budget_line", "check_fits"]
 
 
 @dataclass(frozen=True)
@@ -60,4 +65,21 @@ def check_fits(charge: Charge, spent: Spent, analyst: str, node: str) -> None:
         "agreement's owners to review its budget",
         subject,
         str(left),
+    )
+
+
+def budget_line(agreement: Agreement, analyst: str, spent: Spent) -> BudgetLine:
+    """``analyst``'s budget under ``agreement`` given what the ledger says was ``spent``."""
+    b = agreement.budget
+    return BudgetLine(
+        agreement=agreement.id,
+        purpose=agreement.purpose_code,
+        analyst=analyst,
+        analyst_spent=spent.analyst,
+        per_analyst=b.per_analyst,
+        agreement_spent=spent.total,
+        total=b.total,
+        per_query=b.per_query,
+        answered=spent.answered,
+        valid_until=agreement.valid_until.isoformat(),
     )
