@@ -77,9 +77,7 @@ class RegisterEntry:
                 "queries_refused": self.usage.refused_total,
                 "refused_by_reason": dict(sorted(self.usage.refused.items())),
                 "epsilon_spent": self.usage.spent.display(),
-                "epsilon_remaining": (b.total - self.usage.spent).display()
-                if self.usage.spent <= b.total
-                else "0",
+                "epsilon_remaining": b.total.left_after(self.usage.spent).display(),
             }
         return {
             "id": a.id,

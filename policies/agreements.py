@@ -50,7 +50,6 @@ from __future__ import annotations
 import enum
 import hashlib
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -63,6 +62,7 @@ import tomli_w
 from accord.config import Table, read_toml
 from accord.errors import ConfigError, InvalidQuery
 from accord.policies.consent import PURPOSE_PATTERN
+from accord.policies.signing import AGREEMENT_ID
 from accord.query.epsilon import MAX_BUDGET, Epsilon
 from accord.query.schema import ColumnType, DatasetSchema
 
@@ -79,7 +79,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 CONSENT_MODELS = ("opt-in", "opt-out")
 _KEYS = {
     "id",
@@ -154,7 +153,7 @@ class Agreement:
     source: Path | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        if not ID_PATTERN.fullmatch(self.id):
+        if not AGREEMENT_ID.fullmatch(self.id):
             raise ConfigError(f"agreement id {self.id!r}: use 1-128 letters, digits, '.', '_', ':' or '-'")
         if self.consent not in CONSENT_MODELS:
             raise ConfigError(f"agreement {self.id}: consent must be one of {', '.join(CONSENT_MODELS)}")
@@ -181,10 +180,9 @@ def load_agreements(folder: Path, node: str, schemas: Mapping[str, DatasetSchema
         raise ConfigError(f"{folder}: no such folder of agreements; create it or fix [agreements] dir")
     found: dict[str, Agreement] = {}
     for path in sorted(p for p in folder.iterdir() if p.suffix.lower() == ".toml" and p.is_file()):
-        agreement = load_agreement(path)
+        agreement = load_agreement(path, schemas, node)
         if node not in agreement.nodes:
             continue
-        agreement = load_agreement(path, schemas)  # checked against this node's datasets
         if agreement.id in found:
             other = found[agreement.id].source
             raise ConfigError(
@@ -194,8 +192,12 @@ def load_agreements(folder: Path, node: str, schemas: Mapping[str, DatasetSchema
     return MappingProxyType(found)
 
 
-def load_agreement(path: Path, schemas: Mapping[str, DatasetSchema] | None = None) -> Agreement:
-    """One agreement file; with ``schemas`` (a node's datasets), its grants are checked against them."""
+def load_agreement(
+    path: Path, schemas: Mapping[str, DatasetSchema] | None = None, node: str | None = None
+) -> Agreement:
+    """One agreement file; with ``schemas`` (a node's datasets), its grants are checked against them
+    (only if the agreement names ``node``, when a node is given: another node's agreement is read
+    for its parties, not checked against this node's datasets)."""
     try:
         raw = path.read_bytes()
     except OSError as err:
@@ -203,7 +205,7 @@ def load_agreement(path: Path, schemas: Mapping[str, DatasetSchema] | None = Non
     top = Table(path, "", read_toml(path, "fix the path"))
     top.check_keys(_KEYS)
     ident = top.get("id", str, required=True)
-    if not ID_PATTERN.fullmatch(ident):
+    if not AGREEMENT_ID.fullmatch(ident):
         raise top.error(
             "id", f"{ident!r} is not an agreement id; use 1-128 letters, digits, '.', '_', ':' or '-'"
         )
@@ -231,6 +233,9 @@ def load_agreement(path: Path, schemas: Mapping[str, DatasetSchema] | None = Non
         raise parties.error(
             "organisations", 'list the organisations by name, e.g. ["Northbrook District Council"]'
         )
+    nodes = parties.names("nodes", '["county"]', "node (authority) names party to the agreement")
+    if node is not None and node not in nodes:
+        schemas = None
     min_group = top.integer("min_group_size", 0, 0, 1_000_000, "10 is a common threshold")
     for name in top.sub("datasets", required=True).table:
         shared = top.sub("datasets").sub(name)
@@ -269,7 +274,7 @@ def load_agreement(path: Path, schemas: Mapping[str, DatasetSchema] | None = Non
         valid_from=valid_from,
         valid_until=valid_until,
         review_date=review,
-        nodes=parties.names("nodes", '["county"]', "node (authority) names party to the agreement"),
+        nodes=nodes,
         organisations=tuple(organisations),
         analysts=parties.names("analysts", '["alice"]', "analyst certificate names the agreement covers"),
         budget=_budget(top.sub("budget", required=True)),

@@ -43,9 +43,7 @@ class Spent:
 
     def left(self, charge: Charge) -> tuple[Epsilon, Epsilon]:
         """What the analyst and the agreement have left under ``charge``'s caps (never negative)."""
-        analyst = charge.per_analyst - self.analyst if self.analyst <= charge.per_analyst else Epsilon.zero()
-        total = charge.total - self.total if self.total <= charge.total else Epsilon.zero()
-        return analyst, total
+        return charge.per_analyst.left_after(self.analyst), charge.total.left_after(self.total)
 
 
 def check_fits(charge: Charge, spent: Spent, analyst: str, node: str) -> None:

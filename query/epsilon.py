@@ -90,6 +90,10 @@ class Epsilon:
         """The difference; :class:`ValueError` if ``other`` is larger (a budget never goes negative)."""
         return Epsilon(self.value - other.value)
 
+    def left_after(self, spent: Epsilon) -> Epsilon:
+        """What is left of this cap after ``spent`` (zero, never negative, when it is used up)."""
+        return self - spent if spent <= self else Epsilon.zero()
+
     def split(self, parts: int) -> Epsilon:
         """An equal share of this epsilon for each of ``parts`` measurements (exact)."""
         if parts < 1:

@@ -66,20 +66,16 @@ class BudgetLine:
 
     @property
     def analyst_remaining(self) -> Epsilon:
-        return _left(self.per_analyst, self.analyst_spent)
+        return self.per_analyst.left_after(self.analyst_spent)
 
     @property
     def agreement_remaining(self) -> Epsilon:
-        return _left(self.total, self.agreement_spent)
+        return self.total.left_after(self.agreement_spent)
 
     @property
     def remaining(self) -> Epsilon:
         """What the analyst can still spend: the smaller of their own and the agreement's."""
         return min(self.analyst_remaining, self.agreement_remaining)
-
-
-def _left(cap: Epsilon, spent: Epsilon) -> Epsilon:
-    return cap - spent if spent <= cap else Epsilon.zero()
 
 
 @dataclass(frozen=True)
