@@ -38,8 +38,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from cryptography import x509
 
-from accord.node.config import DatasetConfig, NodeConfig, StateConfig, write_node_config
-from accord.policies.agreements import draft_agreement
+from accord.node.config import DatasetConfig, NodeConfig, StateConfig
+from accord.node.config_writer import write_node_config
+from accord.policies.agreement_draft import draft_agreement
 from accord.policies.pki import CA_CERT, init_federation, leaf_paths
 from accord.policies.signing import QuerySigner
 from accord.query.epsilon import Epsilon

@@ -33,7 +33,7 @@ from accord.coordinator.nodes import RECONNECT_BACKOFF_MS
 from accord.coordinator.table import to_arrow
 from accord.errors import ConfigError, DeadlineExceeded, Unavailable
 from accord.policies.signing import AGREEMENT_ID, QuerySigner
-from accord.protos import convert
+from accord.protos import convert, convert_previews
 from accord.protos.rpcstatus import error_from_rpc
 from accord.protos.v1 import coordinator_pb2, coordinator_pb2_grpc
 from accord.query.epsilon import Epsilon
@@ -287,7 +287,7 @@ class AccordClient:
             )
 
         reply, _ = self._call_with_metadata(self._stub.Explain, signed, timeout, retry=True)
-        return convert.federated_explanation_from_pb(reply)
+        return convert_previews.federated_explanation_from_pb(reply)
 
     def budget(
         self, agreement: str = "", timeout: float = 30.0
@@ -306,7 +306,7 @@ class AccordClient:
             return coordinator_pb2.FederatedBudgetRequest(request=convert.signed_query_to_pb(envelope))
 
         reply, _ = self._call_with_metadata(self._stub.GetBudget, signed, timeout, retry=True)
-        return convert.federated_budget_from_pb(reply)
+        return convert_previews.federated_budget_from_pb(reply)
 
     def catalog(
         self, timeout: float = 30.0, agreement: str = ""

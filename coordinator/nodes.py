@@ -24,7 +24,7 @@ import grpc
 from accord.coordinator.config import NodeEndpoint
 from accord.errors import AccordError, DeadlineExceeded, Failure, InternalError, Unavailable
 from accord.policies.signing import SignedQuery
-from accord.protos import convert
+from accord.protos import convert, convert_previews
 from accord.protos.rpcstatus import error_from_rpc
 from accord.protos.v1 import node_pb2, node_pb2_grpc
 from accord.query.preview import BudgetLine, NodeExplanation
@@ -158,7 +158,7 @@ class NodeClient:
             query=convert.signed_query_to_pb(signed), target_half_width=target or 0.0
         )
         reply = self._stub.Explain(request, timeout=_left(deadline_at, self.name))
-        explanation = convert.explanation_from_pb(reply)
+        explanation = convert_previews.explanation_from_pb(reply)
         if explanation.node != self.name:
             raise InternalError(f"node {self.name} previewed as node {explanation.node!r}")
         return explanation
@@ -166,7 +166,7 @@ class NodeClient:
     def budget(self, signed: SignedQuery, deadline_at: float) -> tuple[BudgetLine, ...]:
         """The signing analyst's budget lines at this node (blocking). Raises ``grpc.RpcError``."""
         request = node_pb2.BudgetRequest(request=convert.signed_query_to_pb(signed))
-        node, lines = convert.node_budget_from_pb(
+        node, lines = convert_previews.node_budget_from_pb(
             self._stub.GetBudget(request, timeout=_left(deadline_at, self.name))
         )
         if node != self.name:

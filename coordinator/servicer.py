@@ -9,7 +9,7 @@ import grpc
 
 from accord.coordinator.service import CoordinatorService
 from accord.errors import ResourceLimit
-from accord.protos import convert
+from accord.protos import convert, convert_previews
 from accord.protos.rpcstatus import rpc_boundary
 from accord.protos.v1 import coordinator_pb2, coordinator_pb2_grpc
 from accord.rpc.identity import peer_identity
@@ -103,7 +103,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         caller = peer_identity(context)
         signed = convert.signed_query_from_pb(request.query)
         target = request.target_half_width if request.target_half_width > 0 else None
-        return convert.federated_explanation_to_pb(self._service.explain(caller, signed, target))
+        return convert_previews.federated_explanation_to_pb(self._service.explain(caller, signed, target))
 
     @rpc_boundary
     def GetBudget(
@@ -112,6 +112,6 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         caller = peer_identity(context)
         lines, unreachable = self._service.budget(caller, convert.signed_query_from_pb(request.request))
         return coordinator_pb2.FederatedBudget(
-            nodes=[convert.node_budget_to_pb(n, lines[n]) for n in sorted(lines)],
+            nodes=[convert_previews.node_budget_to_pb(n, lines[n]) for n in sorted(lines)],
             unreachable=convert.missing_to_pb(unreachable),
         )

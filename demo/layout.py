@@ -31,7 +31,8 @@ from accord.coordinator.config import (
 )
 from accord.demo.datasets import DATASETS, NODES
 from accord.demo.population import population_for
-from accord.node.config import DatasetConfig, NodeConfig, StateConfig, write_node_config
+from accord.node.config import DatasetConfig, NodeConfig, StateConfig
+from accord.node.config_writer import write_node_config
 from accord.policies.pki import CA_CERT, leaf_paths
 from accord.rpc.transport import TlsFiles
 

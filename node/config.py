@@ -1,5 +1,5 @@
 """The node's TOML configuration: loaded into frozen dataclasses and validated at start-up, and
-written back (:func:`node_config_toml`) by the demo, the benchmarks and the tests.
+written back by :mod:`accord.node.config_writer` (the demo, the benchmarks and the tests).
 
 ```toml
 [node]
@@ -62,11 +62,8 @@ import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
-import tomli_w
-
-from accord.config import Table, read_toml, relative_path, write_text_atomic
+from accord.config import Table, read_toml
 from accord.errors import ConfigError, InvalidQuery
 from accord.query.epsilon import Epsilon
 from accord.query.model import Literal
@@ -78,8 +75,6 @@ __all__ = [
     "NodeConfig",
     "StateConfig",
     "load_node_config",
-    "node_config_toml",
-    "write_node_config",
 ]
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -348,59 +343,3 @@ def _category(t: Table, ctype: ColumnType, value: object) -> Literal:
 
 
 # ---- writing ------------------------------------------------------------------------------------
-
-
-def _column_table(c: ColumnSpec) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": c.type.value}
-    if c.lower is not None:
-        out["lower"], out["upper"] = c.lower, c.upper
-    if c.categories is not None:
-        out["categories"] = list(c.categories)
-    if c.description:
-        out["description"] = c.description
-    return out
-
-
-def node_config_toml(config: NodeConfig, folder: Path) -> str:
-    """The TOML text of ``config`` for a file in ``folder``: :func:`load_node_config` reads it back
-    as ``config`` (paths inside ``folder`` are written relative to it)."""
-    doc: dict[str, Any] = {
-        "node": {
-            "name": config.name,
-            "listen": config.listen,
-            "max_workers": config.max_workers,
-            "max_concurrent_rpcs": config.max_concurrent_rpcs,
-        },
-        "tls": {
-            name: relative_path(p, folder)
-            for name, p in (("cert", config.tls_cert), ("key", config.tls_key), ("ca", config.tls_ca))
-        },
-        "access": {"coordinators": list(config.coordinators)},
-        "queries": {
-            "max_age_seconds": config.query_max_age_seconds,
-            "clock_skew_seconds": config.clock_skew_seconds,
-            "max_epsilon": str(config.max_epsilon),
-        },
-        "agreements": {"dir": relative_path(config.agreements_dir, folder)},
-        "consent": {"path": relative_path(config.consent_path, folder)},
-        "state": {"backend": config.state.backend}
-        | ({"path": relative_path(config.state.path, folder)} if config.state.path is not None else {}),
-        "datasets": {
-            d.schema.name: {
-                "path": relative_path(d.path, folder),
-                "format": d.format,
-                "description": d.schema.description,
-                "privacy_unit": d.schema.privacy_unit,
-                "max_rows_per_person": d.schema.max_rows_per_person,
-                "on_violation": d.on_violation,
-                "columns": {c.name: _column_table(c) for c in d.schema.columns},
-            }
-            for d in config.datasets
-        },
-    }
-    return f"# node config of {config.name} (see the README for every key)\n" + tomli_w.dumps(doc)
-
-
-def write_node_config(config: NodeConfig, path: Path) -> Path:
-    """Write ``config`` to ``path`` (atomically: a reader never sees half a file); return ``path``."""
-    return write_text_atomic(path, node_config_toml(config, Path(path).parent))

@@ -20,7 +20,8 @@ from accord.node.consent import ConsentRegister
 from accord.node.register import build_register, read_usage, transparency, write_register
 from accord.node.server import build_gate
 from accord.node.state import StateReader
-from accord.policies.agreements import Agreement, draft_agreement, load_agreements
+from accord.policies.agreement_draft import draft_agreement
+from accord.policies.agreements import Agreement, load_agreements
 from accord.policies.budget import Spent, budget_line
 from accord.policies.consent import (
     ConsentRecord,

@@ -37,12 +37,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from accord.errors import AccordError, BudgetExhausted, NotFound, PermissionDenied
+from accord.errors import NotFound, PermissionDenied
 from accord.node.backend import ExecutionBackend, PersonFilter
 from accord.node.consent import ConsentRegister
+from accord.node.decisions import FAILURES, Draft, log_decision, reason_of
 from accord.node.plan import group_keys
 from accord.node.preview import preview_aggregates
 from accord.node.release import build_release
@@ -64,71 +64,10 @@ from accord.query.sql import compile_query
 __all__ = ["NodeService", "reason_of"]
 
 log = logging.getLogger(__name__)
-decisions = logging.getLogger("accord.decisions")
 
 _COMPILED_QUERIES = 512
 """How many distinct (SQL text, views) pairs keep their parsed, validated query (a few KB each)."""
 _ID_LOCKS = 64
-
-
-def reason_of(err: BaseException) -> str:
-    """The stable reason code of a refusal or failure (for decisions and the register)."""
-    if isinstance(err, PermissionDenied):
-        return err.reason
-    if isinstance(err, BudgetExhausted):
-        return "BUDGET_EXHAUSTED"
-    if isinstance(err, AccordError):
-        return {
-            "InvalidQuery": "INVALID_QUERY",
-            "NotFound": "NOT_FOUND",
-            "ResourceLimit": "RESOURCE_LIMIT",
-            "Unavailable": "UNAVAILABLE",
-            "DeadlineExceeded": "DEADLINE_EXCEEDED",
-        }.get(type(err).__name__, "REFUSED")
-    return "INTERNAL"
-
-
-_FAILURES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL"})
-"""Reason codes that are the node's trouble, not a refusal of the request."""
-
-
-def _log_decision(decision: Decision) -> None:
-    decisions.info("%s", decision.to_json())
-
-
-@dataclass
-class _Draft:
-    """What is known of a decision so far, filled in as the request goes through the checks."""
-
-    node: str
-    kind: str
-    caller: str
-    analyst: str = ""
-    query_id: str = ""
-    agreement: str = ""
-    purpose: str = ""
-    dataset: str = ""
-    uses: tuple[tuple[str, str], ...] = ()
-    payload_digest: str = ""
-    known_agreement: bool = False
-    at: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-    def decide(self, outcome: str, **more: str) -> Decision:
-        return Decision(
-            node=self.node,
-            kind=self.kind,
-            outcome=outcome,
-            at=self.at,
-            caller=self.caller,
-            analyst=self.analyst,
-            query_id=self.query_id,
-            agreement=self.agreement,
-            purpose=self.purpose,
-            dataset=self.dataset,
-            uses=self.uses,
-            payload_digest=self.payload_digest,
-            **more,
-        )
 
 
 class NodeService:
@@ -143,7 +82,7 @@ class NodeService:
         verifier: QueryVerifier,
         state: NodeState,
         consent: ConsentRegister | None = None,
-        on_decision: Callable[[Decision], None] = _log_decision,
+        on_decision: Callable[[Decision], None] = log_decision,
     ) -> None:
         self.name = name
         self.gate = gate
@@ -190,9 +129,9 @@ class NodeService:
         except Exception:  # a broken log must not change the answer; it is the operator's alarm
             log.exception("could not record a decision")
 
-    def _refused(self, draft: _Draft, err: BaseException) -> None:
+    def _refused(self, draft: Draft, err: BaseException) -> None:
         reason = reason_of(err)
-        outcome = "failed" if reason in _FAILURES else "refused"
+        outcome = "failed" if reason in FAILURES else "refused"
         if outcome == "refused" and draft.known_agreement and draft.kind == "query":
             try:
                 self._state.count_refusal(draft.agreement, reason)
@@ -200,7 +139,7 @@ class NodeService:
                 log.exception("could not count a refusal under agreement %s", draft.agreement)
         self._decided(draft.decide(outcome, reason=reason))
 
-    def _verified(self, draft: _Draft, caller: Identity, signed: SignedQuery, kind: str) -> VerifiedRequest:
+    def _verified(self, draft: Draft, caller: Identity, signed: SignedQuery, kind: str) -> VerifiedRequest:
         """Steps 1-2 for a request of ``kind``, filling ``draft`` as identities become known."""
         self.gate.admit(caller)
         verified = (
@@ -227,7 +166,7 @@ class NodeService:
             )
         return verified
 
-    def _granted(self, draft: _Draft, verified: VerifiedQuery) -> tuple[Grant, Query]:
+    def _granted(self, draft: Draft, verified: VerifiedQuery) -> tuple[Grant, Query]:
         """Steps 3-4: the agreement's grant and the query compiled against its views."""
         grant = self.gate.authorise(verified)
         views = grant.views
@@ -246,7 +185,7 @@ class NodeService:
         ``serialize`` turns a release into its wire bytes (the servicer owns the wire format): the
         bytes are recorded, and a retry is answered with exactly them."""
         started = time.perf_counter()
-        draft = _Draft(self.name, "query", str(caller))
+        draft = Draft(self.name, "query", str(caller))
         try:
             verified = self._verified(draft, caller, signed, "query")
             assert isinstance(verified, VerifiedQuery)
@@ -348,7 +287,7 @@ class NodeService:
     def explain(self, caller: Identity, signed: SignedQuery, target: float | None = None) -> NodeExplanation:
         """Preview ``signed`` (signed for preview): every check a query gets, then its cost, the
         analyst's budget and each aggregate's noise; reads no data, spends nothing."""
-        draft = _Draft(self.name, "explain", str(caller))
+        draft = Draft(self.name, "explain", str(caller))
         try:
             verified = self._verified(draft, caller, signed, "explain")
             assert isinstance(verified, VerifiedQuery)
@@ -377,7 +316,7 @@ class NodeService:
     def budget(self, caller: Identity, signed: SignedQuery) -> tuple[BudgetLine, ...]:
         """The signing analyst's budget under every agreement of this node that names them (or
         only the one the request names)."""
-        draft = _Draft(self.name, "budget", str(caller))
+        draft = Draft(self.name, "budget", str(caller))
         try:
             verified = self._verified(draft, caller, signed, "budget")
             analyst = verified.analyst.name

@@ -14,7 +14,7 @@ import grpc
 
 from accord.errors import ResourceLimit
 from accord.node.service import NodeService
-from accord.protos import convert
+from accord.protos import convert, convert_previews
 from accord.protos.rpcstatus import rpc_boundary
 from accord.protos.v1 import common_pb2, node_pb2, node_pb2_grpc
 from accord.query.release import Release
@@ -62,7 +62,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         self._service.gate.admit(caller)
         signed = convert.signed_query_from_pb(request.query)
         target = request.target_half_width if request.target_half_width > 0 else None
-        return convert.explanation_to_pb(self._service.explain(caller, signed, target))
+        return convert_previews.explanation_to_pb(self._service.explain(caller, signed, target))
 
     @rpc_boundary
     def GetBudget(
@@ -71,7 +71,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         caller = peer_identity(context)
         self._service.gate.admit(caller)
         signed = convert.signed_query_from_pb(request.request)
-        return convert.node_budget_to_pb(self._service.name, self._service.budget(caller, signed))
+        return convert_previews.node_budget_to_pb(self._service.name, self._service.budget(caller, signed))
 
     @rpc_boundary
     def Answer(self, request: node_pb2.AnswerRequest, context: grpc.ServicerContext) -> bytes:

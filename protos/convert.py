@@ -8,7 +8,6 @@ everything behind them works on :mod:`accord.query.model`, :mod:`accord.query.sc
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from fractions import Fraction
 
 from accord.errors import ConfigError, InternalError, InvalidQuery, Unauthenticated
 from accord.policies.signing import SignedQuery
@@ -17,13 +16,6 @@ from accord.protos.v1 import coordinator_pb2 as cpb
 from accord.protos.v1 import node_pb2 as npb
 from accord.query.epsilon import Epsilon
 from accord.query.model import AggregateFunction, Literal
-from accord.query.preview import (
-    AggregatePreview,
-    BudgetLine,
-    FederatedExplanation,
-    NodeExplanation,
-    NoisePreview,
-)
 from accord.query.release import (
     Cell,
     Estimate,
@@ -36,22 +28,14 @@ from accord.query.release import (
 from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
 
 __all__ = [
-    "aggregate_preview_from_pb",
-    "aggregate_preview_to_pb",
-    "budget_line_from_pb",
-    "budget_line_to_pb",
+    "MECHANISM_FROM_PB",
+    "MECHANISM_TO_PB",
     "catalog_from_pb",
     "catalog_to_pb",
-    "explanation_from_pb",
-    "explanation_to_pb",
-    "federated_budget_from_pb",
-    "federated_explanation_from_pb",
-    "federated_explanation_to_pb",
+    "epsilon_from_pb",
     "federated_from_pb",
     "federated_to_pb",
     "missing_to_pb",
-    "node_budget_from_pb",
-    "node_budget_to_pb",
     "release_from_pb",
     "release_to_pb",
     "schema_from_pb",
@@ -186,12 +170,12 @@ def catalog_from_pb(msg: npb.GetCatalogResponse) -> tuple[str, tuple[DatasetSche
 
 # ---- releases ----------------------------------------------------------------------------------
 
-_MECH_TO_PB = {
+MECHANISM_TO_PB = {
     Mechanism.DISCRETE_LAPLACE: pb.DISCRETE_LAPLACE,
     Mechanism.LAPLACE: pb.LAPLACE,
     Mechanism.RATIO: pb.RATIO,
 }
-_MECH_FROM_PB = {v: k for k, v in _MECH_TO_PB.items()}
+MECHANISM_FROM_PB = {v: k for k, v in MECHANISM_TO_PB.items()}
 _FUNC_TO_PB = {
     AggregateFunction.COUNT: pb.COUNT,
     AggregateFunction.SUM: pb.SUM,
@@ -206,12 +190,12 @@ def _estimate_to_pb(e: Estimate) -> pb.Estimate:
         noise_scale=e.noise_scale,
         ci_low=e.ci_low,
         ci_high=e.ci_high,
-        mechanism=_MECH_TO_PB[e.mechanism],
+        mechanism=MECHANISM_TO_PB[e.mechanism],
     )
 
 
 def _estimate_from_pb(msg: pb.Estimate) -> Estimate:
-    mech = _MECH_FROM_PB.get(msg.mechanism)
+    mech = MECHANISM_FROM_PB.get(msg.mechanism)
     if mech is None:
         raise InternalError("an estimate arrived without a known mechanism")
     # Each field is read once (every read builds a Python float); NaN is the only float that is
@@ -304,7 +288,7 @@ def _rows_from_pb(
     return tuple(rows)
 
 
-def _epsilon_from_pb(text: str, what: str) -> Epsilon:
+def epsilon_from_pb(text: str, what: str) -> Epsilon:
     """The epsilon of a release; a malformed one is the sender's bug, not the caller's."""
     try:
         return Epsilon.parse(text)
@@ -335,7 +319,7 @@ def release_from_pb(msg: npb.NodeRelease) -> Release:
         dataset=msg.dataset,
         columns=columns,
         rows=_rows_from_pb(msg.rows, columns),
-        epsilon=_epsilon_from_pb(msg.epsilon, f"the release of node {msg.node!r}"),
+        epsilon=epsilon_from_pb(msg.epsilon, f"the release of node {msg.node!r}"),
         execution_seconds=msg.execution_seconds,
         agreement=msg.agreement,
         min_group_size=msg.min_group_size,
@@ -370,7 +354,7 @@ def federated_from_pb(msg: cpb.FederatedRelease) -> FederatedRelease:
         dataset=msg.dataset,
         columns=columns,
         rows=_rows_from_pb(msg.rows, columns),
-        epsilon=_epsilon_from_pb(msg.epsilon, "the federated release"),
+        epsilon=epsilon_from_pb(msg.epsilon, "the federated release"),
         contributing_nodes=tuple(msg.contributing_nodes),
         missing={m.node: m.reason for m in msg.missing},
         agreement=msg.agreement,
@@ -381,148 +365,3 @@ def federated_from_pb(msg: cpb.FederatedRelease) -> FederatedRelease:
 
 def missing_to_pb(missing: Mapping[str, str]) -> list[cpb.MissingNode]:
     return [cpb.MissingNode(node=n, reason=r) for n, r in sorted(missing.items())]
-
-
-# ---- previews and budgets -----------------------------------------------------------------------
-
-
-def _noise_to_pb(n: NoisePreview | None) -> pb.NoisePreview | None:
-    if n is None:
-        return None
-    return pb.NoisePreview(
-        mechanism=_MECH_TO_PB[n.mechanism], noise_scale=n.noise_scale, half_width=n.half_width
-    )
-
-
-def _noise_from_pb(msg: pb.NoisePreview) -> NoisePreview:
-    mech = _MECH_FROM_PB.get(msg.mechanism)
-    if mech is None:
-        raise InternalError("a preview arrived without a known mechanism")
-    return NoisePreview(mech, msg.noise_scale, msg.half_width)
-
-
-def aggregate_preview_to_pb(a: AggregatePreview) -> pb.AggregatePreview:
-    return pb.AggregatePreview(
-        name=a.name,
-        estimate=_noise_to_pb(a.estimate),
-        sum=_noise_to_pb(a.sum),
-        count=_noise_to_pb(a.count),
-        epsilon_for_target="" if a.epsilon_for_target is None else str(a.epsilon_for_target),
-    )
-
-
-def aggregate_preview_from_pb(msg: pb.AggregatePreview) -> AggregatePreview:
-    return AggregatePreview(
-        name=msg.name,
-        estimate=_noise_from_pb(msg.estimate) if msg.HasField("estimate") else None,
-        sum=_noise_from_pb(msg.sum) if msg.HasField("sum") else None,
-        count=_noise_from_pb(msg.count) if msg.HasField("count") else None,
-        epsilon_for_target=_epsilon_from_pb(msg.epsilon_for_target, "a preview")
-        if msg.epsilon_for_target
-        else None,
-    )
-
-
-def budget_line_to_pb(line: BudgetLine) -> pb.BudgetLine:
-    return pb.BudgetLine(
-        agreement=line.agreement,
-        purpose=line.purpose,
-        analyst=line.analyst,
-        analyst_spent=str(line.analyst_spent),
-        per_analyst=str(line.per_analyst),
-        analyst_remaining=str(line.analyst_remaining),
-        agreement_spent=str(line.agreement_spent),
-        total=str(line.total),
-        agreement_remaining=str(line.agreement_remaining),
-        per_query=str(line.per_query),
-        answered=line.answered,
-        valid_until=line.valid_until,
-    )
-
-
-def _exact(text: str, what: str) -> Epsilon:
-    """An exact epsilon of a budget (zero allowed, up to the largest cap)."""
-    try:
-        value = Fraction(text)
-        return Epsilon(value)
-    except (ValueError, ZeroDivisionError, TypeError):
-        raise InternalError(f"{what} arrived with an invalid epsilon") from None
-
-
-def budget_line_from_pb(msg: pb.BudgetLine) -> BudgetLine:
-    what = f"the budget line of agreement {msg.agreement!r}"
-    return BudgetLine(
-        agreement=msg.agreement,
-        purpose=msg.purpose,
-        analyst=msg.analyst,
-        analyst_spent=_exact(msg.analyst_spent, what),
-        per_analyst=_exact(msg.per_analyst, what),
-        agreement_spent=_exact(msg.agreement_spent, what),
-        total=_exact(msg.total, what),
-        per_query=_exact(msg.per_query, what),
-        answered=msg.answered,
-        valid_until=msg.valid_until,
-    )
-
-
-def explanation_to_pb(e: NodeExplanation) -> pb.NodeExplanation:
-    return pb.NodeExplanation(
-        node=e.node,
-        dataset=e.dataset,
-        agreement=e.agreement,
-        epsilon=str(e.epsilon),
-        budget=budget_line_to_pb(e.budget),
-        fits=e.fits,
-        aggregates=[aggregate_preview_to_pb(a) for a in e.aggregates],
-        groups=e.groups,
-        min_group_size=e.min_group_size,
-    )
-
-
-def explanation_from_pb(msg: pb.NodeExplanation) -> NodeExplanation:
-    return NodeExplanation(
-        node=msg.node,
-        dataset=msg.dataset,
-        agreement=msg.agreement,
-        epsilon=_epsilon_from_pb(msg.epsilon, f"the preview of node {msg.node!r}"),
-        budget=budget_line_from_pb(msg.budget),
-        fits=msg.fits,
-        aggregates=tuple(aggregate_preview_from_pb(a) for a in msg.aggregates),
-        groups=msg.groups,
-        min_group_size=msg.min_group_size,
-    )
-
-
-def node_budget_to_pb(node: str, lines: Iterable[BudgetLine]) -> pb.NodeBudget:
-    return pb.NodeBudget(node=node, lines=[budget_line_to_pb(line) for line in lines])
-
-
-def node_budget_from_pb(msg: pb.NodeBudget) -> tuple[str, tuple[BudgetLine, ...]]:
-    return msg.node, tuple(budget_line_from_pb(line) for line in msg.lines)
-
-
-def federated_explanation_to_pb(e: FederatedExplanation) -> cpb.FederatedExplanation:
-    return cpb.FederatedExplanation(
-        query_id=e.query_id,
-        dataset=e.dataset,
-        nodes=[explanation_to_pb(n) for n in e.nodes],
-        refused=missing_to_pb(e.refused),
-        combined=[aggregate_preview_to_pb(a) for a in e.combined],
-    )
-
-
-def federated_explanation_from_pb(msg: cpb.FederatedExplanation) -> FederatedExplanation:
-    return FederatedExplanation(
-        query_id=msg.query_id,
-        dataset=msg.dataset,
-        nodes=tuple(explanation_from_pb(n) for n in msg.nodes),
-        refused={m.node: m.reason for m in msg.refused},
-        combined=tuple(aggregate_preview_from_pb(a) for a in msg.combined),
-    )
-
-
-def federated_budget_from_pb(
-    msg: cpb.FederatedBudget,
-) -> tuple[dict[str, tuple[BudgetLine, ...]], dict[str, str]]:
-    lines = dict(node_budget_from_pb(n) for n in msg.nodes)
-    return lines, {m.node: m.reason for m in msg.unreachable}

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import os
 import sqlite3
 import threading
 from datetime import UTC, datetime
@@ -35,6 +34,7 @@ from typing import IO
 
 from accord.errors import BudgetExhausted, ConfigError, InternalError
 from accord.node.state.base import Answer, LedgerLine, NodeState, StateInUse, Usage, usage_from
+from accord.node.state.sqlite_schema import SCHEMA_VERSION, connect
 from accord.policies.budget import Charge, Spent, check_fits
 from accord.query.epsilon import Epsilon
 
@@ -42,36 +42,6 @@ __all__ = ["SCHEMA_VERSION", "SqliteState", "StateReader"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
-_TABLES = {
-    "meta": "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
-    "answers": """CREATE TABLE answers (
-        analyst TEXT NOT NULL,
-        query_id TEXT NOT NULL,
-        request_digest BLOB NOT NULL,
-        payload_digest BLOB NOT NULL,
-        envelope BLOB NOT NULL,
-        dataset TEXT NOT NULL,
-        epsilon TEXT NOT NULL,
-        answered_at TEXT NOT NULL,
-        release BLOB NOT NULL,
-        agreement TEXT NOT NULL DEFAULT '',
-        PRIMARY KEY (analyst, query_id)
-    ) WITHOUT ROWID""",
-    "spent": """CREATE TABLE spent (
-        agreement TEXT NOT NULL,
-        analyst TEXT NOT NULL,
-        epsilon TEXT NOT NULL,
-        answered INTEGER NOT NULL,
-        PRIMARY KEY (agreement, analyst)
-    ) WITHOUT ROWID""",
-    "refusals": """CREATE TABLE refusals (
-        agreement TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        count INTEGER NOT NULL,
-        PRIMARY KEY (agreement, reason)
-    ) WITHOUT ROWID""",
-}
 _COLUMNS = (
     "analyst, query_id, request_digest, payload_digest, envelope, dataset, epsilon, answered_at, release, "
     "agreement"
@@ -142,7 +112,7 @@ class SqliteState(_Reads, NodeState):
         self._committing = False
         self._lockfile = self._take_lock()
         try:
-            self._con = _connect(self.path, node, write=True)
+            self._con = connect(self.path, node, write=True)
         except BaseException:
             self._lockfile.close()
             raise
@@ -296,7 +266,7 @@ class StateReader(_Reads):
                 f"state file {self.path} does not exist; has the node ever run with this config?"
             )
         self._lock = threading.Lock()
-        self._con = _connect(self.path, node, write=False)
+        self._con = connect(self.path, node, write=False)
 
     def close(self) -> None:
         with self._lock:
@@ -307,84 +277,6 @@ class StateReader(_Reads):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _connect(path: Path, node: str, write: bool) -> sqlite3.Connection:
-    where = f"state file {path}"
-    try:
-        con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
-    except sqlite3.Error as err:
-        raise ConfigError(
-            f"{where} cannot be opened ({err}); check the folder exists and is writable"
-        ) from None
-    try:
-        if write:
-            os.chmod(path, 0o600)
-            mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise ConfigError(f"{where}: SQLite refused write-ahead logging (journal mode {mode})")
-            con.execute("PRAGMA synchronous = FULL")
-        con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        try:
-            _migrate(con, node, where, write)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        if not write:
-            con.execute("PRAGMA query_only = ON")
-    except sqlite3.OperationalError as err:
-        con.close()
-        raise ConfigError(f"{where} cannot be used ({err}); check the file and its folder") from None
-    except sqlite3.DatabaseError:
-        con.close()
-        raise ConfigError(
-            f"{where} is not an Accord state database (or is damaged); restore it from a backup, or move it "
-            "away to start with an empty state (retries of earlier queries are then answered afresh, and "
-            "budgets start again from nothing)"
-        ) from None
-    except BaseException:
-        con.close()
-        raise
-    return con
-
-
-def _migrate(con: sqlite3.Connection, node: str, where: str, write: bool) -> None:
-    version = int(con.execute("PRAGMA user_version").fetchone()[0])
-    if version > SCHEMA_VERSION:
-        raise ConfigError(
-            f"{where} was written by a newer Accord (schema {version}, this one reads {SCHEMA_VERSION}); "
-            "upgrade Accord on this node"
-        )
-    if version == 0:
-        tables = con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        if tables:
-            raise ConfigError(
-                f"{where} is an SQLite database but not an Accord state file; give [state] path a file "
-                "of its own"
-            )
-        if not write:
-            raise ConfigError(f"{where} is empty; start the node once to create its state")
-        for statement in _TABLES.values():
-            con.execute(statement)  # DDL is transactional in SQLite: all or nothing
-        con.execute("INSERT INTO meta (key, value) VALUES ('node', ?)", (node,))
-        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        log.info("created the node state in %s", where)
-        return
-    owner = con.execute("SELECT value FROM meta WHERE key = 'node'").fetchone()
-    if owner is None or owner[0] != node:
-        raise ConfigError(
-            f"{where} belongs to node {owner[0] if owner else '(unknown)'!r}, not {node!r}; give each "
-            "node its own [state] path"
-        )
-    if version < SCHEMA_VERSION:
-        if not write:
-            raise ConfigError(f"{where} has an older schema; start the node once to upgrade it")
-        con.execute("ALTER TABLE answers ADD COLUMN agreement TEXT NOT NULL DEFAULT ''")  # 1 -> 2
-        con.execute(_TABLES["spent"])
-        con.execute(_TABLES["refusals"])
-        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        log.info("upgraded the node state in %s to schema %d", where, SCHEMA_VERSION)
 
 
 def _epsilon(text: object) -> Epsilon:

@@ -43,9 +43,10 @@ from accord.coordinator.config import (
 )
 from accord.coordinator.server import start_coordinator
 from accord.coordinator.service import CoordinatorService
-from accord.node.config import DatasetConfig, NodeConfig, StateConfig, load_node_config, write_node_config
+from accord.node.config import DatasetConfig, NodeConfig, StateConfig, load_node_config
+from accord.node.config_writer import write_node_config
 from accord.node.server import start_node
-from accord.policies.agreements import draft_agreement
+from accord.policies.agreement_draft import draft_agreement
 from accord.protos.v1 import coordinator_pb2_grpc, node_pb2_grpc
 from accord.query.epsilon import Epsilon
 from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema

@@ -40,7 +40,8 @@ from accord.demo.layout import (
     write_demo_federation,
 )
 from accord.demo.processes import Process, spawn
-from accord.node.config import StateConfig, load_node_config, write_node_config
+from accord.node.config import StateConfig, load_node_config
+from accord.node.config_writer import write_node_config
 from accord.rpc.transport import TlsFiles
 from tests.integration import processes
 from tests.integration.commands import ACCORD, RUN_TIMEOUT, _env, accord

@@ -43,7 +43,8 @@ from accord.errors import (
     PartialFailure,
     PermissionDenied,
 )
-from accord.node.config import load_node_config, write_node_config
+from accord.node.config import load_node_config
+from accord.node.config_writer import write_node_config
 from accord.node.server import SERVICE_NAME as NODE_SERVICE
 from accord.node.server import start_node
 from accord.policies.pki import issue

@@ -14,7 +14,8 @@ import pytest
 from accord.demo.datasets import DATASETS
 from accord.demo.layout import copy_demo_agreements
 from accord.errors import ConfigError
-from accord.policies.agreements import FieldUse, draft_agreement, load_agreement, load_agreements
+from accord.policies.agreement_draft import draft_agreement
+from accord.policies.agreements import FieldUse, load_agreement, load_agreements
 from accord.query.epsilon import Epsilon
 
 SCHEMAS = {node: {d.name: d.schema for d in held} for node, held in DATASETS.items()}

@@ -117,6 +117,7 @@ def test_generated_types_stay_at_the_edges() -> None:
     """Property: generated *_pb2 modules are imported only by the conversion/servicer/client edge."""
     edge = {
         "protos/convert.py",
+        "protos/convert_previews.py",
         "protos/rpcstatus.py",
         "rpc/serving.py",
         "node/servicer.py",

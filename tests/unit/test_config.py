@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from accord.errors import ConfigError
-from accord.node.config import NodeConfig, StateConfig, load_node_config, write_node_config
+from accord.node.config import NodeConfig, StateConfig, load_node_config
+from accord.node.config_writer import write_node_config
 from accord.query.schema import ColumnType
 
 VALID = """

@@ -1,0 +1,76 @@
+"""What a node says about each request it acts on: the stable reason code of a refusal, the draft of
+a :class:`~accord.policies.decision.Decision` filled in as the request goes through the checks, and
+the default place decisions go (one JSON line on the ``accord.decisions`` logger)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from accord.errors import AccordError, BudgetExhausted, PermissionDenied
+from accord.policies.decision import Decision
+
+__all__ = ["FAILURES", "Draft", "log_decision", "reason_of"]
+
+decisions = logging.getLogger("accord.decisions")
+
+
+def reason_of(err: BaseException) -> str:
+    """The stable reason code of a refusal or failure (for decisions and the register)."""
+    if isinstance(err, PermissionDenied):
+        return err.reason
+    if isinstance(err, BudgetExhausted):
+        return "BUDGET_EXHAUSTED"
+    if isinstance(err, AccordError):
+        return {
+            "InvalidQuery": "INVALID_QUERY",
+            "NotFound": "NOT_FOUND",
+            "ResourceLimit": "RESOURCE_LIMIT",
+            "Unavailable": "UNAVAILABLE",
+            "DeadlineExceeded": "DEADLINE_EXCEEDED",
+        }.get(type(err).__name__, "REFUSED")
+    return "INTERNAL"
+
+
+FAILURES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL"})
+"""Reason codes that are the node's trouble, not a refusal of the request."""
+
+
+def log_decision(decision: Decision) -> None:
+    decisions.info("%s", decision.to_json())
+
+
+@dataclass
+class Draft:
+    """What is known of a decision so far, filled in as the request goes through the checks."""
+
+    node: str
+    kind: str
+    caller: str
+    analyst: str = ""
+    query_id: str = ""
+    agreement: str = ""
+    purpose: str = ""
+    dataset: str = ""
+    uses: tuple[tuple[str, str], ...] = ()
+    payload_digest: str = ""
+    known_agreement: bool = False
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def decide(self, outcome: str, **more: str) -> Decision:
+        return Decision(
+            node=self.node,
+            kind=self.kind,
+            outcome=outcome,
+            at=self.at,
+            caller=self.caller,
+            analyst=self.analyst,
+            query_id=self.query_id,
+            agreement=self.agreement,
+            purpose=self.purpose,
+            dataset=self.dataset,
+            uses=self.uses,
+            payload_digest=self.payload_digest,
+            **more,
+        )
