@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # gRPC's C core logs failed TLS handshakes to stderr on its own ("E1203 ... No match found for
+    # server name"); our errors say the same in words that say what to change. Operators who want
+    # the C core's logs set GRPC_VERBOSITY themselves. (Read when gRPC starts, so set it first.)
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:  # a bare `accord`: say what there is

@@ -86,7 +86,14 @@ class BudgetExhausted(AccordError):
 
 
 class ResourceLimit(AccordError):
-    """The request is too large or the server too busy; retry smaller or later."""
+    """The request is too large or the server too busy; retry smaller or later.
+
+    ``retry_after_seconds``, when known, is how long to wait before retrying (sent as
+    ``google.rpc.RetryInfo``)."""
+
+    def __init__(self, message: str, retry_after_seconds: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
 
 
 class Unavailable(AccordError):

@@ -36,7 +36,7 @@ from accord.node.config import StateConfig
 from accord.policies.pki import init_federation
 from accord.rpc.transport import TlsFiles
 from bench.common import ROOT, BenchConfig
-from bench.data import COORDINATOR, ROW_GROUP, SEED, generate, node_config
+from bench.data import BENCH_FAIRNESS, COORDINATOR, ROW_GROUP, SEED, generate, node_config
 
 START_TIMEOUT = 180.0  # seconds for one server to print its port (16 nodes start at once)
 STOP_TIMEOUT = 20.0
@@ -113,6 +113,7 @@ class Cluster:
             deadline_seconds=deadline_seconds,
             analysts=self.analysts,
             report_node_timings=True,  # the overhead measurement needs the nodes' own times
+            fairness=BENCH_FAIRNESS,
         )
         config = write_coordinator_config(wanted, self.root / f"coordinator-{len(nodes)}.toml")
         proc = spawn(

@@ -41,10 +41,13 @@ from cryptography import x509
 from accord.node.config import DatasetConfig, NodeConfig, StateConfig
 from accord.node.config_writer import write_node_config
 from accord.policies.agreement_draft import draft_agreement
+from accord.policies.identity import Identity
 from accord.policies.pki import CA_CERT, init_federation, leaf_paths
 from accord.policies.signing import QuerySigner
 from accord.query.epsilon import Epsilon
 from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
+from accord.rpc.fairness import FairnessConfig
+from accord.rpc.transport import dns_names
 from bench.common import BenchConfig
 
 __all__ = [
@@ -179,14 +182,22 @@ AGREEMENT = "bench"
 """The agreement every benchmark node holds: every field, every use, a budget no run exhausts."""
 
 
+BENCH_FAIRNESS = FairnessConfig(max_in_flight=10_000, per_minute=10_000_000, burst=10_000_000)
+"""Benchmarks measure the federation's speed, not one analyst's share of it: no per-analyst limit."""
+
+
 def ensure_pki(folder: Path) -> Path:
     """A development PKI in ``folder`` (a coordinator, node ``bench`` and analyst ``bench-analyst``),
     made once and reused while its CA is valid for another week; returns ``folder``. In-process
     suites need it: a node checks every signed query against its CA."""
     ca = folder / CA_CERT
-    if ca.is_file():
+    node_cert, _ = leaf_paths(folder, "node", NODE)
+    if ca.is_file() and node_cert.is_file():
         cert = x509.load_pem_x509_certificate(ca.read_bytes())
-        if cert.not_valid_after_utc > datetime.now(UTC) + timedelta(days=7):
+        named = Identity("node", NODE).server_name in dns_names(
+            x509.load_pem_x509_certificate(node_cert.read_bytes())
+        )  # certificates from before servers were verified by name and role are made again
+        if named and cert.not_valid_after_utc > datetime.now(UTC) + timedelta(days=7):
             return folder
     init_federation(folder, COORDINATOR, (NODE,), (ANALYST,), force=True)
     return folder
@@ -261,6 +272,7 @@ def node_config(
         consent_path=consent or out.with_name(out.stem + ".consent.sqlite3"),
         max_workers=max_workers,
         max_epsilon=Epsilon(Fraction(100)),
+        fairness=BENCH_FAIRNESS,
     )
     config.agreements_dir.mkdir(parents=True, exist_ok=True)
     schemas = {d.schema.name: d.schema for d in config.datasets}

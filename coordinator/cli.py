@@ -60,10 +60,18 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from accord.policies.identity import Identity
+    from accord.rpc.serving import open_crl
     from accord.rpc.transport import check_certificate_files
 
     config = load_coordinator_config(args.config)
-    check_certificate_files(config.tls)
+    identity = check_certificate_files(config.tls, expected=Identity("coordinator", config.name))
+    crl = open_crl(config.tls)
+    print(f"certificate: {identity}, verified by analysts as {identity.server_name}")
+    for node in config.nodes:
+        print(f"node {node.name} at {node.address}: verified as {Identity('node', node.name).server_name}")
+    if crl is not None:
+        print(f"revocation list: {config.tls.crl} ({len(crl.current().serials)} certificate(s) revoked)")
     print(f"{args.config}: OK ({len(config.nodes)} node(s), {len(config.analysts)} analyst(s))")
     return 0
 
@@ -232,7 +240,7 @@ def _catalog(args: argparse.Namespace) -> int:
         return 0
     for n in nodes:
         state = "up" if n["reachable"] else f"DOWN ({n['error']})"
-        print(f"node {n['name']} at {n['address']}: {state}")
+        print(f"node {n['name']}: {state}")
     for name, (schema, holders) in catalog.items():
         print(
             f"\ndataset {name} (nodes: {', '.join(holders)}; person column {schema.privacy_unit}, "

@@ -32,6 +32,7 @@ from accord.config import Table, read_toml
 from accord.coordinator.nodes import RECONNECT_BACKOFF_MS
 from accord.coordinator.table import to_arrow
 from accord.errors import ConfigError, DeadlineExceeded, Unavailable
+from accord.policies.identity import Identity
 from accord.policies.signing import AGREEMENT_ID, QuerySigner
 from accord.protos import convert, convert_previews
 from accord.protos.rpcstatus import error_from_rpc
@@ -47,7 +48,8 @@ from accord.rpc.timing import (
     ServerTiming,
     seconds_from_metadata,
 )
-from accord.rpc.transport import TlsFiles, secure_channel
+from accord.rpc.tls_errors import explain_connection_failure
+from accord.rpc.transport import TlsFiles, check_certificate_files, secure_channel
 
 __all__ = [
     "DEFAULT_PROFILE",
@@ -116,10 +118,13 @@ class AccordClient:
         self.agreement = agreement
         """The agreement queries are asked under when a call names none."""
         first, longest = RECONNECT_BACKOFF_MS  # a restarted coordinator is found again within a second
+        check_certificate_files(tls)  # our own files: expired, not from this CA, key of another cert
+        self._tls = tls
+        self._server = Identity("coordinator", coordinator_name)
         self._channel = secure_channel(
             address,
             tls,
-            expected_name=coordinator_name,
+            expected=self._server,
             options=[
                 ("grpc.initial_reconnect_backoff_ms", first),
                 ("grpc.max_reconnect_backoff_ms", longest),
@@ -171,6 +176,12 @@ class AccordClient:
                 return reply, call.trailing_metadata()
             except grpc.RpcError as err:
                 error = error_from_rpc(err, peer=f"coordinator {self.address}")
+                if isinstance(error, Unavailable):
+                    explained = explain_connection_failure(
+                        error.message, self.address, self._server, self._tls
+                    )
+                    if explained is not None:
+                        error = Unavailable(f"coordinator {self.address}: {explained}")
                 # Only transport failures are retried: the same query id makes a retry safe.
                 if attempt + 1 < attempts and isinstance(error, Unavailable | DeadlineExceeded):
                     continue
@@ -326,7 +337,6 @@ class AccordClient:
         return [
             {
                 "name": n.name,
-                "address": n.address,
                 "reachable": n.reachable,
                 "error": n.error,
                 "datasets": list(n.datasets),

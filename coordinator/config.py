@@ -14,6 +14,12 @@ report_node_timings = false     # optional: send analysts the slowest node's own
 cert = "certs/coordinators/coordinator.pem"
 key = "certs/coordinators/coordinator.key"
 ca = "certs/ca.pem"
+crl = "certs/crl.pem"           # optional: the federation's revocation list (`accord pki revoke`)
+
+[fairness]                      # optional: one analyst's share of the coordinator
+max_in_flight = 4               # optional (default 4): one analyst's queries running at once
+per_minute = 120                # optional (default 120) queries a minute, in bursts of up to
+burst = 20                      # optional (default 20)
 
 [access]
 analysts = ["alice"]            # analyst certificate names allowed to submit queries
@@ -28,7 +34,7 @@ the key and the fix.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +42,7 @@ import tomli_w
 
 from accord.config import Table, read_toml, relative_path, write_text_atomic
 from accord.errors import ConfigError
+from accord.rpc.fairness import FairnessConfig, fairness_config
 from accord.rpc.transport import TlsFiles
 
 __all__ = [
@@ -66,6 +73,7 @@ class CoordinatorConfig:
     max_workers: int = 16
     max_in_flight: int = 32
     report_node_timings: bool = False
+    fairness: FairnessConfig = field(default_factory=FairnessConfig)
 
 
 def load_coordinator_config(path: str | Path) -> CoordinatorConfig:
@@ -74,7 +82,7 @@ def load_coordinator_config(path: str | Path) -> CoordinatorConfig:
     path = Path(path)
     data = read_toml(path, "pass the coordinator config with --config")
     top = Table(path, "", data)
-    top.check_keys({"coordinator", "tls", "access", "nodes"})
+    top.check_keys({"coordinator", "tls", "access", "nodes", "fairness"})
     for section in ("coordinator", "tls", "nodes"):
         if section not in data:
             raise ConfigError(f"{path}: missing [{section}] section; see the README for an example")
@@ -92,8 +100,12 @@ def load_coordinator_config(path: str | Path) -> CoordinatorConfig:
     report_node_timings = co.get("report_node_timings", bool, False)
 
     tls = top.sub("tls")
-    tls.check_keys({"cert", "key", "ca"})
-    tls_files = TlsFiles(*(tls.path(k, must_exist=True, hint=_MISSING_FILE) for k in ("cert", "key", "ca")))
+    tls.check_keys({"cert", "key", "ca", "crl"})
+    cert, key, ca = (tls.path(k, must_exist=True, hint=_MISSING_FILE) for k in ("cert", "key", "ca"))
+    crl = (
+        tls.path("crl", must_exist=True, hint="write it with `accord pki revoke`") if tls.has("crl") else None
+    )
+    tls_files = TlsFiles(cert, key, ca, crl)
 
     access = top.sub("access")
     access.check_keys({"analysts"})
@@ -124,6 +136,7 @@ def load_coordinator_config(path: str | Path) -> CoordinatorConfig:
         max_workers=max_workers,
         max_in_flight=max_in_flight,
         report_node_timings=report_node_timings,
+        fairness=fairness_config(top.sub("fairness")),
     )
 
 
@@ -139,7 +152,16 @@ def coordinator_config_toml(config: CoordinatorConfig, folder: Path) -> str:
             "max_in_flight": config.max_in_flight,
             "report_node_timings": config.report_node_timings,
         },
-        "tls": {k: relative_path(getattr(config.tls, k), folder) for k in ("cert", "key", "ca")},
+        "tls": {
+            k: relative_path(getattr(config.tls, k), folder)
+            for k in ("cert", "key", "ca", "crl")
+            if getattr(config.tls, k) is not None
+        },
+        "fairness": {
+            "max_in_flight": config.fairness.max_in_flight,
+            "per_minute": config.fairness.per_minute,
+            "burst": config.fairness.burst,
+        },
         "access": {"analysts": list(config.analysts)},
         "nodes": {n.name: {"address": n.address} for n in config.nodes},
     }

@@ -23,6 +23,8 @@ import grpc
 
 from accord.coordinator.config import NodeEndpoint
 from accord.errors import AccordError, DeadlineExceeded, Failure, InternalError, Unavailable
+from accord.policies.identity import Identity
+from accord.policies.revocation import CrlFile
 from accord.policies.signing import SignedQuery
 from accord.protos import convert, convert_previews
 from accord.protos.rpcstatus import error_from_rpc
@@ -30,7 +32,9 @@ from accord.protos.v1 import node_pb2, node_pb2_grpc
 from accord.query.preview import BudgetLine, NodeExplanation
 from accord.query.release import Release
 from accord.query.schema import DatasetSchema
+from accord.rpc.probe import server_certificate
 from accord.rpc.timing import NODE_SECONDS, seconds_from_metadata
+from accord.rpc.tls_errors import explain_connection_failure
 from accord.rpc.transport import TlsFiles, secure_channel
 
 __all__ = [
@@ -51,6 +55,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CATALOG_TTL_SECONDS = 30.0
+PROBE_TIMEOUT_SECONDS = 2.0
+"""How long the coordinator waits for a node's TLS handshake when it looks at its certificate."""
 CATALOG_DEADLINE_SECONDS = 5.0
 RECONNECT_BACKOFF_MS = (250, 1000)
 """First and longest wait (ms) between attempts to reconnect to a node that went away. gRPC's
@@ -70,14 +76,19 @@ def describe(err: Failure) -> str:
 class NodeClient:
     """A client for one node; thread-safe. The channel verifies the node's certificate name."""
 
-    def __init__(self, endpoint: NodeEndpoint, tls: TlsFiles) -> None:
+    def __init__(self, endpoint: NodeEndpoint, tls: TlsFiles, crl: CrlFile | None = None) -> None:
         self.endpoint = endpoint
         self.name = endpoint.name
+        self._crl = crl
+        self._probe_lock = threading.Lock()
+        self._probed: tuple[int, float] | None = None  # (CRL number, monotonic time) of the last look
+        self._revoked = ""
         first, longest = RECONNECT_BACKOFF_MS
+        self._tls = tls
         self._channel = secure_channel(
             endpoint.address,
             tls,
-            expected_name=endpoint.name,
+            expected=Identity("node", endpoint.name),
             options=[
                 ("grpc.initial_reconnect_backoff_ms", first),
                 ("grpc.max_reconnect_backoff_ms", longest),
@@ -128,10 +139,21 @@ class NodeClient:
 
     def _fetch(self) -> tuple[DatasetSchema, ...] | None:
         try:
+            self.refuse_if_revoked(refresh=True)
+        except Unavailable as err:
+            self.last_error = err.message
+            with self._lock:
+                self._catalog_at = 0.0
+                return self._catalog
+        try:
             reply = self._stub.GetCatalog(node_pb2.GetCatalogRequest(), timeout=CATALOG_DEADLINE_SECONDS)
         except grpc.RpcError as err:
-            self.last_error = describe(error_from_rpc(err, peer=f"node {self.name}"))
-            log.warning("node %s: catalog unavailable: %s", self.name, self.last_error)
+            error = error_from_rpc(err, peer=f"node {self.name}")
+            self.last_error = describe(error)
+            explained = explain_connection_failure(
+                error.message, self.endpoint.address, Identity("node", self.name), self._tls
+            )
+            log.warning("node %s: catalog unavailable: %s", self.name, explained or self.last_error)
             with self._lock:
                 return self._catalog
         _, schemas = convert.catalog_from_pb(reply)
@@ -139,6 +161,42 @@ class NodeClient:
             self._catalog, self._catalog_at = schemas, time.monotonic()
             self.last_error = ""
             return schemas
+
+    def refuse_if_revoked(self, refresh: bool = False) -> None:
+        """Raise :class:`Unavailable` if this node presents a certificate on the federation's CRL.
+
+        The node's certificate is looked at (:func:`accord.rpc.probe.server_certificate`) before
+        its first use and whenever the CRL changes (on the query path: a revocation counts from
+        the next query), and with ``refresh`` when it is older than :data:`CATALOG_TTL_SECONDS`
+        (the background catalog refresh). Without a CRL in the config this does nothing."""
+        if self._crl is None:
+            return
+        revocations = self._crl.current()
+        with self._probe_lock:
+            now = time.monotonic()
+            last = self._probed
+            due = last is None or last[0] != revocations.number
+            if due or (refresh and last is not None and now - last[1] > CATALOG_TTL_SECONDS):
+                try:
+                    cert = server_certificate(
+                        self.endpoint.address, self._tls, Identity("node", self.name), PROBE_TIMEOUT_SECONDS
+                    )
+                except Unavailable:
+                    cert = None  # not reachable now: the call itself will say so
+                if cert is not None:
+                    revoked = revocations.revokes(cert)
+                    self._revoked = (
+                        f"node {self.name} presents a revoked certificate (serial {cert.serial_number:x}); "
+                        "its operator must install the certificate issued to replace it"
+                        if revoked
+                        else ""
+                    )
+                    if revoked:
+                        log.error("%s", self._revoked)
+                self._probed = (revocations.number, now)
+            revoked_reason = self._revoked
+        if revoked_reason:
+            raise Unavailable(revoked_reason)
 
     def mark_unreachable(self, reason: str) -> None:
         """A query just failed to reach this node: report it as down until it answers again, and
@@ -154,6 +212,7 @@ class NodeClient:
 
     def explain(self, signed: SignedQuery, target: float | None, deadline_at: float) -> NodeExplanation:
         """This node's preview of ``signed`` (blocking). Raises ``grpc.RpcError``."""
+        self.refuse_if_revoked()
         request = node_pb2.ExplainRequest(
             query=convert.signed_query_to_pb(signed), target_half_width=target or 0.0
         )
@@ -165,6 +224,7 @@ class NodeClient:
 
     def budget(self, signed: SignedQuery, deadline_at: float) -> tuple[BudgetLine, ...]:
         """The signing analyst's budget lines at this node (blocking). Raises ``grpc.RpcError``."""
+        self.refuse_if_revoked()
         request = node_pb2.BudgetRequest(request=convert.signed_query_to_pb(signed))
         node, lines = convert_previews.node_budget_from_pb(
             self._stub.GetBudget(request, timeout=_left(deadline_at, self.name))
@@ -177,6 +237,7 @@ class NodeClient:
         """Ask this node (blocking) until the monotonic time ``deadline_at``: its release and the
         handler time it reported (see :mod:`accord.rpc.timing`). Raises ``grpc.RpcError`` for a failed
         call and :class:`AccordError` for a malformed reply."""
+        self.refuse_if_revoked()
         timeout = deadline_at - time.monotonic()
         if timeout <= 0:  # the call waited for a pool thread past its deadline
             raise DeadlineExceeded(f"node {self.name}: deadline exceeded before the call could start")
@@ -268,9 +329,11 @@ def fan_out(
             errors[name] = error_from_rpc(err, peer=f"node {name}")
             if isinstance(errors[name], Unavailable | DeadlineExceeded):
                 by_name[name].mark_unreachable(describe(errors[name]))
-        except DeadlineExceeded as err:  # never started: waited for a pool thread too long
+        except (DeadlineExceeded, Unavailable) as err:  # never started: too late, or a revoked node
             errors[name] = err
-            by_name[name].mark_unreachable(describe(err))
+            by_name[name].mark_unreachable(
+                describe(err) if isinstance(err, DeadlineExceeded) else err.message
+            )
         except futures.CancelledError:  # the coordinator is shutting down
             errors[name] = Unavailable(f"node {name}: the coordinator is shutting down")
         except (AccordError, InternalError) as err:

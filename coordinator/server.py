@@ -7,10 +7,12 @@ import logging
 from accord.coordinator.config import CoordinatorConfig
 from accord.coordinator.service import CoordinatorService
 from accord.coordinator.servicer import CoordinatorServicer
+from accord.policies.identity import Identity
 from accord.protos.v1 import coordinator_pb2, coordinator_pb2_grpc
 from accord.rpc.serving import RunningServer, ServiceBinding, start_server
 
 __all__ = [
+    "COORDINATOR_CALLERS",
     "SERVICE_NAME",
     "start_coordinator",
 ]
@@ -18,6 +20,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+COORDINATOR_CALLERS = frozenset({"analyst"})
+"""The roles the coordinator serves at all, health checks and reflection included."""
 SERVICE_NAME = coordinator_pb2.DESCRIPTOR.services_by_name["CoordinatorService"].full_name
 
 
@@ -38,6 +42,8 @@ def start_coordinator(
         ],
         listen or config.listen,
         config.tls,
+        serves_as=Identity("coordinator", config.name),
+        callers=COORDINATOR_CALLERS,
         max_workers=config.max_workers,
         max_concurrent_rpcs=config.max_in_flight * 2 + 8,
     )

@@ -38,6 +38,8 @@ from accord.query.preview import BudgetLine, FederatedExplanation
 from accord.query.release import FederatedRelease
 from accord.query.schema import DatasetSchema
 from accord.query.sql import parse
+from accord.rpc.fairness import AnalystLimits
+from accord.rpc.serving import open_crl
 
 __all__ = [
     "MAX_FANOUT_THREADS",
@@ -69,10 +71,12 @@ class CoordinatorService:
         # costs about a millisecond. Only successes are cached; a refusal is recomputed.
         self._parse = functools.lru_cache(maxsize=PARSED_QUERIES)(parse)
         self._pool = FanOutPool(min(config.max_in_flight * max(1, len(self.clients)), MAX_FANOUT_THREADS))
+        self._fair = AnalystLimits(config.fairness)
 
     @classmethod
     def from_config(cls, config: CoordinatorConfig) -> CoordinatorService:
-        return cls(config, {n.name: NodeClient(n, config.tls) for n in config.nodes})
+        crl = open_crl(config.tls)
+        return cls(config, {n.name: NodeClient(n, config.tls, crl) for n in config.nodes})
 
     def close(self) -> None:
         self._pool.close()
@@ -184,11 +188,12 @@ class CoordinatorService:
         request = payload.request()
         query, found, unknown = self._route(request.sql)
         deadline_at = time.monotonic() + self.config.deadline_seconds
-        previews, errors = ask_each(
-            [self.clients[n] for n in sorted(found)],
-            lambda c: c.explain(signed, target, deadline_at),
-            self._pool,
-        )
+        with self._fair.admit(caller.name):
+            previews, errors = ask_each(
+                [self.clients[n] for n in sorted(found)],
+                lambda c: c.explain(signed, target, deadline_at),
+                self._pool,
+            )
         if not previews:
             self._raise_common_refusal(errors)
         refused = dict(unknown) | {n: describe(e) for n, e in errors.items()}
@@ -229,13 +234,14 @@ class CoordinatorService:
         query, found, unknown = self._route(request.sql)
         if require_all and unknown:
             raise PartialFailure(self._missing_message(unknown), unknown)
-        result = fan_out(
-            [self.clients[n] for n in sorted(found)],
-            signed,
-            request.query_id,
-            self.config.deadline_seconds,
-            self._pool,
-        )
+        with self._fair.admit(caller.name):  # one analyst's flood fills only its own share
+            result = fan_out(
+                [self.clients[n] for n in sorted(found)],
+                signed,
+                request.query_id,
+                self.config.deadline_seconds,
+                self._pool,
+            )
         missing = dict(unknown)
         missing.update({n: describe(e) for n, e in result.errors.items()})
         if not result.releases:

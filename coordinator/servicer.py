@@ -12,6 +12,7 @@ from accord.errors import ResourceLimit
 from accord.protos import convert, convert_previews
 from accord.protos.rpcstatus import rpc_boundary
 from accord.protos.v1 import coordinator_pb2, coordinator_pb2_grpc
+from accord.rpc.fairness import BUSY_RETRY_SECONDS
 from accord.rpc.identity import peer_identity
 from accord.rpc.timing import COORDINATOR_SECONDS, SLOWEST_NODE_SECONDS, format_seconds
 
@@ -47,7 +48,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         signed = convert.signed_query_from_pb(request.query)
         if not self._slots.acquire(blocking=False):
             raise ResourceLimit(
-                f"the coordinator is already running {self._max_in_flight} queries; retry shortly"
+                f"the coordinator is already running {self._max_in_flight} queries; retry shortly",
+                retry_after_seconds=BUSY_RETRY_SECONDS,
             )
         try:
             release, slowest = self._service.submit_timed(caller, signed, request.require_all)
@@ -71,7 +73,6 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
             nodes.append(
                 coordinator_pb2.NodeInfo(
                     name=name,
-                    address=client.endpoint.address,
                     reachable=not client.last_error and schemas is not None,
                     error=client.last_error,
                     datasets=[s.name for s in schemas or ()],

@@ -34,6 +34,8 @@ from accord.demo.population import population_for
 from accord.node.config import DatasetConfig, NodeConfig, StateConfig
 from accord.node.config_writer import write_node_config
 from accord.policies.pki import CA_CERT, leaf_paths
+from accord.policies.revocation import CRL_FILE
+from accord.rpc.fairness import FairnessConfig
 from accord.rpc.transport import TlsFiles
 
 __all__ = [
@@ -154,6 +156,7 @@ def demo_node_config(
         tls_cert=cert,
         tls_key=key,
         tls_ca=root / CERTS / CA_CERT,
+        tls_crl=root / CERTS / CRL_FILE,
         coordinators=tuple(coordinators),
         datasets=tuple(
             DatasetConfig(ds.schema, root / data_path(node, ds.name), "parquet", ds.on_violation)
@@ -174,6 +177,7 @@ def demo_coordinator_config(
     deadline_seconds: float = 10,
     analysts: Sequence[str] = (ANALYST,),
     report_node_timings: bool = False,
+    fairness: FairnessConfig | None = None,
 ) -> CoordinatorConfig:
     """The coordinator of a federation in ``root`` (certificates under ``root/certs``) serving the
     nodes of ``node_ports`` (name → port on ``host``)."""
@@ -181,11 +185,12 @@ def demo_coordinator_config(
     return CoordinatorConfig(
         name=COORDINATOR,
         listen=f"{host}:{listen_port}",
-        tls=TlsFiles(cert, key, root / CERTS / CA_CERT),
+        tls=TlsFiles(cert, key, root / CERTS / CA_CERT, root / CERTS / CRL_FILE),
         analysts=tuple(analysts),
         nodes=tuple(NodeEndpoint(n, f"{host}:{p}") for n, p in node_ports.items()),
         deadline_seconds=deadline_seconds,
         report_node_timings=report_node_timings,
+        fairness=fairness or FairnessConfig(),
     )
 
 

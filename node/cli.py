@@ -10,8 +10,9 @@ from accord.node.config import load_node_config
 from accord.node.operator_cli import register_node_budget
 from accord.node.server import build_service, start_node
 from accord.node.state import MemoryState, StateInUse
-from accord.rpc.serving import serve_until_signal
-from accord.rpc.transport import TlsFiles, check_certificate_files
+from accord.policies.identity import Identity
+from accord.rpc.serving import open_crl, serve_until_signal
+from accord.rpc.transport import check_certificate_files
 
 __all__ = ["register"]
 
@@ -54,7 +55,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     config = load_node_config(args.config)
-    check_certificate_files(TlsFiles(config.tls_cert, config.tls_key, config.tls_ca))
+    identity = check_certificate_files(config.tls, expected=Identity("node", config.name))
+    crl = open_crl(config.tls)
     where = config.state.path if config.state.path is not None else "memory (forgotten on restart)"
     state_note = f"state: {config.state.backend} {where}"
     try:
@@ -71,6 +73,10 @@ def _check(args: argparse.Namespace) -> int:
         held = sorted(service.gate.agreements)
         listed = ", ".join(held) or "none (every query will be refused)"
         print(f"agreements in {config.agreements_dir}: {listed}")
+        print(f"certificate: {identity}, verified by clients as {identity.server_name}")
+        if crl is not None:
+            revoked = len(crl.current().serials)
+            print(f"revocation list: {config.tls_crl} ({revoked} certificate(s) revoked)")
         print(f"consent register: {config.consent_path}")
         print(state_note)
     finally:

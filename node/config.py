@@ -12,6 +12,13 @@ max_concurrent_rpcs = 32        # optional (default 32): RPCs accepted at once
 cert = "certs/nodes/county.pem"
 key = "certs/nodes/county.key"
 ca = "certs/ca.pem"
+crl = "certs/crl.pem"           # optional: the federation's revocation list (`accord pki revoke`),
+                                # reloaded within a second of changing
+
+[fairness]                      # optional: one analyst's share of this node
+max_in_flight = 4               # optional (default 4): one analyst's queries running at once
+per_minute = 120                # optional (default 120): one analyst's queries a minute...
+burst = 20                      # optional (default 20): ...in bursts of up to this many
 
 [access]
 coordinators = ["coordinator"]  # certificate names allowed to send queries
@@ -68,6 +75,8 @@ from accord.errors import ConfigError, InvalidQuery
 from accord.query.epsilon import Epsilon
 from accord.query.model import Literal
 from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
+from accord.rpc.fairness import FairnessConfig, fairness_config
+from accord.rpc.transport import TlsFiles
 
 __all__ = [
     "STATE_BACKENDS",
@@ -138,6 +147,12 @@ class NodeConfig:
     query_max_age_seconds: int = 300
     clock_skew_seconds: int = 60
     max_epsilon: Epsilon = field(default_factory=lambda: Epsilon(Fraction(1)))
+    tls_crl: Path | None = None
+    fairness: FairnessConfig = field(default_factory=FairnessConfig)
+
+    @property
+    def tls(self) -> TlsFiles:
+        return TlsFiles(self.tls_cert, self.tls_key, self.tls_ca, self.tls_crl)
 
     def dataset(self, name: str) -> DatasetConfig | None:
         for d in self.datasets:
@@ -150,7 +165,9 @@ def load_node_config(path: str | Path) -> NodeConfig:
     """Read and validate a node config file. Raises :class:`ConfigError` naming the file and key."""
     file = Path(path)
     top = Table(file, "", read_toml(file, "pass the node config with --config"))
-    top.check_keys({"node", "tls", "access", "queries", "agreements", "consent", "state", "datasets"})
+    top.check_keys(
+        {"node", "tls", "access", "queries", "agreements", "consent", "state", "datasets", "fairness"}
+    )
 
     node = top.sub("node", required=True)
     node.check_keys(_NODE_KEYS)
@@ -160,8 +177,9 @@ def load_node_config(path: str | Path) -> NodeConfig:
     max_rpcs = node.integer("max_concurrent_rpcs", 32, 1, 65536, "32 is a good start")
 
     tls = top.sub("tls", required=True)
-    tls.check_keys({"cert", "key", "ca"})
+    tls.check_keys({"cert", "key", "ca", "crl"})
     cert, key, ca = tls.path("cert"), tls.path("key"), tls.path("ca")
+    crl = tls.path("crl") if tls.has("crl") else None
 
     access = top.sub("access", required=True)
     access.check_keys({"coordinators"})
@@ -207,6 +225,8 @@ def load_node_config(path: str | Path) -> NodeConfig:
         query_max_age_seconds=max_age,
         clock_skew_seconds=skew,
         max_epsilon=max_epsilon,
+        tls_crl=crl,
+        fairness=fairness_config(top.sub("fairness")),
     )
 
 

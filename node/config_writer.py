@@ -39,7 +39,18 @@ def node_config_toml(config: NodeConfig, folder: Path) -> str:
         },
         "tls": {
             name: relative_path(p, folder)
-            for name, p in (("cert", config.tls_cert), ("key", config.tls_key), ("ca", config.tls_ca))
+            for name, p in (
+                ("cert", config.tls_cert),
+                ("key", config.tls_key),
+                ("ca", config.tls_ca),
+                ("crl", config.tls_crl),
+            )
+            if p is not None
+        },
+        "fairness": {
+            "max_in_flight": config.fairness.max_in_flight,
+            "per_minute": config.fairness.per_minute,
+            "burst": config.fairness.burst,
         },
         "access": {"coordinators": list(config.coordinators)},
         "queries": {

@@ -17,11 +17,15 @@ from accord.node.servicer import SERVICE_NAME, NodeServicer, register
 from accord.node.state import NodeState, open_state
 from accord.policies.agreements import load_agreements
 from accord.policies.gate import PolicyGate
+from accord.policies.identity import Identity
 from accord.policies.verifying import QueryVerifier
 from accord.rpc.serving import RunningServer, ServiceBinding, start_server
-from accord.rpc.transport import TlsFiles
 
-__all__ = ["build_gate", "build_service", "start_node"]
+__all__ = ["NODE_CALLERS", "build_gate", "build_service", "start_node"]
+
+NODE_CALLERS = frozenset({"coordinator"})
+"""The roles a node serves at all, health checks and reflection included (which coordinators may
+query is the [access] list, checked per call)."""
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +33,7 @@ log = logging.getLogger(__name__)
 def _verifier(config: NodeConfig) -> QueryVerifier:
     """Checks signed queries against the federation CA of the node's own [tls] ca."""
     try:
-        cas = x509.load_pem_x509_certificates(
-            TlsFiles(config.tls_cert, config.tls_key, config.tls_ca).read().ca
-        )
+        cas = x509.load_pem_x509_certificates(config.tls.read().ca)
     except ValueError:
         raise ConfigError(
             f"{config.tls_ca}: not a PEM certificate; point [tls] ca at the federation CA"
@@ -71,7 +73,9 @@ def build_service(config: NodeConfig, state: NodeState | None = None) -> NodeSer
         backend = open_duckdb(config.datasets)
         opened.pop_all()
     schemas = tuple(d.schema for d in config.datasets)
-    return NodeService(config.name, backend, schemas, gate, verifier, state, consent)
+    return NodeService(
+        config.name, backend, schemas, gate, verifier, state, consent, fairness=config.fairness
+    )
 
 
 def start_node(config: NodeConfig, listen: str | None = None) -> RunningServer:
@@ -83,7 +87,9 @@ def start_node(config: NodeConfig, listen: str | None = None) -> RunningServer:
         running = start_server(
             [ServiceBinding(SERVICE_NAME, lambda s: register(servicer, s))],
             listen or config.listen,
-            TlsFiles(config.tls_cert, config.tls_key, config.tls_ca),
+            config.tls,
+            serves_as=Identity("node", config.name),
+            callers=NODE_CALLERS,
             max_workers=config.max_workers + 4,
             max_concurrent_rpcs=config.max_concurrent_rpcs,
             on_stop=service.close,

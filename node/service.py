@@ -60,6 +60,7 @@ from accord.query.preview import BudgetLine, NodeExplanation
 from accord.query.release import Release
 from accord.query.schema import DatasetSchema
 from accord.query.sql import compile_query
+from accord.rpc.fairness import AnalystLimits, FairnessConfig
 
 __all__ = ["NodeService", "reason_of"]
 
@@ -83,8 +84,10 @@ class NodeService:
         state: NodeState,
         consent: ConsentRegister | None = None,
         on_decision: Callable[[Decision], None] = log_decision,
+        fairness: FairnessConfig | None = None,
     ) -> None:
         self.name = name
+        self._fair = AnalystLimits(fairness or FairnessConfig())
         self.gate = gate
         self._backend = backend
         self._schemas = {s.name: s for s in schemas}
@@ -190,7 +193,8 @@ class NodeService:
             verified = self._verified(draft, caller, signed, "query")
             assert isinstance(verified, VerifiedQuery)
             grant, query = self._granted(draft, verified)
-            recorded, fresh = self._answer(verified, signed, grant, query, serialize, started)
+            with self._fair.admit(verified.analyst.name):  # the analyst the signature proves
+                recorded, fresh = self._answer(verified, signed, grant, query, serialize, started)
         except BaseException as err:
             if isinstance(err, Exception):
                 self._refused(draft, err)

@@ -18,6 +18,7 @@ from accord.protos import convert, convert_previews
 from accord.protos.rpcstatus import rpc_boundary
 from accord.protos.v1 import common_pb2, node_pb2, node_pb2_grpc
 from accord.query.release import Release
+from accord.rpc.fairness import BUSY_RETRY_SECONDS
 from accord.rpc.identity import peer_identity
 from accord.rpc.timing import NODE_SECONDS, format_seconds
 
@@ -81,7 +82,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         signed = convert.signed_query_from_pb(request.query)
         if not self._slots.acquire(blocking=False):
             busy = f"node {self._service.name!r} is already answering {self._max_in_flight} queries"
-            raise ResourceLimit(f"{busy}; retry shortly")
+            raise ResourceLimit(f"{busy}; retry shortly", retry_after_seconds=BUSY_RETRY_SECONDS)
         try:
             payload = self._service.answer(caller, signed, serialize_release)
         finally:

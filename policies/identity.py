@@ -22,6 +22,7 @@ from accord.errors import Unauthenticated
 __all__ = [
     "NAME_PATTERN",
     "ROLES",
+    "SERVER_NAME_SUFFIX",
     "URI_SCHEME",
     "Identity",
     "identity_from_certificate",
@@ -32,6 +33,8 @@ __all__ = [
 
 ROLES = ("coordinator", "node", "analyst", "auditor")
 URI_SCHEME = "accord"
+SERVER_NAME_SUFFIX = "accord"
+"""Clients verify a server by the DNS name ``<name>.<role>.accord`` (:attr:`Identity.server_name`)."""
 _URI = re.compile(r"^accord://(?P<role>[a-z]+)/(?P<name>[^/]+)$")
 
 
@@ -51,6 +54,17 @@ class Identity:
     @property
     def uri(self) -> str:
         return f"{URI_SCHEME}://{self.role}/{self.name}"
+
+    @property
+    def server_name(self) -> str:
+        """The DNS name a client verifies this party by when it serves: ``<name>.<role>.accord``.
+
+        It holds the role as well as the name, so TLS host-name verification alone refuses a
+        server whose certificate has the right name but the wrong role (an analyst certificate
+        named ``county`` cannot pass for node ``county``). Names cannot contain dots, so the
+        form is unambiguous.
+        """
+        return f"{self.name}.{self.role}.{SERVER_NAME_SUFFIX}"
 
     def __str__(self) -> str:
         return f"{self.role}/{self.name}"

@@ -4,21 +4,22 @@ Layout written by :func:`init_federation` (and ``accord pki init``)::
 
     DIR/ca.pem                      federation CA certificate (give it to every party)
     DIR/ca.key                      CA private key (mode 0600; keep it off the servers)
+    DIR/crl.pem                     revocation list (empty at first; `accord pki revoke` adds to it)
     DIR/coordinators/<name>.pem     coordinator certificate + .key
     DIR/nodes/<name>.pem            one per node + .key
     DIR/analysts/<name>.pem         one per analyst + .key
     DIR/auditors/<name>.pem         one per auditor + .key
 
 Every leaf certificate identifies its holder with the URI SAN ``accord://<role>/<name>``
-(authoritative, see :mod:`accord.policies.identity`) and carries DNS SANs ``<name>`` and ``localhost`` and
-IP SANs 127.0.0.1 and ::1 so that clients can verify a server by its federation name. Keys are
+(authoritative, see :mod:`accord.policies.identity`) and carries the DNS SAN ``<name>.<role>.accord``
+(:attr:`~accord.policies.identity.Identity.server_name`): clients verify a server by that name, so
+both its name and its role are checked in the TLS handshake. Keys are
 EC P-256, signatures ECDSA with SHA-256. Files are written atomically; private keys with mode
 0600. This is for development and tests: a production federation would use its own CA.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import tempfile
 from collections.abc import Iterable
@@ -27,12 +28,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from accord.errors import ConfigError
 from accord.policies.identity import NAME_PATTERN, ROLES, Identity
+from accord.policies.revocation import CRL_FILE, load_crl
 
 __all__ = [
     "CA_CERT",
@@ -45,6 +48,7 @@ __all__ = [
     "init_federation",
     "issue",
     "leaf_paths",
+    "revoke",
     "validate_name",
 ]
 
@@ -52,6 +56,8 @@ ORGANIZATION = "Accord federation"
 CA_CERT = "ca.pem"
 CA_KEY = "ca.key"
 DEFAULT_DAYS = 365
+CRL_DAYS = 30
+"""A CRL's next update: servers log a warning when a CRL older than this is still in force."""
 _CLOCK_SKEW = timedelta(minutes=5)
 
 
@@ -161,13 +167,15 @@ def issue(
     days: int = DEFAULT_DAYS,
     not_before: datetime | None = None,
     not_after: datetime | None = None,
+    revoke_previous: bool = False,
 ) -> IssuedCert:
     """Issue a leaf certificate for ``role``/``name`` from the CA in ``ca_dir``.
 
     Writes ``out_dir/<role>s/<name>.pem`` and ``.key`` (replacing any earlier ones). Validity
     starts at ``not_before`` (default: now minus 5 minutes of clock skew) and ends at
     ``not_after`` (default: ``days`` later); tests use both to make expired and not-yet-valid
-    certificates.
+    certificates. With ``revoke_previous``, a certificate already there for this party is added
+    to the CRL first (see :func:`revoke`), so its key stops working once servers reload the CRL.
     """
     identity = validate_name(role, name)
     ca_cert, ca_key = _load_ca(Path(ca_dir))
@@ -201,10 +209,7 @@ def issue(
             x509.SubjectAlternativeName(
                 [
                     x509.UniformResourceIdentifier(identity.uri),
-                    x509.DNSName(name),
-                    x509.DNSName("localhost"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                    x509.IPAddress(ipaddress.ip_address("::1")),
+                    x509.DNSName(identity.server_name),
                 ]
             ),
             critical=False,
@@ -234,6 +239,8 @@ def issue(
     )
     cert_path, key_path = leaf_paths(Path(out_dir), role, name)
     cert_path.parent.mkdir(parents=True, exist_ok=True)
+    if revoke_previous and cert_path.exists():
+        revoke(Path(ca_dir), cert_path)  # before the file is replaced: its serial would be lost
     _write_key(key_path, key)
     _write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     return IssuedCert(identity, cert_path, key_path)
@@ -264,6 +271,8 @@ def init_federation(
             raise ConfigError(f"{role} {name!r} is listed twice")
         seen.add((role, name))
     ca_cert, ca_key = create_ca(out_dir, days=days, force=force)
+    cert, key = _load_ca(out_dir)
+    _write_crl(out_dir / CRL_FILE, cert, key, [], 0)  # empty: servers can name it from day one
     issued = tuple(issue(out_dir, out_dir, role, name, days=days) for role, name in wanted)
     return Federation(ca_cert, ca_key, issued)
 
@@ -319,3 +328,64 @@ def _write_atomic(path: Path, data: bytes, mode: int) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def revoke(ca_dir: Path, cert_path: Path, crl_days: int = CRL_DAYS) -> tuple[x509.Certificate, Path]:
+    """Add the certificate in ``cert_path`` to the CRL of the CA in ``ca_dir`` (``DIR/crl.pem``).
+
+    The CRL keeps every earlier revocation, its number goes up by one, and it is written
+    atomically, so a server reloading it never sees half a file. Returns the revoked certificate
+    and the CRL's path. Revoking a certificate twice is harmless.
+    """
+    ca_dir = Path(ca_dir)
+    ca_cert, ca_key = _load_ca(ca_dir)
+    try:
+        cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
+    except OSError as err:
+        raise ConfigError(f"cannot read {cert_path}: {err.strerror}") from None
+    except ValueError:
+        raise ConfigError(f"{cert_path} is not a PEM X.509 certificate") from None
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature):
+        raise ConfigError(
+            f"{cert_path} was not issued by the CA in {ca_dir}; revoke it with the CA that issued it"
+        ) from None
+    _check_days(crl_days)
+    crl_path = ca_dir / CRL_FILE
+    earlier: list[x509.RevokedCertificate] = []
+    number = 1
+    if crl_path.exists():
+        number = load_crl(crl_path, [ca_cert]).number + 1
+        earlier = [
+            e for e in x509.load_pem_x509_crl(crl_path.read_bytes()) if e.serial_number != cert.serial_number
+        ]
+    entry = (
+        x509.RevokedCertificateBuilder()
+        .serial_number(cert.serial_number)
+        .revocation_date(datetime.now(UTC))
+        .build()
+    )
+    _write_crl(crl_path, ca_cert, ca_key, [*earlier, entry], number, crl_days)
+    return cert, crl_path
+
+
+def _write_crl(
+    path: Path,
+    ca_cert: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    entries: Iterable[x509.RevokedCertificate],
+    number: int,
+    days: int = CRL_DAYS,
+) -> None:
+    now = datetime.now(UTC)
+    builder = x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
+    for entry in entries:
+        builder = builder.add_revoked_certificate(entry)
+    crl = (
+        builder.last_update(now)
+        .next_update(now + timedelta(days=days))
+        .add_extension(x509.CRLNumber(number), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    _write_atomic(path, crl.public_bytes(serialization.Encoding.PEM), 0o644)

@@ -11,7 +11,7 @@ from cryptography import x509
 
 from accord.errors import AccordError, ConfigError
 from accord.policies.identity import ROLES, identity_from_certificate, validity_problem
-from accord.policies.pki import DEFAULT_DAYS, init_federation, issue
+from accord.policies.pki import DEFAULT_DAYS, init_federation, issue, leaf_paths, revoke
 
 __all__ = [
     "register",
@@ -66,7 +66,30 @@ def register(subparsers: Any) -> None:
     iss.add_argument(
         "--days", type=int, default=DEFAULT_DAYS, help=f"validity in days (default {DEFAULT_DAYS})"
     )
+    iss.add_argument(
+        "--keep-previous",
+        action="store_true",
+        help="do not revoke the certificate this one replaces (for a renewal that overlaps the old one); "
+        "by default a replaced certificate is revoked, so a lost or stolen key stops working",
+    )
     iss.set_defaults(func=_issue)
+
+    rev = sub.add_parser(
+        "revoke",
+        help="revoke a certificate: add it to the federation's CRL (DIR/crl.pem)",
+        description="Add a certificate to the certificate revocation list DIR/crl.pem, signed by the CA "
+        "in --dir. Copy the CRL to every node and the coordinator (their [tls] crl setting): they "
+        "reload it within a second of it changing and refuse the revoked party from its next call.",
+    )
+    rev.add_argument("--dir", type=Path, required=True, help="folder holding ca.pem and ca.key")
+    which = rev.add_mutually_exclusive_group(required=True)
+    which.add_argument("--cert", type=Path, help="the certificate file to revoke")
+    which.add_argument(
+        "--party",
+        metavar="ROLE/NAME",
+        help="revoke the certificate issued in --dir for this party, e.g. node/county",
+    )
+    rev.set_defaults(func=_revoke)
 
     show = sub.add_parser(
         "show",
@@ -95,8 +118,33 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _issue(args: argparse.Namespace) -> int:
-    leaf = issue(args.dir, args.dir, args.role, args.name, days=args.days)
+    previous, _ = leaf_paths(args.dir, args.role, args.name)
+    replaced = previous.exists() and not args.keep_previous
+    leaf = issue(args.dir, args.dir, args.role, args.name, days=args.days, revoke_previous=replaced)
+    if replaced:
+        print(f"revoked the certificate it replaces; copy {args.dir / 'crl.pem'} to every server")
     print(f"{leaf.identity.role} {leaf.identity.name}: {leaf.cert} {leaf.key}")
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    path: Path = args.cert
+    if path is None:
+        role, _, name = str(args.party).partition("/")
+        if role not in ROLES or not name:
+            raise ConfigError(
+                f"--party must be ROLE/NAME with ROLE one of {', '.join(ROLES)}, not {args.party!r}"
+            )
+        path, _ = leaf_paths(args.dir, role, name)
+        if not path.exists():
+            raise ConfigError(f"no certificate issued for {args.party} in {args.dir} ({path} is missing)")
+    cert, crl = revoke(args.dir, path)
+    try:
+        who = str(identity_from_certificate(cert))
+    except AccordError:
+        who = cert.subject.rfc4514_string()
+    print(f"revoked {who} (serial {cert.serial_number:x}); CRL written to {crl}")
+    print("copy it to every node and the coordinator ([tls] crl); they reload it within a second")
     return 0
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -102,6 +102,10 @@ def to_status(err: Failure) -> grpc.Status:
     elif isinstance(err, ResourceLimit):
         code = code_pb2.RESOURCE_EXHAUSTED
         details.append(_pack(error_details_pb2.ErrorInfo(reason="RESOURCE_LIMIT", domain=DOMAIN)))
+        if err.retry_after_seconds is not None:
+            delay = duration_pb2.Duration()
+            delay.FromNanoseconds(max(0, round(err.retry_after_seconds * 1e9)))
+            details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
     elif isinstance(err, PartialFailure):
         code = code_pb2.UNAVAILABLE
         details.append(
@@ -163,6 +167,7 @@ def error_from_rpc(err: grpc.RpcError, peer: str = "server") -> Failure:
     infos: list[error_details_pb2.ErrorInfo] = []
     violations: list[Violation] = []
     quota: list[error_details_pb2.QuotaFailure.Violation] = []
+    retry_after: float | None = None
     if status is not None:
         for detail in status.details:
             if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
@@ -177,6 +182,10 @@ def error_from_rpc(err: grpc.RpcError, peer: str = "server") -> Failure:
                 qf = error_details_pb2.QuotaFailure()
                 detail.Unpack(qf)
                 quota += list(qf.violations)
+            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                retry = error_details_pb2.RetryInfo()
+                detail.Unpack(retry)
+                retry_after = retry.retry_delay.ToNanoseconds() / 1e9
     reason = infos[0].reason if infos else code.name
     metadata = dict(infos[0].metadata) if infos else {}
     if code is grpc.StatusCode.INVALID_ARGUMENT:
@@ -191,7 +200,7 @@ def error_from_rpc(err: grpc.RpcError, peer: str = "server") -> Failure:
         if reason == "BUDGET_EXHAUSTED" or quota:
             subject = quota[0].subject if quota else peer
             return BudgetExhausted(message, subject, metadata.get("remaining", "0"))
-        return ResourceLimit(message)
+        return ResourceLimit(message, retry_after)
     if code is grpc.StatusCode.UNAVAILABLE and reason == "NODES_MISSING":
         return PartialFailure(message, metadata)
     cls = _STATUS_BY_CODE.get(code)

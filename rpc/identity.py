@@ -16,7 +16,7 @@ from cryptography import x509
 from accord.errors import PermissionDenied, Unauthenticated
 from accord.policies.identity import Identity, identity_from_certificate, load_certificate, validity_problem
 
-__all__ = ["peer_identity", "require_role"]
+__all__ = ["peer_certificate", "peer_identity", "require_role"]
 
 _AUTH_CERT_KEY = "x509_pem_cert"
 _KNOWN_CERTIFICATES = 1024
@@ -30,6 +30,19 @@ def peer_identity(context: grpc.ServicerContext, now: datetime | None = None) ->
     ``accord://`` identity, or it is outside its validity period (gRPC checks the chain; this is
     a second, defensive check of the dates).
     """
+    pem = _peer_pem(context)
+    problem = validity_problem(_certificate(pem), now)  # checked on every call, against the clock
+    if problem is not None:
+        raise Unauthenticated(f"the client certificate {problem}", "CERTIFICATE_NOT_VALID")
+    return _identity(pem)
+
+
+def peer_certificate(context: grpc.ServicerContext) -> x509.Certificate:
+    """The caller's client certificate (parsed once per distinct certificate)."""
+    return _certificate(_peer_pem(context))
+
+
+def _peer_pem(context: grpc.ServicerContext) -> bytes:
     auth = context.auth_context() or {}
     pems = auth.get(_AUTH_CERT_KEY) or []
     if not pems:
@@ -37,11 +50,8 @@ def peer_identity(context: grpc.ServicerContext, now: datetime | None = None) ->
             "no client certificate; connect over mTLS with a certificate from the federation CA",
             "NO_CLIENT_CERTIFICATE",
         )
-    pem = pems[0]
-    problem = validity_problem(_certificate(pem), now)  # checked on every call, against the clock
-    if problem is not None:
-        raise Unauthenticated(f"the client certificate {problem}", "CERTIFICATE_NOT_VALID")
-    return _identity(pem)
+    pem: bytes = pems[0]
+    return pem
 
 
 # The same few client certificates arrive on every call: parse each once. Both are pure functions

@@ -25,11 +25,16 @@ from types import FrameType
 from typing import Any
 
 import grpc
+from cryptography import x509
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from accord.errors import ConfigError, ResourceLimit
+from accord.policies.identity import Identity
+from accord.policies.revocation import CrlFile
 from accord.protos.rpcstatus import to_status
+from accord.rpc.callers import CallerGate
+from accord.rpc.fairness import BUSY_RETRY_SECONDS
 from accord.rpc.transport import MAX_MESSAGE_BYTES, TlsFiles, check_certificate_files, server_credentials
 
 __all__ = [
@@ -37,6 +42,7 @@ __all__ = [
     "SPARE_WORKERS",
     "RunningServer",
     "ServiceBinding",
+    "open_crl",
     "serve_until_signal",
     "start_server",
 ]
@@ -111,7 +117,10 @@ class _CallLimit(grpc.ServerInterceptor):  # type: ignore[misc]
 
     def _enter(self, context: grpc.ServicerContext) -> None:
         if not self._slots.acquire(blocking=False):
-            busy = ResourceLimit(f"the server is already handling {self._limit} calls; retry shortly")
+            busy = ResourceLimit(
+                f"the server is already handling {self._limit} calls; retry shortly",
+                retry_after_seconds=BUSY_RETRY_SECONDS,
+            )
             context.abort_with_status(to_status(busy))
 
     def _unary(self, behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
@@ -139,21 +148,28 @@ def start_server(
     bindings: Sequence[ServiceBinding],
     listen: str,
     tls: TlsFiles,
+    *,
+    serves_as: Identity,
+    callers: frozenset[str],
     max_workers: int = 16,
     max_concurrent_rpcs: int = 64,
     on_stop: Callable[[], None] | None = None,
 ) -> RunningServer:
     """Start serving ``bindings`` on ``listen`` (``host:port``; port 0 picks a free one) over mTLS.
 
+    The certificate in ``tls`` must be ``serves_as``'s, with the DNS name clients verify (checked
+    before serving). Every call, health and reflection included, must come from one of the roles
+    in ``callers`` with a certificate not on the CRL of ``tls.crl`` (see :class:`CallerGate`).
     At most ``max_concurrent_rpcs`` calls other than health checks run at once (see
     :class:`_CallLimit`); the worker pool has ``max_workers`` threads, raised if needed to
     ``max_concurrent_rpcs`` + :data:`SPARE_WORKERS` so that extra calls are refused, not queued.
     """
-    check_certificate_files(tls)
+    check_certificate_files(tls, expected=serves_as)
+    crl = open_crl(tls)
     workers = max(max_workers, max_concurrent_rpcs + SPARE_WORKERS)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="accord-rpc"),
-        interceptors=[_CallLimit(max_concurrent_rpcs)],
+        interceptors=[CallerGate(callers, crl), _CallLimit(max_concurrent_rpcs)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -183,6 +199,24 @@ def start_server(
     running = RunningServer(server, port, health_servicer, names, on_stop)
     running.set_serving(True)
     return running
+
+
+def open_crl(tls: TlsFiles) -> CrlFile | None:
+    """The CRL ``tls`` names, checked against its CA and kept current; None when it names none."""
+    if tls.crl is None:
+        return None
+    try:
+        cas = x509.load_pem_x509_certificates(tls.read().ca)
+    except ValueError:
+        raise ConfigError(f"{tls.ca} is not a PEM certificate; point [tls] ca at the federation CA") from None
+    crl = CrlFile(tls.crl, cas)
+    own = x509.load_pem_x509_certificate(tls.read().cert)
+    if crl.revokes(own):
+        raise ConfigError(
+            f"certificate {tls.cert} is on the revocation list {tls.crl}; install the certificate issued "
+            "to replace it (`accord pki issue`)"
+        )
+    return crl
 
 
 def serve_until_signal(running: RunningServer, on_stop: Callable[[], None] | None = None) -> None:

@@ -1,9 +1,10 @@
 """The gRPC edge of every Accord connection: mutual TLS with the federation CA.
 
 Servers require a client certificate (``require_client_auth=True``) issued by the federation CA;
-clients verify the server against the CA *and* against the name they expect it to have (the DNS
-SAN of its certificate, which is its federation name). Who called is read from the TLS auth
-context (:mod:`accord.rpc.identity`), never from request metadata.
+clients verify the server against the CA *and* against the party they expect it to be: the DNS SAN
+``<name>.<role>.accord`` (:attr:`Identity.server_name`), so a certificate with the right name but
+the wrong role (an analyst named ``county``, a node named ``coordinator``) fails the handshake.
+Who called is read from the TLS auth context (:mod:`accord.rpc.identity`), never from request metadata.
 
 Message sizes are bounded on both sides by :data:`MAX_MESSAGE_BYTES`.
 """
@@ -31,6 +32,7 @@ __all__ = [
     "channel_credentials",
     "channel_options",
     "check_certificate_files",
+    "dns_names",
     "secure_channel",
     "server_credentials",
 ]
@@ -50,15 +52,20 @@ class TlsBytes:
 
 @dataclass(frozen=True)
 class TlsFiles:
-    """Where one party's certificate, private key and the federation CA certificate live (PEM)."""
+    """Where one party's certificate, private key and the federation CA certificate live (PEM),
+    and optionally the federation's certificate revocation list (``crl``, see
+    :mod:`accord.policies.revocation`)."""
 
     cert: Path
     key: Path
     ca: Path
+    crl: Path | None = None
 
     def __post_init__(self) -> None:
         for field in ("cert", "key", "ca"):
             object.__setattr__(self, field, Path(getattr(self, field)))
+        if self.crl is not None:
+            object.__setattr__(self, "crl", Path(self.crl))
 
     def read(self) -> TlsBytes:
         """Read all three files, raising :class:`ConfigError` naming any missing/unreadable/empty one."""
@@ -100,10 +107,10 @@ def channel_credentials(tls: TlsFiles) -> grpc.ChannelCredentials:
     )
 
 
-def channel_options(expected_name: str) -> list[tuple[str, Any]]:
-    """Channel options: verify the server as ``expected_name`` and bound message sizes."""
+def channel_options(expected: Identity) -> list[tuple[str, Any]]:
+    """Channel options: verify the server as the party ``expected`` and bound message sizes."""
     return [
-        ("grpc.ssl_target_name_override", expected_name),
+        ("grpc.ssl_target_name_override", expected.server_name),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ]
@@ -112,27 +119,32 @@ def channel_options(expected_name: str) -> list[tuple[str, Any]]:
 def secure_channel(
     address: str,
     tls: TlsFiles,
-    expected_name: str,
+    expected: Identity,
     options: Sequence[tuple[str, Any]] = (),
 ) -> grpc.Channel:
-    """An mTLS channel to ``address`` (``host:port``) that only accepts a server named ``expected_name``.
+    """An mTLS channel to ``address`` (``host:port``) that only accepts the server ``expected``.
 
-    The server certificate must chain to the federation CA and carry ``expected_name`` as a DNS
-    SAN (every Accord certificate has its federation name there), so a node cannot impersonate
-    another even though all certificates come from the same CA. ``options`` are added last and may
-    override the defaults.
+    The server certificate must chain to the federation CA and carry ``expected.server_name``
+    (``<name>.<role>.accord``) as a DNS SAN, so neither another node nor a party of another role
+    can impersonate it even though all certificates come from the same CA. ``options`` are added
+    last and may override the defaults.
     """
     return grpc.secure_channel(
-        address, channel_credentials(tls), options=[*channel_options(expected_name), *options]
+        address, channel_credentials(tls), options=[*channel_options(expected), *options]
     )
 
 
-def check_certificate_files(tls: TlsFiles, now: datetime | None = None) -> Identity:
+def check_certificate_files(
+    tls: TlsFiles, now: datetime | None = None, expected: Identity | None = None
+) -> Identity:
     """Check at start-up that ``tls`` is usable; return the identity it carries.
 
     The certificate and CA must be readable PEM, currently valid, the certificate must have been
-    issued by the CA and carry an ``accord://`` identity, and the key must be present. Every
-    problem is a :class:`ConfigError` that says which file is wrong and how to fix it.
+    issued by the CA and carry an ``accord://`` identity, and the key must belong to it. With
+    ``expected`` (a server checking its own certificate), the identity must be exactly that party
+    and the certificate must carry the DNS name clients verify (:attr:`Identity.server_name`) and
+    no wildcard name. Every problem is a :class:`ConfigError` that says which file is wrong and
+    how to fix it.
     """
     files = tls.read()
     now = now or datetime.now(UTC)
@@ -159,7 +171,41 @@ def check_certificate_files(tls: TlsFiles, now: datetime | None = None) -> Ident
         identity = identity_from_certificate(cert)
     except Unauthenticated as err:
         raise ConfigError(f"certificate {tls.cert}: {err.message}") from None
+    if expected is not None:
+        _check_serves_as(cert, identity, expected, tls.cert)
     return identity
+
+
+def _check_serves_as(cert: x509.Certificate, identity: Identity, expected: Identity, path: Path) -> None:
+    """``cert`` (carrying ``identity``) may serve as ``expected``: same role and name, and the DNS
+    name clients verify, with no wildcard that would let it answer for other parties."""
+    reissue = f"issue one with `accord pki issue --role {expected.role} --name {expected.name}`"
+    if identity != expected:
+        raise ConfigError(
+            f"certificate {path} is for {identity}, but this server is {expected}; {reissue} "
+            "(or fix the name in the config)"
+        )
+    names = dns_names(cert)
+    wildcards = [n for n in names if "*" in n]
+    if wildcards:
+        raise ConfigError(
+            f"certificate {path} has wildcard DNS name(s) {', '.join(wildcards)}: a server certificate "
+            f"must name exactly one party; {reissue}"
+        )
+    if expected.server_name not in names:
+        raise ConfigError(
+            f"certificate {path} lacks the DNS name {expected.server_name}, which clients verify "
+            f"(it has {', '.join(names) or 'none'}); {reissue}, or have your CA add that DNS name"
+        )
+
+
+def dns_names(cert: x509.Certificate) -> list[str]:
+    """The DNS subject alternative names of ``cert`` (none when it has no SAN extension)."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (x509.ExtensionNotFound, ValueError):
+        return []
+    return [str(n).lower() for n in san.get_values_for_type(x509.DNSName)]
 
 
 def _parse(pem: bytes, path: Path) -> x509.Certificate:

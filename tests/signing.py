@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
 from fractions import Fraction
+from typing import Any
 
 from cryptography import x509
 
@@ -25,6 +26,7 @@ from accord.protos import convert
 from accord.protos.v1 import coordinator_pb2, node_pb2
 from accord.query.epsilon import Epsilon
 from accord.query.schema import DatasetSchema
+from accord.rpc.fairness import FairnessConfig
 from accord.rpc.transport import TlsFiles
 from tests.conftest import TestPki
 
@@ -140,7 +142,8 @@ def node_service(
         Epsilon.parse(max_epsilon),
         **({"today": today} if today is not None else {}),
     )
-    extra = {"on_decision": on_decision} if on_decision is not None else {}
+    extra: dict[str, Any] = {"on_decision": on_decision} if on_decision is not None else {}
+    extra["fairness"] = FairnessConfig(max_in_flight=10_000, per_minute=1_000_000, burst=1_000_000)
     return NodeService(
         name,
         open_duckdb(datasets),

@@ -20,6 +20,7 @@ from pathlib import Path
 import grpc
 
 from accord.errors import BudgetExhausted, DeadlineExceeded, ResourceLimit, Unavailable
+from accord.policies.identity import Identity
 from accord.policies.pki import CA_CERT, leaf_paths
 from accord.policies.signing import QuerySigner
 from accord.protos import convert
@@ -46,7 +47,7 @@ def main() -> None:
     ccert, ckey = leaf_paths(certs, "coordinator", "coordinator")
     tls = TlsFiles(ccert, ckey, certs / CA_CERT)
     options = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 300)]
-    channel = secure_channel(args.address, tls, args.node, options=options)
+    channel = secure_channel(args.address, tls, Identity("node", args.node), options=options)
     stub = node_pb2_grpc.NodeServiceStub(channel)
     ids = [f"{args.prefix}-{i}" for i in range(args.count)]
     lines: list[str] = []

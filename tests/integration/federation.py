@@ -47,9 +47,11 @@ from accord.node.config import DatasetConfig, NodeConfig, StateConfig, load_node
 from accord.node.config_writer import write_node_config
 from accord.node.server import start_node
 from accord.policies.agreement_draft import draft_agreement
+from accord.policies.identity import Identity
 from accord.protos.v1 import coordinator_pb2_grpc, node_pb2_grpc
 from accord.query.epsilon import Epsilon
 from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
+from accord.rpc.fairness import FairnessConfig
 from accord.rpc.serving import RunningServer
 from accord.rpc.transport import TlsFiles, secure_channel
 from tests.conftest import TestPki
@@ -131,10 +133,13 @@ def node_config(
         consent_path=root / "state" / f"{name}-consent.sqlite3",
         max_workers=4,
         max_epsilon=Epsilon(Fraction(100)),
+        fairness=UNLIMITED,
     )
     return dataclasses.replace(config, **settings)
 
 
+UNLIMITED = FairnessConfig(max_in_flight=10_000, per_minute=1_000_000, burst=1_000_000)
+"""Per-analyst limits no test reaches unless it means to (tests of fairness set their own)."""
 OPEN = "open"
 """The test agreement every node of a test federation holds (see :func:`write_open_agreement`)."""
 OPEN_ANALYSTS = ("alice", "bob")
@@ -160,10 +165,13 @@ def write_open_agreement(config: NodeConfig, **settings: Any) -> Path:
 
 
 def open_demo_nodes(node_configs: Mapping[str, Path]) -> None:
-    """Give each node of a demo federation the test agreement ``open`` too (beside the demo's own),
-    for tests of the federation itself rather than of the demo's agreements."""
+    """Give each node of a demo federation the test agreement ``open`` too (beside the demo's own)
+    and no per-analyst limits, for tests of the federation itself rather than of the demo's
+    agreements and limits."""
     for path in node_configs.values():
-        write_open_agreement(load_node_config(path))
+        config = dataclasses.replace(load_node_config(path), fairness=UNLIMITED)
+        write_node_config(config, path)
+        write_open_agreement(config)
 
 
 def write_node(root: Path, config: NodeConfig, agreement: bool = True) -> Path:
@@ -195,6 +203,7 @@ def coordinator_config(
         analysts=tuple(analysts),
         nodes=tuple(NodeEndpoint(n, a) for n, a in sorted(node_addresses.items())),
         deadline_seconds=deadline,
+        fairness=UNLIMITED,
     )
     return dataclasses.replace(config, **settings)
 
@@ -235,13 +244,15 @@ class Federation:
     def coordinator_stub(
         self, tls: TlsFiles | None = None
     ) -> tuple[grpc.Channel, coordinator_pb2_grpc.CoordinatorServiceStub]:
-        channel = secure_channel(self.address, tls or self.pki.analyst("alice"), "coordinator")
+        channel = secure_channel(
+            self.address, tls or self.pki.analyst("alice"), Identity("coordinator", "coordinator")
+        )
         return channel, coordinator_pb2_grpc.CoordinatorServiceStub(channel)
 
     def node_stub(
         self, name: str, tls: TlsFiles | None = None
     ) -> tuple[grpc.Channel, node_pb2_grpc.NodeServiceStub]:
-        channel = secure_channel(self.node_address(name), tls or self.pki.coordinator, name)
+        channel = secure_channel(self.node_address(name), tls or self.pki.coordinator, Identity("node", name))
         return channel, node_pb2_grpc.NodeServiceStub(channel)
 
     def stop_node(self, name: str) -> None:

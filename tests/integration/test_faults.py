@@ -40,7 +40,7 @@ from accord.demo.processes import Process, accord_command, spawn
 from accord.errors import AccordError, PartialFailure, ResourceLimit, Unavailable
 from accord.query.release import FederatedRelease
 from tests.conftest import TestPki
-from tests.integration.federation import OPEN, link_certs, open_demo_nodes
+from tests.integration.federation import OPEN, UNLIMITED, link_certs, open_demo_nodes
 from tests.integration.processes import survivors
 
 NODES = ("county", "district-a", "district-b")
@@ -158,7 +158,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, pki: TestPki) -> Iterator[
     layout = write_demo_federation(root, people_per_authority=PEOPLE, seed=5, ports=ports)
     open_demo_nodes(layout.node_configs)
     node_ports = {n: ports[n] for n in NODES}
-    coordinator = demo_coordinator_config(root, node_ports, ports["coordinator"], deadline_seconds=DEADLINE)
+    coordinator = demo_coordinator_config(
+        root, node_ports, ports["coordinator"], deadline_seconds=DEADLINE, fairness=UNLIMITED
+    )
     write_coordinator_config(coordinator, root / "coordinator.toml")
     c = Cluster(root, layout, ports, pki.analyst("alice"), _node_truth(layout))
     try:

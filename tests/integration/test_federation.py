@@ -47,6 +47,7 @@ from accord.node.config import load_node_config
 from accord.node.config_writer import write_node_config
 from accord.node.server import SERVICE_NAME as NODE_SERVICE
 from accord.node.server import start_node
+from accord.policies.identity import Identity
 from accord.policies.pki import issue
 from accord.policies.signing import SignedQuery
 from accord.protos import convert
@@ -64,6 +65,7 @@ from tests.integration.federation import (
     PUMS_PID,
     RACES,
     TIMEOUT,
+    UNLIMITED,
     Federation,
     bounded_row_count,
     coordinator_config,
@@ -126,7 +128,9 @@ def demo_fed(
     nodes = start_nodes(layout.node_configs)
     try:
         ports = {n: r.port for n, r in nodes.items()}
-        write_coordinator_config(demo_coordinator_config(root, ports, 0), layout.coordinator_config)
+        write_coordinator_config(
+            demo_coordinator_config(root, ports, 0, fairness=UNLIMITED), layout.coordinator_config
+        )
         running, service = start_coordinator(load_coordinator_config(layout.coordinator_config), LISTEN)
     except BaseException:
         for r in nodes.values():
@@ -693,21 +697,32 @@ def test_wrong_roles_are_refused(pums_fed: Federation, pki: TestPki, tmp_path: P
     unknown caller before it parses the request, so its checks give such a caller no feedback)."""
     sql = "SELECT COUNT(*) FROM pums"
     attempts = [sql, "SELECT COUNT(*) FROM nosuch", "SELECT SUM(x) FROM pums", "SELEC nonsense"]
-    for tls in (pki.analyst("alice"), pki.node("district-a"), _issue(pki, tmp_path, "coordinator", "rogue")):
+    callers = (
+        (pki.analyst("alice"), "WRONG_ROLE"),  # a role the node does not serve at all
+        (pki.node("district-a"), "WRONG_ROLE"),
+        (_issue(pki, tmp_path, "coordinator", "rogue"), "CALLER_NOT_ALLOWED"),  # serves, not this one
+    )
+    for tls, reason in callers:
         channel, node = pums_fed.node_stub("county", tls)
         with channel:
             for attempt in attempts:
-                _assert_denied(rpc_failure(node.Answer, answer_request(alice_signs(pums_fed.pki, attempt))))
+                _assert_denied(
+                    rpc_failure(node.Answer, answer_request(alice_signs(pums_fed.pki, attempt))), reason
+                )
             # the catalog too: a node shares its metadata only with coordinators it has agreed to serve
-            _assert_denied(rpc_failure(node.GetCatalog, node_pb2.GetCatalogRequest()))
+            _assert_denied(rpc_failure(node.GetCatalog, node_pb2.GetCatalogRequest()), reason)
     channel, coordinator = pums_fed.coordinator_stub(pki.node("county"))
     with channel:
         for attempt in attempts:
             _assert_denied(
-                rpc_failure(coordinator.Submit, submit_request(alice_signs(pums_fed.pki, attempt)))
+                rpc_failure(coordinator.Submit, submit_request(alice_signs(pums_fed.pki, attempt))),
+                "WRONG_ROLE",
             )
-        _assert_denied(rpc_failure(coordinator.GetCatalog, coordinator_pb2.FederatedCatalogRequest()))
-        _assert_denied(rpc_failure(coordinator.ListNodes, coordinator_pb2.ListNodesRequest()))
+        for call, request in (
+            (coordinator.GetCatalog, coordinator_pb2.FederatedCatalogRequest()),
+            (coordinator.ListNodes, coordinator_pb2.ListNodesRequest()),
+        ):
+            _assert_denied(rpc_failure(call, request), "WRONG_ROLE")
     # The listed coordinator is answered (control).
     _, release = node_release(pums_fed, "county", alice_signs(pums_fed.pki, sql))
     assert release.node == "county"
@@ -716,8 +731,12 @@ def test_wrong_roles_are_refused(pums_fed: Federation, pki: TestPki, tmp_path: P
 # ---- 7. health and reflection ------------------------------------------------------------------
 
 
-def _check(address: str, name: str, tls: TlsFiles, service: str) -> Any:
-    with secure_channel(address, tls, name) as channel:
+COUNTY = Identity("node", "county")
+COORDINATOR = Identity("coordinator", "coordinator")
+
+
+def _check(address: str, server: Identity, tls: TlsFiles, service: str) -> Any:
+    with secure_channel(address, tls, server) as channel:
         return (
             health_pb2_grpc.HealthStub(channel)
             .Check(health_pb2.HealthCheckRequest(service=service), timeout=TIMEOUT)
@@ -725,8 +744,8 @@ def _check(address: str, name: str, tls: TlsFiles, service: str) -> Any:
         )
 
 
-def _reflected_services(address: str, name: str, tls: TlsFiles) -> set[str]:
-    with secure_channel(address, tls, name) as channel:
+def _reflected_services(address: str, server: Identity, tls: TlsFiles) -> set[str]:
+    with secure_channel(address, tls, server) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         replies = stub.ServerReflectionInfo(
             iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=TIMEOUT
@@ -740,12 +759,12 @@ def test_health_and_reflection(pums_fed: Federation, pki: TestPki) -> None:
     serving = health_pb2.HealthCheckResponse.SERVING
     node = pums_fed.node_address("county")
     for service in ("", NODE_SERVICE):
-        assert _check(node, "county", pki.coordinator, service) == serving
+        assert _check(node, COUNTY, pki.coordinator, service) == serving
     for service in ("", COORDINATOR_SERVICE):
-        assert _check(pums_fed.address, "coordinator", pki.analyst(), service) == serving
+        assert _check(pums_fed.address, COORDINATOR, pki.analyst(), service) == serving
     extras = {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}
-    assert _reflected_services(node, "county", pki.coordinator) == {NODE_SERVICE, *extras}
-    assert _reflected_services(pums_fed.address, "coordinator", pki.analyst()) == {
+    assert _reflected_services(node, COUNTY, pki.coordinator) == {NODE_SERVICE, *extras}
+    assert _reflected_services(pums_fed.address, COORDINATOR, pki.analyst()) == {
         COORDINATOR_SERVICE,
         *extras,
     }
@@ -762,7 +781,9 @@ def test_health_turns_not_serving_when_stop_begins(pki: TestPki, tmp_path: Path)
     running: RunningServer = start_node(config, listen=LISTEN)
     stopper: threading.Thread | None = None
     try:
-        with secure_channel(f"127.0.0.1:{running.port}", pki.coordinator, "county") as channel:
+        with secure_channel(
+            f"127.0.0.1:{running.port}", pki.coordinator, Identity("node", "county")
+        ) as channel:
             watch = health_pb2_grpc.HealthStub(channel).Watch(
                 health_pb2.HealthCheckRequest(service=NODE_SERVICE), timeout=TIMEOUT
             )
@@ -865,7 +886,9 @@ def test_bounds_violation_rejects_or_clamps(
     )
     running = start_node(load_node_config(lenient), listen=LISTEN)
     try:
-        with secure_channel(f"127.0.0.1:{running.port}", pki.coordinator, "county") as channel:
+        with secure_channel(
+            f"127.0.0.1:{running.port}", pki.coordinator, Identity("node", "county")
+        ) as channel:
             reply = node_pb2_grpc.NodeServiceStub(channel).Answer(
                 answer_request(alice_signs(pki, "SELECT SUM(age) AS years FROM pums")), timeout=TIMEOUT
             )

@@ -38,6 +38,7 @@ from accord.coordinator.server import start_coordinator
 from accord.errors import ResourceLimit
 from accord.node.duckdb.engine import Engine
 from accord.node.server import SERVICE_NAME as NODE_SERVICE
+from accord.policies.identity import Identity
 from accord.protos import convert
 from accord.protos.v1 import coordinator_pb2_grpc, node_pb2, node_pb2_grpc
 from accord.query.sql import MAX_SQL_LENGTH
@@ -183,8 +184,8 @@ def failure(call: Callable[..., Any], request: Any) -> grpc.RpcError:
 class HealthProber:
     """Calls health ``Check`` over its own connection in a loop until stopped; records outcomes."""
 
-    def __init__(self, address: str, tls: TlsFiles, name: str, service: str) -> None:
-        self._channel = secure_channel(address, tls, name, options=OWN_CONNECTION)
+    def __init__(self, address: str, tls: TlsFiles, server: Identity, service: str) -> None:
+        self._channel = secure_channel(address, tls, server, options=OWN_CONNECTION)
         self._stub = health_pb2_grpc.HealthStub(self._channel)
         self._request = health_pb2.HealthCheckRequest(service=service)
         self._stop = threading.Event()
@@ -255,9 +256,11 @@ def small_fed(pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 def _query_stub(fed: Federation, kind: str, options: Sequence[tuple[str, Any]] = ()) -> tuple[Any, Any]:
     """(channel, Answer or Submit) of ``kind`` ("node" or "coordinator"), called as its valid caller."""
     if kind == "node":
-        channel = secure_channel(fed.node_address("county"), fed.pki.coordinator, "county", options)
+        channel = secure_channel(
+            fed.node_address("county"), fed.pki.coordinator, Identity("node", "county"), options
+        )
         return channel, node_pb2_grpc.NodeServiceStub(channel).Answer
-    channel = secure_channel(fed.address, fed.pki.analyst(), "coordinator", options)
+    channel = secure_channel(fed.address, fed.pki.analyst(), Identity("coordinator", "coordinator"), options)
     return channel, coordinator_pb2_grpc.CoordinatorServiceStub(channel).Submit
 
 
@@ -317,8 +320,8 @@ def test_node_burst_is_refused_cleanly_while_health_answers(
     running = start_county(census_root(tmp_path, pki), max_workers=1, max_concurrent_rpcs=4)
     address = f"127.0.0.1:{running.port}"
     try:
-        prober = HealthProber(address, pki.coordinator, "county", NODE_SERVICE)
-        with secure_channel(address, pki.coordinator, "county") as channel:
+        prober = HealthProber(address, pki.coordinator, Identity("node", "county"), NODE_SERVICE)
+        with secure_channel(address, pki.coordinator, Identity("node", "county")) as channel:
             stub = node_pb2_grpc.NodeServiceStub(channel)
             outcomes = run_burst(
                 lambda: stub.Answer.future(request_pb(pki), timeout=CALL_DEADLINE), gate, 1, prober
@@ -345,7 +348,9 @@ def test_coordinator_burst_is_refused_cleanly_while_health_answers(
     try:
         with fed.client() as client:
             assert "pums" in client.catalog()  # the node's catalog is cached before the burst
-        prober = HealthProber(fed.address, pki.analyst(), "coordinator", COORDINATOR_SERVICE)
+        prober = HealthProber(
+            fed.address, pki.analyst(), Identity("coordinator", "coordinator"), COORDINATOR_SERVICE
+        )
         channel, stub = fed.coordinator_stub()
         with channel:
             outcomes = run_burst(
@@ -602,8 +607,10 @@ def test_node_shutdown_reports_not_serving_first_and_finishes_in_flight_queries(
     stopper: threading.Thread | None = None
     try:
         with (
-            secure_channel(address, pki.coordinator, "county") as channel,
-            secure_channel(address, pki.coordinator, "county", OWN_CONNECTION) as probe_channel,
+            secure_channel(address, pki.coordinator, Identity("node", "county")) as channel,
+            secure_channel(
+                address, pki.coordinator, Identity("node", "county"), OWN_CONNECTION
+            ) as probe_channel,
         ):
             stub = node_pb2_grpc.NodeServiceStub(channel)
             health_stub = health_pb2_grpc.HealthStub(channel)
@@ -624,7 +631,7 @@ def test_node_shutdown_reports_not_serving_first_and_finishes_in_flight_queries(
             assert not in_flight.done()
             assert spy.stopping.wait(TIMEOUT)
             assert spy.status_when_stop_began == NOT_SERVING
-            with secure_channel(address, pki.coordinator, "county", OWN_CONNECTION) as late:
+            with secure_channel(address, pki.coordinator, Identity("node", "county"), OWN_CONNECTION) as late:
                 err = failure(node_pb2_grpc.NodeServiceStub(late).GetCatalog, node_pb2.GetCatalogRequest())
             assert err.code() == grpc.StatusCode.UNAVAILABLE, err.details()
             err = failure(stub.Answer, request_pb(pki))
@@ -709,7 +716,7 @@ def test_sigterm_to_node_process_finishes_the_in_flight_query_and_exits_zero(
     try:
         port = int(_expect_line(lines, "listening on port", log).rsplit(" ", 1)[1])
         address = f"127.0.0.1:{port}"
-        with secure_channel(address, pki.coordinator, "county") as channel:
+        with secure_channel(address, pki.coordinator, Identity("node", "county")) as channel:
             request = health_pb2.HealthCheckRequest(service=NODE_SERVICE)
             watch = health_pb2_grpc.HealthStub(channel).Watch(request, timeout=60)
             assert next(watch).status == SERVING

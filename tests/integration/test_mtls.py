@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtensionOID
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
 from accord.coordinator.client import AccordClient
@@ -114,14 +115,20 @@ def _fails(channel: grpc.Channel, method: str = WHO) -> grpc.RpcError:
 
 def test_valid_client_is_identified(server: str, pki: TestPki) -> None:
     """Property: the identity a server sees is the accord:// URI of the client certificate."""
-    assert _call(secure_channel(server, pki.analyst("alice"), "county")) == b"analyst/alice"
-    assert _call(secure_channel(server, pki.coordinator, "county")) == b"coordinator/coordinator"
-    assert _call(secure_channel(server, pki.node("district-a"), "county")) == b"node/district-a"
+    assert _call(secure_channel(server, pki.analyst("alice"), Identity("node", "county"))) == b"analyst/alice"
+    assert (
+        _call(secure_channel(server, pki.coordinator, Identity("node", "county")))
+        == b"coordinator/coordinator"
+    )
+    assert (
+        _call(secure_channel(server, pki.node("district-a"), Identity("node", "county")))
+        == b"node/district-a"
+    )
 
 
 def test_health_service_over_mtls(server: str, pki: TestPki) -> None:
     """Property: the standard health service answers over mTLS."""
-    with secure_channel(server, pki.coordinator, "county") as channel:
+    with secure_channel(server, pki.coordinator, Identity("node", "county")) as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=TIMEOUT)
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
@@ -129,10 +136,10 @@ def test_health_service_over_mtls(server: str, pki: TestPki) -> None:
 def test_role_is_enforced(server: str, pki: TestPki) -> None:
     """Property: require_role refuses another role with PERMISSION_DENIED naming the role needed."""
     assert (
-        _call(secure_channel(server, pki.coordinator, "county"), COORDINATOR_ONLY)
+        _call(secure_channel(server, pki.coordinator, Identity("node", "county")), COORDINATOR_ONLY)
         == b"coordinator/coordinator"
     )
-    err = _fails(secure_channel(server, pki.analyst("alice"), "county"), COORDINATOR_ONLY)
+    err = _fails(secure_channel(server, pki.analyst("alice"), Identity("node", "county")), COORDINATOR_ONLY)
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "needs a coordinator certificate" in err.details()
 
@@ -140,7 +147,9 @@ def test_role_is_enforced(server: str, pki: TestPki) -> None:
 def test_no_client_certificate_is_refused(server: str, pki: TestPki) -> None:
     """Property: server_credentials demand a client certificate (TLS handshake fails: UNAVAILABLE)."""
     creds = grpc.ssl_channel_credentials(root_certificates=pki.ca_cert.read_bytes())
-    channel = grpc.secure_channel(server, creds, options=[("grpc.ssl_target_name_override", "county")])
+    channel = grpc.secure_channel(
+        server, creds, options=[("grpc.ssl_target_name_override", "county.node.accord")]
+    )
     assert _fails(channel).code() == grpc.StatusCode.UNAVAILABLE
 
 
@@ -149,7 +158,7 @@ def test_certificate_from_another_ca_is_refused(server: str, pki: TestPki, tmp_p
     init_federation(tmp_path, analysts=["alice"])
     cert, key = leaf_paths(tmp_path, "analyst", "alice")
     # The impostor trusts our CA (so it would accept the server) but its own cert is foreign.
-    channel = secure_channel(server, TlsFiles(cert, key, pki.ca_cert), "county")
+    channel = secure_channel(server, TlsFiles(cert, key, pki.ca_cert), Identity("node", "county"))
     assert _fails(channel).code() == grpc.StatusCode.UNAVAILABLE
 
 
@@ -157,7 +166,9 @@ def test_client_that_trusts_another_ca_refuses_the_server(server: str, pki: Test
     """Property: channel_credentials trust only the given CA: a server from another CA is refused."""
     init_federation(tmp_path)
     tls = pki.analyst("alice")
-    channel = secure_channel(server, TlsFiles(tls.cert, tls.key, tmp_path / "ca.pem"), "county")
+    channel = secure_channel(
+        server, TlsFiles(tls.cert, tls.key, tmp_path / "ca.pem"), Identity("node", "county")
+    )
     assert _fails(channel).code() == grpc.StatusCode.UNAVAILABLE
 
 
@@ -177,26 +188,29 @@ def test_expired_client_certificate_is_refused(server: str, pki: TestPki, tmp_pa
         not_before=now - timedelta(days=3),
         not_after=now - timedelta(days=1),
     )
-    channel = secure_channel(server, TlsFiles(old.cert, old.key, pki.ca_cert), "county")
+    channel = secure_channel(server, TlsFiles(old.cert, old.key, pki.ca_cert), Identity("node", "county"))
     assert _fails(channel).code() == grpc.StatusCode.UNAVAILABLE
 
 
 def test_not_yet_valid_client_certificate_is_refused(server: str, pki: TestPki, tmp_path: Path) -> None:
     """Property: a not-yet-valid client certificate fails the TLS handshake (UNAVAILABLE)."""
     later = issue(pki.root, tmp_path, "analyst", "alice", not_before=datetime.now(UTC) + timedelta(hours=1))
-    channel = secure_channel(server, TlsFiles(later.cert, later.key, pki.ca_cert), "county")
+    channel = secure_channel(server, TlsFiles(later.cert, later.key, pki.ca_cert), Identity("node", "county"))
     assert _fails(channel).code() == grpc.StatusCode.UNAVAILABLE
 
 
 def test_server_must_have_the_expected_name(server: str, pki: TestPki) -> None:
     """The server holds county's certificate: a client expecting district-a must refuse it."""
-    err = _fails(secure_channel(server, pki.coordinator, "district-a"))
+    err = _fails(secure_channel(server, pki.coordinator, Identity("node", "district-a")))
     assert err.code() == grpc.StatusCode.UNAVAILABLE
 
 
 def test_message_size_is_bounded(server: str, pki: TestPki) -> None:
     """Property: channel_options bound what a client sends to MAX_MESSAGE_BYTES (RESOURCE_EXHAUSTED)."""
-    with secure_channel(server, pki.coordinator, "county") as channel, pytest.raises(grpc.RpcError) as info:
+    with (
+        secure_channel(server, pki.coordinator, Identity("node", "county")) as channel,
+        pytest.raises(grpc.RpcError) as info,
+    ):
         channel.unary_unary(WHO)(b"x" * (MAX_MESSAGE_BYTES + 1), timeout=TIMEOUT)
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
@@ -331,7 +345,7 @@ def credentials(pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> Crede
 def _channel(fed: Federation, kind: str, tls: TlsFiles | None) -> grpc.Channel:
     """A channel of its own (no shared connection) to the ``kind`` server, verifying its name."""
     address = fed.node_address("county") if kind == "node" else fed.address
-    name = SERVERS[kind]["name"]
+    name = Identity(kind, str(SERVERS[kind]["name"]))
     own_connection = [("grpc.use_local_subchannel_pool", 1)]
     if tls is None:  # trusts the federation CA, presents no certificate
         creds = grpc.ssl_channel_credentials(root_certificates=fed.pki.ca_cert.read_bytes())
@@ -360,6 +374,12 @@ def _calls(kind: str, channel: grpc.Channel, pki: TestPki) -> dict[str, Callable
 def _health_check(channel: grpc.Channel) -> Callable[[], Any]:
     stub = health_pb2_grpc.HealthStub(channel)
     return lambda: stub.Check(health_pb2.HealthCheckRequest(), timeout=TIMEOUT)
+
+
+def _reflection_list(channel: grpc.Channel) -> Callable[[], Any]:
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    return lambda: list(stub.ServerReflectionInfo(iter([request]), timeout=TIMEOUT))
 
 
 def _outcome(call: Callable[[], Any]) -> tuple[str, str]:
@@ -395,14 +415,18 @@ def test_client_credential_matrix_on_real_servers(
     """Property: on the real node and coordinator, a client with no certificate, a self-signed
     one, one from another CA, an expired or a not-yet-valid one is refused in the TLS handshake
     (UNAVAILABLE on every RPC, the health service included: no service at all); a valid federation
-    certificate of the wrong role or of an identity the server does not list is refused with
-    PERMISSION_DENIED (ErrorInfo CALLER_NOT_ALLOWED); the listed caller is answered."""
+    certificate of a role the server does not serve is refused on every RPC, health and reflection
+    included, with PERMISSION_DENIED (ErrorInfo WRONG_ROLE); one of the right role that the server
+    does not list is refused its RPCs with CALLER_NOT_ALLOWED; the listed caller is answered."""
     with _channel(real_fed, kind, credentials[(kind, credential)]) as channel:
         outcomes = {rpc: _outcome(call) for rpc, call in _calls(kind, channel, real_fed.pki).items()}
-        if credential in TLS_REFUSED:
+        if credential not in ("wrong-identity", "valid"):
             outcomes["Health"] = _outcome(_health_check(channel))
+            outcomes["Reflection"] = _outcome(_reflection_list(channel))
     if credential in TLS_REFUSED:
         expected = ("UNAVAILABLE", "")
+    elif credential == "wrong-role":
+        expected = ("PERMISSION_DENIED", "WRONG_ROLE")
     elif credential in IDENTITY_REFUSED:
         expected = ("PERMISSION_DENIED", "CALLER_NOT_ALLOWED")
     else:

@@ -30,6 +30,7 @@ from accord.coordinator.client import AccordClient
 from accord.demo.processes import Process, accord_command, free_ports, spawn
 from accord.errors import PermissionDenied, Unauthenticated, Unavailable
 from accord.node.state import SqliteState
+from accord.policies.identity import Identity
 from accord.policies.pki import init_federation, issue
 from accord.policies.signing import QueryPayload, SignedQuery, sign_query
 from accord.rpc.transport import TlsFiles, secure_channel
@@ -77,7 +78,9 @@ class Cluster:
 
     def answer(self, node: str, signed: SignedQuery, tls: TlsFiles | None = None) -> bytes:
         """Ask ``node`` directly with a coordinator's certificate: the reply's raw bytes."""
-        channel = secure_channel(f"127.0.0.1:{self.ports[node]}", tls or self.pki.coordinator, node)
+        channel = secure_channel(
+            f"127.0.0.1:{self.ports[node]}", tls or self.pki.coordinator, Identity("node", node)
+        )
         with channel:
             call = channel.unary_unary(
                 "/accord.v1.NodeService/Answer",

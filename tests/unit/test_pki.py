@@ -58,8 +58,8 @@ def test_leaf_encoding(pki: TestPki) -> None:
     assert cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "Accord federation"
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.UniformResourceIdentifier) == ["accord://node/district-a"]
-    assert san.get_values_for_type(x509.DNSName) == ["district-a", "localhost"]
-    assert {str(ip) for ip in san.get_values_for_type(x509.IPAddress)} == {"127.0.0.1", "::1"}
+    assert san.get_values_for_type(x509.DNSName) == ["district-a.node.accord"]
+    assert san.get_values_for_type(x509.IPAddress) == []  # verified by name and role, never by address
     assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
     ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
     assert ku.digital_signature and ku.key_agreement and not ku.key_cert_sign

@@ -37,6 +37,7 @@ from accord.errors import (
     Unavailable,
     Violation,
 )
+from accord.policies.identity import Identity
 from accord.protos.rpcstatus import DOMAIN, INTERNAL_MESSAGE, error_from_rpc, rpc_boundary, to_status
 from accord.rpc.transport import secure_channel
 from tests.conftest import TestPki
@@ -104,7 +105,7 @@ def server(pki: TestPki) -> Iterator[Server]:
     assert port > 0
     srv.start()
     address = f"127.0.0.1:{port}"
-    channel = secure_channel(address, pki.coordinator, "county")
+    channel = secure_channel(address, pki.coordinator, Identity("node", "county"))
     try:
         yield Server(address, servicer, channel)
     finally:
@@ -408,7 +409,7 @@ def test_nobody_listening_becomes_unavailable(pki: TestPki) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound, never listening: connections are refused
-        channel = secure_channel(f"127.0.0.1:{port}", pki.coordinator, "county")
+        channel = secure_channel(f"127.0.0.1:{port}", pki.coordinator, Identity("node", "county"))
         with channel, pytest.raises(grpc.RpcError) as info:
             channel.unary_unary(f"/{SERVICE}/Raise")(b"ok", timeout=5)
     back = error_from_rpc(info.value, peer="node county")

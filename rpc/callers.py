@@ -1,0 +1,81 @@
+"""Who may call a server at all: checked on every call, health checks and reflection included.
+
+Each Accord server is open to a fixed set of roles (a node: coordinators; the coordinator:
+analysts). :class:`CallerGate` runs before any service code, on every method of every service
+the server holds (the standard health and reflection services too), and refuses:
+
+- a call without a usable client certificate, or outside its validity (``UNAUTHENTICATED``);
+- a certificate on the federation's revocation list (``UNAUTHENTICATED``, ``CERTIFICATE_REVOKED``),
+  checked against the CRL as it is now, so a party revoked while connected is refused from its
+  next call;
+- a role the server does not serve (``PERMISSION_DENIED``, ``WRONG_ROLE``).
+
+Finer checks (which coordinator, which analyst, which agreement) stay with the services.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+
+from accord.errors import PermissionDenied, Unauthenticated
+from accord.policies.revocation import CrlFile
+from accord.protos.rpcstatus import to_status
+from accord.rpc.identity import peer_certificate, peer_identity
+
+__all__ = ["CallerGate"]
+
+
+class CallerGate(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Refuse every call whose caller is not of one of ``roles`` or whose certificate is revoked."""
+
+    def __init__(self, roles: frozenset[str], crl: CrlFile | None = None) -> None:
+        self.roles = roles
+        self.crl = crl
+
+    def check(self, context: grpc.ServicerContext) -> None:
+        """Abort the call in ``context`` unless its caller may call this server."""
+        try:
+            identity = peer_identity(context)
+            if self.crl is not None and self.crl.revokes(peer_certificate(context)):
+                raise Unauthenticated(
+                    f"the certificate of {identity} has been revoked; ask the federation's CA for a new one",
+                    "CERTIFICATE_REVOKED",
+                )
+            if identity.role not in self.roles:
+                needed = " or ".join(sorted(self.roles))
+                raise PermissionDenied(
+                    f"{identity} may not call this server; it serves {needed} certificates only",
+                    "WRONG_ROLE",
+                    {"caller": str(identity), "required_role": needed},
+                )
+        except PermissionDenied as err:
+            context.abort_with_status(to_status(err))
+
+    def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
+        handler = continuation(details)
+        if handler is None:
+            return None
+        if handler.unary_unary is not None:
+            return handler._replace(unary_unary=self._unary(handler.unary_unary))
+        if handler.stream_unary is not None:
+            return handler._replace(stream_unary=self._unary(handler.stream_unary))
+        if handler.unary_stream is not None:
+            return handler._replace(unary_stream=self._stream(handler.unary_stream))
+        return handler._replace(stream_stream=self._stream(handler.stream_stream))
+
+    def _unary(self, behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        def gated(request: Any, context: grpc.ServicerContext) -> Any:
+            self.check(context)
+            return behavior(request, context)
+
+        return gated
+
+    def _stream(self, behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Iterator[Any]]:
+        def gated(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            self.check(context)
+            yield from behavior(request, context)
+
+        return gated
