@@ -182,7 +182,7 @@ AGREEMENT = "bench"
 """The agreement every benchmark node holds: every field, every use, a budget no run exhausts."""
 
 
-BENCH_FAIRNESS = FairnessConfig(max_in_flight=10_000, per_minute=10_000_000, burst=10_000_000)
+BENCH_FAIRNESS = FairnessConfig(max_in_flight=10_000, per_minute=1_000_000, burst=1_000_000)
 """Benchmarks measure the federation's speed, not one analyst's share of it: no per-analyst limit."""
 
 

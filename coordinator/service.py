@@ -21,6 +21,7 @@ from accord.coordinator.nodes import FanOutPool, NodeClient, ask_each, describe,
 from accord.coordinator.preview import combine_previews
 from accord.errors import (
     BudgetExhausted,
+    DeadlineExceeded,
     Failure,
     InvalidQuery,
     NotFound,
@@ -271,6 +272,16 @@ class CoordinatorService:
         if user and len(user) == len(errors) and len({type(e) for e in user}) == 1:
             raise user[0]
         listed = ", ".join(f"{n} ({describe(e)})" for n, e in sorted(errors.items()))
+        busy = [e for e in errors.values() if isinstance(e, ResourceLimit)]
+        if busy and all(
+            isinstance(e, ResourceLimit | Unavailable | DeadlineExceeded) for e in errors.values()
+        ):
+            # Every node that could be reached was busy: retrying soon can work, so say so.
+            hints = [e.retry_after_seconds for e in busy if e.retry_after_seconds is not None]
+            raise ResourceLimit(
+                f"every node that could be reached is busy: {listed}; retry shortly",
+                retry_after_seconds=max(hints, default=None),
+            )
         raise Unavailable(f"no node answered: {listed}")
 
 
