@@ -244,6 +244,7 @@ def _dataset(t: Table, name: str) -> DatasetConfig:
             raise t.error(
                 "path", 'cannot tell the file format from its suffix; add format = "parquet" or "csv"'
             )
+    _literal_path(t, path)
     if not path.is_file():
         raise t.error(
             "path", f"no such file {str(path)!r}; fix the path (relative paths start at the config's folder)"
@@ -280,6 +281,18 @@ def _dataset(t: Table, name: str) -> DatasetConfig:
     except ConfigError as err:
         raise t.error("", err.message) from None
     return DatasetConfig(schema, path, fmt, on_violation)
+
+
+def _literal_path(t: Table, path: Path) -> None:
+    """A dataset is one file: DuckDB would expand ``*``, ``?`` and ``[`` in a path as a glob and read
+    files the load-time checks never saw."""
+    found = sorted(set("*?[") & set(str(path)))
+    if found:
+        raise t.error(
+            "path",
+            f"holds {' '.join(repr(c) for c in found)}, which DuckDB reads as a glob over several files; "
+            "a dataset is one checked file: give the path of one file (rename it, or combine the files)",
+        )
 
 
 def _column(t: Table, name: str) -> ColumnSpec:
