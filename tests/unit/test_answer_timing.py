@@ -4,12 +4,19 @@ it is refused (ANSWER_TIME_EXCEEDED: nothing released, nothing charged); timing 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 import grpc
 import pytest
 
+from accord.coordinator.config import (
+    CoordinatorConfig,
+    NodeEndpoint,
+    load_coordinator_config,
+    write_coordinator_config,
+)
 from accord.errors import AnswerTimeExceeded, ConfigError
 from accord.node.config import load_node_config
 from accord.node.config_writer import write_node_config
@@ -195,3 +202,13 @@ def test_an_overrun_releases_and_charges_nothing(pki: TestPki, tmp_path: Path) -
     # With a budget that fits, the same id is answered (nothing was recorded under it).
     service.budgets = AnswerBudgets(0.05)
     assert service.answer(COORDINATOR, sign(alice, SQL, "1", "t-2"), serialize_release)
+
+
+def test_coordinator_timing_trailers_are_opt_in_keys(pki: TestPki, tmp_path: Path) -> None:
+    """``report_coordinator_seconds`` and ``report_node_timings`` default to off and round-trip."""
+    base = CoordinatorConfig(
+        "coordinator", "127.0.0.1:0", pki.coordinator, ("alice",), (NodeEndpoint("n", "127.0.0.1:1"),)
+    )
+    assert base.report_coordinator_seconds is False and base.report_node_timings is False
+    wanted = dataclasses.replace(base, report_coordinator_seconds=True, report_node_timings=True)
+    assert load_coordinator_config(write_coordinator_config(wanted, tmp_path / "c.toml")) == wanted
