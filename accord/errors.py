@@ -18,6 +18,7 @@ from typing import TypeAlias
 
 __all__ = [
     "AccordError",
+    "AnswerTimeExceeded",
     "BudgetExhausted",
     "ConfigError",
     "DataError",
@@ -102,6 +103,18 @@ class Unavailable(AccordError):
 
 class DeadlineExceeded(AccordError):
     """The call did not finish before its deadline."""
+
+
+class AnswerTimeExceeded(DeadlineExceeded):
+    """A node's work on a query ran past its answer-time budget (issue 10: answers leave no earlier
+    than the budget, so one that would leave late is refused instead): nothing was released or
+    charged. ``setting`` is the node config key the operator raises."""
+
+    reason = "ANSWER_TIME_EXCEEDED"
+
+    def __init__(self, message: str, setting: str) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 class PartialFailure(AccordError):

@@ -16,6 +16,7 @@ happens (SIGTERM first, SIGKILL for anything that does not stop), and the workin
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -106,14 +107,17 @@ class Cluster:
     def coordinator(self, nodes: Sequence[str], deadline_seconds: int = 30) -> Iterator[str]:
         """A coordinator process (named ``coordinator-<len(nodes)>``) serving ``nodes`` and every
         analyst; yields its address and stops it when the block ends."""
-        wanted = demo_coordinator_config(
-            self.root,
-            {n: self.node_ports[n] for n in nodes},
-            0,
-            deadline_seconds=deadline_seconds,
-            analysts=self.analysts,
-            report_node_timings=True,  # the overhead measurement needs the nodes' own times
-            fairness=BENCH_FAIRNESS,
+        wanted = dataclasses.replace(
+            demo_coordinator_config(
+                self.root,
+                {n: self.node_ports[n] for n in nodes},
+                0,
+                deadline_seconds=deadline_seconds,
+                analysts=self.analysts,
+                report_node_timings=True,  # the overhead measurement needs the nodes' own times
+                fairness=BENCH_FAIRNESS,
+            ),
+            report_coordinator_seconds=True,  # ... and the coordinator's (opt-in disclosures)
         )
         config = write_coordinator_config(wanted, self.root / f"coordinator-{len(nodes)}.toml")
         proc = spawn(
@@ -195,6 +199,7 @@ def federation(
                     if state == "memory"
                     else StateConfig("sqlite", root / "state" / f"{name}.sqlite3"),
                     analysts=cluster.analysts,
+                    report_node_seconds=True,  # the overhead measurement needs the nodes' own times
                 )
                 proc = spawn(name, accord_command("node", "serve", "--config", str(config)), ROOT)
                 cluster.processes.append(proc)

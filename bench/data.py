@@ -242,6 +242,8 @@ def node_config(
     analysts: tuple[str, ...] = (ANALYST,),
     min_group_size: int = 0,
     consent: Path | None = None,
+    answer_seconds: float = 0.0,
+    report_node_seconds: bool = False,
 ) -> Path:
     """Write a node config serving ``data`` as dataset ``citizens`` (with the node's own config
     writer); return the TOML's path.
@@ -253,7 +255,8 @@ def node_config(
     measure answers, not restarts; the state row measures SQLite against it). Bounds and categories
     are the generator's (see the module docstring). Beside it, ``<out>.agreements/`` holds the
     agreement :data:`AGREEMENT` covering ``analysts`` (with ``min_group_size``); ``consent`` is
-    the consent register's path (default beside the config)."""
+    the consent register's path (default beside the config). Answers are not padded unless
+    ``answer_seconds`` says so (the suites measure the engine; ``timing`` measures padding)."""
     if out is None:
         out = data.with_name(f"{data.stem}.{name}.k{max_rows_per_person}.toml")
     tls = (pki if pki is not None else ensure_pki(data.parent / "pki")).resolve()
@@ -273,6 +276,8 @@ def node_config(
         max_workers=max_workers,
         max_epsilon=Epsilon(Fraction(100)),
         fairness=BENCH_FAIRNESS,
+        answer_seconds=answer_seconds,
+        report_node_seconds=report_node_seconds,
     )
     config.agreements_dir.mkdir(parents=True, exist_ok=True)
     schemas = {d.schema.name: d.schema for d in config.datasets}

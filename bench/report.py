@@ -170,6 +170,22 @@ def governance_verdicts(rows: list[Row]) -> list[Verdict]:
     return out
 
 
+def timing_verdicts(rows: list[Row]) -> list[Verdict]:
+    out: list[Verdict] = []
+    for r in _by(rows, "timing"):
+        if "budget_s" not in r.extra:
+            continue
+        budget, fastest, overruns = r.extra["budget_s"], r.extra["min_padded_s"], r.extra["overruns"]
+        out.append(
+            Verdict(
+                f"padded {r.task} answers never leave before their {budget:g} s budget, none overruns",
+                f"fastest {fastest:.4f} s, {overruns} overrun(s), p50 {r.extra['ratio']:.3g} x unpadded",
+                fastest >= budget and overruns == 0,
+            )
+        )
+    return out
+
+
 def memory_verdicts(rows: list[Row]) -> list[Verdict]:
     mem = _by(rows, "memory")
     out: list[Verdict] = []
@@ -221,6 +237,7 @@ def verdicts(rows: list[Row]) -> list[Verdict]:
         *local_verdicts(rows),
         *answer_path_verdicts(rows),
         *governance_verdicts(rows),
+        *timing_verdicts(rows),
         *peer_verdicts(rows),
         *federated_verdicts(rows),
         *memory_verdicts(rows),

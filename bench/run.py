@@ -26,6 +26,7 @@ SUITES: dict[str, str] = {
     "local": "bench.local",
     "answer_path": "bench.answer_path",
     "governance": "bench.governance",
+    "timing": "bench.timing",
     "peers": "bench.peers_suite",
     "memory": "bench.memory",
     "accuracy": "bench.accuracy",

@@ -9,6 +9,8 @@ max_workers = 16                # optional
 max_in_flight = 32              # optional: queries answered at once; more get RESOURCE_EXHAUSTED
 report_node_timings = false     # optional: send analysts the slowest node's own execution time
                                 # (a data-dependent number; for benchmarking, off by default)
+report_coordinator_seconds = false  # optional: send analysts the coordinator's own handler time
+                                # (about the slowest node's time: a disclosure; off by default)
 
 [tls]
 cert = "certs/coordinators/coordinator.pem"
@@ -74,6 +76,7 @@ class CoordinatorConfig:
     max_in_flight: int = 32
     report_node_timings: bool = False
     fairness: FairnessConfig = field(default_factory=FairnessConfig)
+    report_coordinator_seconds: bool = False
 
 
 def load_coordinator_config(path: str | Path) -> CoordinatorConfig:
@@ -88,7 +91,15 @@ def load_coordinator_config(path: str | Path) -> CoordinatorConfig:
             raise ConfigError(f"{path}: missing [{section}] section; see the README for an example")
     co = top.sub("coordinator")
     co.check_keys(
-        {"name", "listen", "deadline_seconds", "max_workers", "max_in_flight", "report_node_timings"}
+        {
+            "name",
+            "listen",
+            "deadline_seconds",
+            "max_workers",
+            "max_in_flight",
+            "report_node_timings",
+            "report_coordinator_seconds",
+        }
     )
     name = co.name("name")
     listen = co.address("listen", listen=True)
@@ -98,6 +109,7 @@ def load_coordinator_config(path: str | Path) -> CoordinatorConfig:
     max_workers = co.integer("max_workers", 16, 1, 1024, "16 is a good start")
     max_in_flight = co.integer("max_in_flight", 32, 1, 65536, "32 is a good start")
     report_node_timings = co.get("report_node_timings", bool, False)
+    report_coordinator_seconds = co.get("report_coordinator_seconds", bool, False)
 
     tls = top.sub("tls")
     tls.check_keys({"cert", "key", "ca", "crl"})
@@ -137,6 +149,7 @@ def load_coordinator_config(path: str | Path) -> CoordinatorConfig:
         max_in_flight=max_in_flight,
         report_node_timings=report_node_timings,
         fairness=fairness_config(top.sub("fairness")),
+        report_coordinator_seconds=report_coordinator_seconds,
     )
 
 
@@ -151,6 +164,7 @@ def coordinator_config_toml(config: CoordinatorConfig, folder: Path) -> str:
             "max_workers": config.max_workers,
             "max_in_flight": config.max_in_flight,
             "report_node_timings": config.report_node_timings,
+            "report_coordinator_seconds": config.report_coordinator_seconds,
         },
         "tls": {
             k: relative_path(getattr(config.tls, k), folder)

@@ -31,7 +31,10 @@ def start_coordinator(
     """Start the coordinator; ``listen`` overrides the config (tests pass ``127.0.0.1:0``)."""
     service = CoordinatorService.from_config(config)
     servicer = CoordinatorServicer(
-        service, max_in_flight=config.max_in_flight, report_node_timings=config.report_node_timings
+        service,
+        max_in_flight=config.max_in_flight,
+        report_node_timings=config.report_node_timings,
+        report_coordinator_seconds=config.report_coordinator_seconds,
     )
     running = start_server(
         [

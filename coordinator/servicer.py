@@ -24,17 +24,23 @@ __all__ = [
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     """Thin: authenticate, convert, delegate to :class:`CoordinatorService`, convert back.
 
-    A successful ``Submit`` carries the coordinator's own handler time as trailing metadata (see
-    :mod:`accord.rpc.timing`), and the slowest node's reported execution time only when the operator
-    set ``report_node_timings``: that number depends on the nodes' data (bounding, say, runs only
-    when someone has too many rows) and is released without noise, so analysts do not get it by
-    default.
+    A successful ``Submit`` carries timings as trailing metadata (see :mod:`accord.rpc.timing`) only
+    when the operator opts in: the coordinator's own handler time with
+    ``report_coordinator_seconds``, the slowest node's reported handler time with
+    ``report_node_timings``. Both are disclosures released without noise (the coordinator's time is
+    about the slowest node's plus a few milliseconds, and a node's time depends on its data unless
+    it pads its answers), so analysts get neither by default; benchmarks turn them on.
     """
 
     def __init__(
-        self, service: CoordinatorService, max_in_flight: int = 32, report_node_timings: bool = False
+        self,
+        service: CoordinatorService,
+        max_in_flight: int = 32,
+        report_node_timings: bool = False,
+        report_coordinator_seconds: bool = False,
     ) -> None:
         self._report_node_timings = report_node_timings
+        self._report_coordinator_seconds = report_coordinator_seconds
         self._service = service
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._max_in_flight = max_in_flight
@@ -56,10 +62,13 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         finally:
             self._slots.release()
         reply = convert.federated_to_pb(release)
-        trailing = [(COORDINATOR_SECONDS, format_seconds(time.perf_counter() - started))]
+        trailing = []
+        if self._report_coordinator_seconds:
+            trailing.append((COORDINATOR_SECONDS, format_seconds(time.perf_counter() - started)))
         if slowest is not None and self._report_node_timings:
             trailing.append((SLOWEST_NODE_SECONDS, format_seconds(slowest)))
-        context.set_trailing_metadata(tuple(trailing))
+        if trailing:
+            context.set_trailing_metadata(tuple(trailing))
         return reply
 
     @rpc_boundary

@@ -144,9 +144,16 @@ def _write_consent(
 
 
 def demo_node_config(
-    root: Path, node: str, port: int, *, host: str = HOST, coordinators: Sequence[str] = (COORDINATOR,)
+    root: Path,
+    node: str,
+    port: int,
+    *,
+    host: str = HOST,
+    coordinators: Sequence[str] = (COORDINATOR,),
+    answer_seconds: float = 1.0,
 ) -> NodeConfig:
-    """The config of one demo node in ``root`` (its state in ``root/state/<node>.sqlite3``)."""
+    """The config of one demo node in ``root`` (its state in ``root/state/<node>.sqlite3``;
+    ``answer_seconds``: its answer-time budget, 0 for tests that do not time answers)."""
     if node not in DATASETS:
         raise ValueError(f"unknown node {node!r}; expected one of {', '.join(NODES)}")
     cert, key = leaf_paths(root / CERTS, "node", node)
@@ -165,6 +172,7 @@ def demo_node_config(
         state=StateConfig("sqlite", root / "state" / f"{node}.sqlite3"),
         agreements_dir=root / AGREEMENTS,
         consent_path=root / "state" / f"{node}-consent.sqlite3",
+        answer_seconds=answer_seconds,
     )
 
 
@@ -212,11 +220,13 @@ def write_demo_federation(
     people_per_authority: int = 100_000,
     seed: int = 7,
     ports: Mapping[str, int] | None = None,
+    answer_seconds: float = 1.0,
 ) -> DemoLayout:
     """Write ``data/<node>/*.parquet``, ``<node>.toml`` and ``coordinator.toml`` under ``out_dir``.
     ``ports`` may name any of the nodes and "coordinator" (0 = let the server pick); missing ones
-    take :data:`DEFAULT_PORTS`. When a node's port is 0, ``coordinator.toml`` is not written (the
-    caller writes it once the node has its port). Certificates are expected under ``out_dir/certs``."""
+    take :data:`DEFAULT_PORTS`; ``answer_seconds`` is every node's answer-time budget. When a
+    node's port is 0, ``coordinator.toml`` is not written (the caller writes it once the node has
+    its port). Certificates are expected under ``out_dir/certs``."""
     out_dir = Path(out_dir)
     all_ports = {**DEFAULT_PORTS, **(ports or {})}
     pop = population_for(people_per_authority, seed)
@@ -238,7 +248,8 @@ def write_demo_federation(
         )
         consent[node] = _write_consent(out_dir, node, held["citizens"]["person_id"].to_pylist(), contacts)
         node_configs[node] = write_node_config(
-            demo_node_config(out_dir, node, all_ports[node]), out_dir / f"{node}.toml"
+            demo_node_config(out_dir, node, all_ports[node], answer_seconds=answer_seconds),
+            out_dir / f"{node}.toml",
         )
     layout = DemoLayout(
         root=out_dir,

@@ -34,6 +34,13 @@ dir = "agreements"              # one TOML file per agreement (see accord.polici
 [consent]                       # optional: the consent register
 path = "state/consent.sqlite3"  # optional (default state/consent.sqlite3 beside this file)
 
+[timing]                        # optional: when answers leave the node (see the README, "Timing")
+answer_seconds = 1.0            # optional (default 1.0): no answer leaves before this many seconds
+                                # after the request arrived; 0 turns padding off (answer times
+                                # then depend on the data: tests and benchmarks only)
+report_node_seconds = false     # optional (default false): send the node's handler time to the
+                                # coordinator as trailing metadata (a data-dependent disclosure)
+
 [state]                         # optional: what the node remembers (answered queries)
 backend = "sqlite"              # optional (default "sqlite"); "memory" forgets on restart
 path = "state/county.sqlite3"   # optional (default state/<name>.sqlite3 beside this file)
@@ -46,6 +53,8 @@ privacy_unit = "person_id"        # the person-identifier column (must be declar
 max_rows_per_person = 1           # optional (default 1): rows one person may contribute
 on_violation = "reject"           # optional (default "reject") or "clamp": what to do when the
                                   # data breaks the declared bounds/categories
+answer_seconds = 2.0              # optional: this dataset's answer-time budget ([timing]'s otherwise)
+grouped_answer_seconds = 3.0      # optional: the budget of its GROUP BY queries (answer_seconds otherwise)
 
 [datasets.residents.columns.age]  # every column analysts may use; others are not exposed
 type = "integer"                  # integer | float | boolean | string
@@ -101,6 +110,8 @@ _DATASET_KEYS = {
     "max_rows_per_person",
     "on_violation",
     "columns",
+    "answer_seconds",
+    "grouped_answer_seconds",
 }
 _COLUMN_KEYS = {"type", "lower", "upper", "categories", "description"}
 
@@ -113,6 +124,8 @@ class DatasetConfig:
     path: Path
     format: str  # "parquet" | "csv"
     on_violation: str = "reject"  # "reject" | "clamp"
+    answer_seconds: float | None = None  # this dataset's answer-time budget (the node's otherwise)
+    grouped_answer_seconds: float | None = None  # ... of its GROUP BY queries (answer_seconds otherwise)
 
 
 @dataclass(frozen=True)
@@ -154,6 +167,9 @@ class NodeConfig:
     def tls(self) -> TlsFiles:
         return TlsFiles(self.tls_cert, self.tls_key, self.tls_ca, self.tls_crl)
 
+    answer_seconds: float = 1.0  # [timing]: no answer leaves earlier (0: padding off)
+    report_node_seconds: bool = False  # [timing]: send the node's handler time (a disclosure)
+
     def dataset(self, name: str) -> DatasetConfig | None:
         for d in self.datasets:
             if d.schema.name == name:
@@ -166,7 +182,18 @@ def load_node_config(path: str | Path) -> NodeConfig:
     file = Path(path)
     top = Table(file, "", read_toml(file, "pass the node config with --config"))
     top.check_keys(
-        {"node", "tls", "access", "queries", "agreements", "consent", "state", "datasets", "fairness"}
+        {
+            "node",
+            "tls",
+            "access",
+            "queries",
+            "agreements",
+            "consent",
+            "state",
+            "datasets",
+            "timing",
+            "fairness",
+        }
     )
 
     node = top.sub("node", required=True)
@@ -208,6 +235,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
     if not datasets_table.table:
         raise datasets_table.error("", "no datasets configured; add a [datasets.NAME] table")
     datasets = tuple(_dataset(datasets_table.sub(n), n) for n in datasets_table.table)
+    answer_seconds, report_node_seconds = _timing(top.sub("timing"))
 
     return NodeConfig(
         name=name,
@@ -227,6 +255,8 @@ def load_node_config(path: str | Path) -> NodeConfig:
         max_epsilon=max_epsilon,
         tls_crl=crl,
         fairness=fairness_config(top.sub("fairness")),
+        answer_seconds=answer_seconds,
+        report_node_seconds=report_node_seconds,
     )
 
 
@@ -264,6 +294,7 @@ def _dataset(t: Table, name: str) -> DatasetConfig:
             raise t.error(
                 "path", 'cannot tell the file format from its suffix; add format = "parquet" or "csv"'
             )
+    _literal_path(t, path)
     if not path.is_file():
         raise t.error(
             "path", f"no such file {str(path)!r}; fix the path (relative paths start at the config's folder)"
@@ -299,7 +330,46 @@ def _dataset(t: Table, name: str) -> DatasetConfig:
         schema = DatasetSchema(name, columns, privacy_unit, k, description)
     except ConfigError as err:
         raise t.error("", err.message) from None
-    return DatasetConfig(schema, path, fmt, on_violation)
+    answer, grouped = (_seconds(t, k, None, 0.001) for k in ("answer_seconds", "grouped_answer_seconds"))
+    return DatasetConfig(schema, path, fmt, on_violation, answer, grouped)
+
+
+# ---- answer timing and literal paths (issue 10) ---------------------------------------------------
+
+_MAX_ANSWER_SECONDS = 600.0
+
+
+def _timing(t: Table) -> tuple[float, bool]:
+    """``[timing]``: the node's answer-time budget and whether it reports its handler time."""
+    t.check_keys({"answer_seconds", "report_node_seconds"})
+    seconds = _seconds(t, "answer_seconds", 1.0, 0.0)
+    assert seconds is not None
+    return seconds, bool(t.get("report_node_seconds", bool, False))
+
+
+def _seconds(t: Table, key: str, default: float | None, low: float) -> float | None:
+    """An answer-time budget in seconds, between ``low`` and 600."""
+    value: float | None = t.get(key, float, default)
+    if value is not None and not (low <= value <= _MAX_ANSWER_SECONDS):
+        lowest = "0 (padding off)" if low == 0 else "more than 0"
+        raise t.error(
+            key,
+            f"must be between {lowest} and {_MAX_ANSWER_SECONDS:g} seconds; set it above the slowest "
+            "time this node takes to answer (1.0 is a good start; `make bench` measures it)",
+        )
+    return value
+
+
+def _literal_path(t: Table, path: Path) -> None:
+    """A dataset is one file: DuckDB would expand ``*``, ``?`` and ``[`` in a path as a glob and read
+    files the load-time checks never saw."""
+    found = sorted(set("*?[") & set(str(path)))
+    if found:
+        raise t.error(
+            "path",
+            f"holds {' '.join(repr(c) for c in found)}, which DuckDB reads as a glob over several files; "
+            "a dataset is one checked file: give the path of one file (rename it, or combine the files)",
+        )
 
 
 def _column(t: Table, name: str) -> ColumnSpec:

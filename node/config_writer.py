@@ -10,7 +10,7 @@ from typing import Any
 import tomli_w
 
 from accord.config import relative_path, write_text_atomic
-from accord.node.config import NodeConfig
+from accord.node.config import DatasetConfig, NodeConfig
 from accord.query.schema import ColumnSpec
 
 __all__ = ["node_config_toml", "write_node_config"]
@@ -25,6 +25,12 @@ def _column_table(c: ColumnSpec) -> dict[str, Any]:
     if c.description:
         out["description"] = c.description
     return out
+
+
+def _dataset_timing(d: DatasetConfig) -> dict[str, float]:
+    """A dataset's answer-time overrides, when it has any."""
+    pairs = (("answer_seconds", d.answer_seconds), ("grouped_answer_seconds", d.grouped_answer_seconds))
+    return {k: v for k, v in pairs if v is not None}
 
 
 def node_config_toml(config: NodeConfig, folder: Path) -> str:
@@ -60,6 +66,10 @@ def node_config_toml(config: NodeConfig, folder: Path) -> str:
         },
         "agreements": {"dir": relative_path(config.agreements_dir, folder)},
         "consent": {"path": relative_path(config.consent_path, folder)},
+        "timing": {
+            "answer_seconds": config.answer_seconds,
+            "report_node_seconds": config.report_node_seconds,
+        },
         "state": {"backend": config.state.backend}
         | ({"path": relative_path(config.state.path, folder)} if config.state.path is not None else {}),
         "datasets": {
@@ -72,6 +82,7 @@ def node_config_toml(config: NodeConfig, folder: Path) -> str:
                 "on_violation": d.on_violation,
                 "columns": {c.name: _column_table(c) for c in d.schema.columns},
             }
+            | _dataset_timing(d)
             for d in config.datasets
         },
     }

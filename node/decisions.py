@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from accord.errors import AccordError, BudgetExhausted, PermissionDenied
+from accord.errors import AccordError, AnswerTimeExceeded, BudgetExhausted, PermissionDenied
 from accord.policies.decision import Decision
 
 __all__ = ["FAILURES", "Draft", "log_decision", "reason_of"]
@@ -22,6 +22,8 @@ def reason_of(err: BaseException) -> str:
         return err.reason
     if isinstance(err, BudgetExhausted):
         return "BUDGET_EXHAUSTED"
+    if isinstance(err, AnswerTimeExceeded):
+        return AnswerTimeExceeded.reason
     if isinstance(err, AccordError):
         return {
             "InvalidQuery": "INVALID_QUERY",
@@ -33,7 +35,7 @@ def reason_of(err: BaseException) -> str:
     return "INTERNAL"
 
 
-FAILURES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL"})
+FAILURES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", AnswerTimeExceeded.reason, "INTERNAL"})
 """Reason codes that are the node's trouble, not a refusal of the request."""
 
 

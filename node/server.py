@@ -15,6 +15,7 @@ from accord.node.duckdb import open_duckdb
 from accord.node.service import NodeService
 from accord.node.servicer import SERVICE_NAME, NodeServicer, register
 from accord.node.state import NodeState, open_state
+from accord.node.timing import answer_budgets
 from accord.policies.agreements import load_agreements
 from accord.policies.gate import PolicyGate
 from accord.policies.identity import Identity
@@ -73,8 +74,23 @@ def build_service(config: NodeConfig, state: NodeState | None = None) -> NodeSer
         backend = open_duckdb(config.datasets)
         opened.pop_all()
     schemas = tuple(d.schema for d in config.datasets)
+    if config.answer_seconds == 0:
+        log.warning(
+            "node %s: [timing] answer_seconds = 0: answers are not padded, so how long one takes "
+            "depends on the data (for tests and benchmarks only; see the README, Timing)",
+            config.name,
+        )
+    budgets = answer_budgets(config)
     return NodeService(
-        config.name, backend, schemas, gate, verifier, state, consent, fairness=config.fairness
+        config.name,
+        backend,
+        schemas,
+        gate,
+        verifier,
+        state,
+        consent,
+        budgets=budgets,
+        fairness=config.fairness,
     )
 
 
@@ -82,7 +98,9 @@ def start_node(config: NodeConfig, listen: str | None = None) -> RunningServer:
     """Start the node server; ``listen`` overrides the config (tests pass ``127.0.0.1:0``). Stopping
     the returned server also closes the node's state and engine."""
     service = build_service(config)
-    servicer = NodeServicer(service, max_in_flight=config.max_workers)
+    servicer = NodeServicer(
+        service, max_in_flight=config.max_workers, report_seconds=config.report_node_seconds
+    )
     try:
         running = start_server(
             [ServiceBinding(SERVICE_NAME, lambda s: register(servicer, s))],

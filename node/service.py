@@ -22,7 +22,11 @@
 9. **release**: OpenDP noise, intervals, small-cell suppression;
 10. **state**: the answer and its charge recorded in one durable transaction
     (:meth:`NodeState.record`, which refuses a charge that no longer fits); only then does the
-    release leave the node.
+    release leave the node, and **no earlier than its answer-time budget** after the request
+    arrived (:mod:`accord.node.timing`): from step 7 on, whatever the reply is, it waits out the
+    budget, and work that ran past it is refused before step 10 (``ANSWER_TIME_EXCEEDED``: nothing
+    recorded or charged). Steps 1-6 decide from the request, the policy and the ledger alone and
+    a retry's stored release reads no data, so they are not padded.
 
 Every request ends in one :class:`~accord.policies.decision.Decision` (answered, answered again,
 refused with its reason code, failed), handed to ``on_decision`` (logged as one JSON line by
@@ -35,7 +39,6 @@ import functools
 import hashlib
 import logging
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -47,6 +50,7 @@ from accord.node.plan import group_keys
 from accord.node.preview import preview_aggregates
 from accord.node.release import build_release
 from accord.node.state import Answer, NodeState
+from accord.node.timing import AnswerBudgets, AnswerPace
 from accord.policies.agreements import Agreement
 from accord.policies.budget import Charge, budget_line, check_fits
 from accord.policies.decision import Decision
@@ -85,9 +89,13 @@ class NodeService:
         consent: ConsentRegister | None = None,
         on_decision: Callable[[Decision], None] = log_decision,
         fairness: FairnessConfig | None = None,
+        budgets: AnswerBudgets | None = None,
     ) -> None:
+        """``budgets``: the answer-time budgets (:func:`accord.node.timing.answer_budgets` of the
+        node config; None, for tests that do not time answers, pads nothing)."""
         self.name = name
         self._fair = AnalystLimits(fairness or FairnessConfig())
+        self.budgets = budgets if budgets is not None else AnswerBudgets()
         self.gate = gate
         self._backend = backend
         self._schemas = {s.name: s for s in schemas}
@@ -187,17 +195,18 @@ class NodeService:
 
         ``serialize`` turns a release into its wire bytes (the servicer owns the wire format): the
         bytes are recorded, and a retry is answered with exactly them."""
-        started = time.perf_counter()
+        pace = AnswerPace(self.name)
         draft = Draft(self.name, "query", str(caller))
         try:
             verified = self._verified(draft, caller, signed, "query")
             assert isinstance(verified, VerifiedQuery)
             grant, query = self._granted(draft, verified)
             with self._fair.admit(verified.analyst.name):  # the analyst the signature proves
-                recorded, fresh = self._answer(verified, signed, grant, query, serialize, started)
+                recorded, fresh = self._answer(verified, signed, grant, query, serialize, pace)
         except BaseException as err:
             if isinstance(err, Exception):
                 self._refused(draft, err)
+                pace.wait()  # a refusal found after the data was read leaves at the budget too
             raise
         outcome = "answered" if fresh else "answered-again"
         self._decided(
@@ -207,6 +216,7 @@ class NodeService:
                 release_digest=hashlib.sha256(recorded.release).hexdigest(),
             )
         )
+        pace.wait()  # outside the id lock: a waiting answer holds nobody else up
         return recorded.release
 
     def _answer(
@@ -216,7 +226,7 @@ class NodeService:
         grant: Grant,
         query: Query,
         serialize: Callable[[Release], bytes],
-        started: float,
+        pace: AnswerPace,
     ) -> tuple[Answer, bool]:
         """Steps 5-10: the recorded answer, and whether it was answered (and charged) now."""
         agreement = grant.agreement
@@ -229,6 +239,8 @@ class NodeService:
                 _same_query(stored, digest, verified)
                 return stored, False
             charge = self._charge(agreement, analyst, epsilon)
+            # From here on the data is read: the reply, whatever it is, waits out the budget.
+            pace.start_budget(self.budgets.budget(query))
             schema = self._schemas[query.dataset]
             minimum = agreement.min_group_size
             exact = self._backend.execute(query, schema, self._persons(agreement), support=minimum > 0)
@@ -239,7 +251,8 @@ class NodeService:
                 epsilon,
                 query_id,
                 self.name,
-                time.perf_counter() - started,
+                # The release says the budget, a public number, never how long the data took.
+                pace.budget.seconds if pace.budget is not None else 0.0,
                 min_group_size=minimum,
                 agreement=agreement.id,
             )
@@ -255,6 +268,7 @@ class NodeService:
                 release=serialize(release),
                 agreement=agreement.id,
             )
+            pace.check()  # ran past the budget: refuse before anything is charged or recorded
             recorded = self._state.record(answer, charge)
             _same_query(recorded, digest, verified)
         return recorded, recorded is answer

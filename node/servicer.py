@@ -39,12 +39,16 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     ``max_in_flight`` bounds how many queries run at once; more are refused at once with
     RESOURCE_EXHAUSTED (the health service is not counted, so it keeps answering under load).
 
-    A successful ``Answer`` carries the node's own handler time as trailing metadata
-    (:data:`accord.rpc.timing.NODE_SECONDS`), so the coordinator can report its overhead honestly.
+    With ``report_seconds`` (``[timing] report_node_seconds``, off by default) a successful
+    ``Answer`` carries the node's own handler time as trailing metadata
+    (:data:`accord.rpc.timing.NODE_SECONDS`), so that a benchmark can tell the coordinator's
+    overhead from the node's work. It is a disclosure: without padding that time depends on the
+    data, and even with it, it says how close to its budget the node ran.
     """
 
-    def __init__(self, service: NodeService, max_in_flight: int = 8) -> None:
+    def __init__(self, service: NodeService, max_in_flight: int = 8, report_seconds: bool = False) -> None:
         self._service = service
+        self._report_seconds = report_seconds
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._max_in_flight = max_in_flight
 
@@ -87,7 +91,8 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             payload = self._service.answer(caller, signed, serialize_release)
         finally:
             self._slots.release()
-        context.set_trailing_metadata(((NODE_SECONDS, format_seconds(time.perf_counter() - started)),))
+        if self._report_seconds:
+            context.set_trailing_metadata(((NODE_SECONDS, format_seconds(time.perf_counter() - started)),))
         return payload
 
 

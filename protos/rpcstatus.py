@@ -21,6 +21,7 @@ from grpc_status import rpc_status
 
 from accord.errors import (
     AccordError,
+    AnswerTimeExceeded,
     BudgetExhausted,
     DeadlineExceeded,
     Failure,
@@ -113,6 +114,15 @@ def to_status(err: Failure) -> grpc.Status:
         )
     elif isinstance(err, Unavailable):
         code = code_pb2.UNAVAILABLE
+    elif isinstance(err, AnswerTimeExceeded):
+        code = code_pb2.DEADLINE_EXCEEDED
+        details.append(
+            _pack(
+                error_details_pb2.ErrorInfo(
+                    reason=AnswerTimeExceeded.reason, domain=DOMAIN, metadata={"setting": err.setting}
+                )
+            )
+        )
     elif isinstance(err, DeadlineExceeded):
         code = code_pb2.DEADLINE_EXCEEDED
     else:
@@ -203,6 +213,8 @@ def error_from_rpc(err: grpc.RpcError, peer: str = "server") -> Failure:
         return ResourceLimit(message, retry_after)
     if code is grpc.StatusCode.UNAVAILABLE and reason == "NODES_MISSING":
         return PartialFailure(message, metadata)
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED and reason == AnswerTimeExceeded.reason:
+        return AnswerTimeExceeded(f"{peer}: {message}", metadata.get("setting", ""))
     cls = _STATUS_BY_CODE.get(code)
     if cls is not None:
         return cls(f"{peer}: {message}")

@@ -11,8 +11,14 @@ trailing metadata, so a caller can tell its own overhead from the server's work:
 
 ``end-to-end latency - SLOWEST_NODE_SECONDS`` is then the coordination overhead of one query: what
 the federation adds on top of the slowest node's own work (transport, TLS, the coordinator's
-parsing, validation, fan-out and combination, the client). The values are decimal seconds. They
-disclose no more than the caller already observes as latency; only successful calls carry them.
+parsing, validation, fan-out and combination, the client). The values are decimal seconds; only
+successful calls carry them.
+
+Every one of them is **off by default** and sent only when the operator opts in (a node's
+``[timing] report_node_seconds``, the coordinator's ``report_coordinator_seconds`` and
+``report_node_timings``): a node's handler time depends on its data (unless it pads its answers,
+and even then it tells how near its budget it ran), and the coordinator's is about the slowest
+node's plus a few milliseconds. Benchmarks turn them on; analysts do not get them.
 """
 
 from __future__ import annotations

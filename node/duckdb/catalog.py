@@ -4,17 +4,25 @@ Parquet files become a VIEW over ``read_parquet(path)`` (no copy: every query re
 CSV files are loaded once into a TABLE with the declared column types. Either way the relation has
 exactly the declared columns under their declared names, typed ``BIGINT``/``DOUBLE``/``BOOLEAN``/
 ``VARCHAR`` (integer columns keep the file's integer width); extra file columns are not exposed.
+A dataset's ``path`` is one literal file: DuckDB would expand ``*``, ``?`` and ``[...]`` as a glob
+and read files nobody checked, so a path holding one of them is refused (:func:`literal_path`).
 
 At load (and again whenever the file's size, mtime or inode change) aggregate-only scans check:
 the privacy unit is never NULL, numeric columns stay within their declared bounds, categorical
 columns only hold declared categories (or NULL), and count the persons with more than
 ``max_rows_per_person`` rows (in passes over the person-id column, so that the memory this
-takes stays bounded however many persons there are). Too many rows per person is not an error
-(the engine bounds contributions), but when nobody exceeds the limit the engine may skip the
-bounding window. When somebody does, each row's place in its person's bounding order is computed
-once, into a small table aligned row for row with the dataset (:func:`node.duckdb.ranks.build_ranks`), so that
-queries without WHERE bound contributions with a filtered scan instead of numbering every row
-again.
+takes stays bounded however many persons there are). Too many rows per person is not an error:
+the engine bounds contributions in every query, whatever the checks found.
+
+**What the checks may decide, and what they may not.** A check may stop the dataset (the operator
+sees it, at start-up or at the next query after the file changed); it never chooses how a query is
+executed. The execution path is a function of the declaration and the query alone
+(:attr:`LoadedDataset.proven_bounds`, bounding in every query, ranks built for every dataset), so
+how long a query takes does not tell whether somebody has more rows than ``max_rows_per_person``
+or whether some value lay outside its bounds (issue 10). Each row's place in its person's bounding
+order is computed once, into a small table aligned row for row with the dataset
+(:func:`node.duckdb.ranks.build_ranks`), so that queries without WHERE bound contributions with a
+filtered scan instead of numbering every row again.
 Violations of bounds, categories or the person id are errors with ``on_violation = "reject"`` and
 warnings with ``"clamp"`` (bounds are clamped at query time; undeclared categories fall outside
 every public group; rows without a person id are dropped at query time).
@@ -42,7 +50,9 @@ from accord.query.schema import ColumnSpec, ColumnType
 __all__ = [
     "CheckReport",
     "LoadedDataset",
+    "declared_bounds",
     "file_stamp",
+    "literal_path",
     "load_dataset",
     "load_datasets",
     "relation_name",
@@ -88,21 +98,25 @@ class CheckReport:
 
 @dataclass(frozen=True)
 class LoadedDataset:
-    """A dataset ready to query: its config, the (quoted) DuckDB relation, whether contribution
-    bounding is needed, and the file stamp the checks were run against."""
+    """A dataset ready to query: its config, the (quoted) DuckDB relation, the file stamp the checks
+    were run against and what they found (:attr:`report`: for the operator, never for choosing how
+    a query runs)."""
 
     config: DatasetConfig
     relation: str
-    needs_bounding: bool
     stamp: FileStamp
     report: CheckReport
     proven_bounds: Mapping[str, tuple[int | float, int | float]] = field(default_factory=dict)
-    """Column → the declared ``(lower, upper)`` that the checks found *no* value outside of (no
-    NaN either), for this file stamp. Clamping such a column is the identity, so the renderer may
-    skip it (:func:`node.duckdb.sqlrender.render`). Empty unless the checks proved it."""
+    """Column → the declared ``(lower, upper)`` that no value lies outside of (no NaN either), for
+    this file stamp, *by declaration*: with ``on_violation = "reject"`` a file with a value outside
+    them is refused (at load, or at the next query after it changed), so every bounded column is
+    here; with ``"clamp"`` none is, whatever the file holds, so every SUM clamps. Clamping such a
+    column is the identity, so the renderer skips it (:func:`node.duckdb.sqlrender.render`). It is
+    a function of the config alone: which clamps run never depends on the data."""
     ranks: RowRanks | None = None
-    """Each row's place in its person's bounding order, for this file stamp (built only when
-    bounding is needed; None if it could not be built, and the engine then numbers rows per query)."""
+    """Each row's place in its person's bounding order, for this file stamp (built for every
+    dataset; None only if building failed, which the operator is told, and the engine then numbers
+    rows per query)."""
 
     @property
     def name(self) -> str:
@@ -134,6 +148,7 @@ def load_dataset(config: DatasetConfig, con: duckdb.DuckDBPyConnection, version:
     The stamp is taken *before* reading, so a change during the load is noticed at the next query.
     On rejection a CSV table just created is dropped again."""
     where = f"dataset {config.schema.name!r} ({config.path})"
+    literal_path(config, where)
     try:
         stamp = file_stamp(config.path)
     except OSError as err:
@@ -183,24 +198,40 @@ def load_dataset(config: DatasetConfig, con: duckdb.DuckDBPyConnection, version:
             report.persons_over_limit,
             k,
         )
-    needs_bounding = report.persons_over_limit > 0 or report.null_units > 0
-    ranks = (
-        build_ranks(config, con, relation, positioned, report.rows, _passes(report.rows), where)
-        if needs_bounding
-        else None
-    )
-    log.info(
-        "%s: %d rows checked (%s)",
-        where,
-        report.rows,
-        "bounding per query" if needs_bounding else "no bounding needed",
-    )
-    proven = {
+    # Ranks for every dataset, and bounding in every query: the path must not tell whether
+    # somebody has more than k rows (module docstring).
+    ranks = build_ranks(config, con, relation, positioned, report.rows, _passes(report.rows), where)
+    log.info("%s: %d rows checked", where, report.rows)
+    return LoadedDataset(config, relation, stamp, report, declared_bounds(config), ranks)
+
+
+def declared_bounds(config: DatasetConfig) -> dict[str, tuple[int | float, int | float]]:
+    """The bounds the load guarantees, from the config alone (:attr:`LoadedDataset.proven_bounds`):
+    every bounded column's with ``on_violation = "reject"`` (a file breaking them is refused), none
+    with ``"clamp"``."""
+    if config.on_violation != "reject":
+        return {}
+    return {
         c.name: (c.lower, c.upper)
         for c in config.schema.columns
-        if c.lower is not None and c.upper is not None and c.name not in report.out_of_bounds
+        if c.lower is not None and c.upper is not None
     }
-    return LoadedDataset(config, relation, needs_bounding, stamp, report, proven, ranks)
+
+
+_GLOB_CHARACTERS = frozenset("*?[")
+"""What DuckDB's file readers expand as a glob (``**`` included): ``*``, ``?`` and ``[...]``."""
+
+
+def literal_path(config: DatasetConfig, where: str) -> None:
+    """Refuse a dataset path that DuckDB would expand as a glob: the checks (and the file stamp)
+    cover one file, so every file the query reads must be that file. Raises :class:`DataError`."""
+    found = sorted(_GLOB_CHARACTERS & set(str(config.path)))
+    if found:
+        raise DataError(
+            f"{where}: the path holds {' '.join(repr(c) for c in found)}, which DuckDB reads as a glob "
+            "over several files, but a dataset is one checked file; give the path of one file "
+            "(rename it, or combine the files into one)"
+        )
 
 
 def _drop(config: DatasetConfig, con: duckdb.DuckDBPyConnection, relation: str) -> None:

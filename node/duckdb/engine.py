@@ -7,11 +7,17 @@ with the public group list of :func:`node.plan.group_keys`:
 
 exactly as :func:`accord.node.backend.align` documents.
 
+Every query bounds contributions per person, and clamps every summed column unless the dataset
+declares ``on_violation = "reject"`` (then a file with a value outside the bounds is refused, so the
+clamp is the identity): the statement is a function of the declaration and the query, never of
+what the load-time checks found, so how long it runs does not reveal who has extra rows or which
+values lay outside their bounds (the node's answer-time budget, :mod:`accord.node.timing`, hides
+what the data still does to the running time).
+
 Before each query the dataset file is ``stat``-ed; if its size, mtime or inode changed since the
 load-time checks, the checks run again (and the CSV table is reloaded) before answering, so the
-shortcuts the checks justify (skipping the bounding window when nobody has more than k rows,
-skipping the clamp of a column whose values all lie within its bounds, the per-person row ranks
-that replace the bounding window) are never applied to unchecked data.
+per-person row ranks (which replace the bounding window) and the declared bounds are never relied
+on for unchecked data.
 The file is stat-ed again after the query; if it changed while the query ran (Parquet is read at
 query time) the query runs again on the re-checked file. A query that only asks ``COUNT(*)`` of the
 whole dataset is answered from the exact counts of the load-time checks (see
@@ -92,7 +98,7 @@ class Engine(ExecutionBackend):
                 rendered = render(
                     query,
                     schema,
-                    loaded.needs_bounding,
+                    True,  # always: whether anybody has extra rows must not pick the path
                     loaded.relation,
                     loaded.proven_bounds,
                     loaded.ranks,
@@ -169,10 +175,11 @@ class Engine(ExecutionBackend):
 def _checked_count(query: Query, schema: DatasetSchema, loaded: LoadedDataset) -> int | None:
     """The exact ``COUNT(*)`` of the whole dataset, from the load-time checks, when that is all the
     query asks (no WHERE, no GROUP BY): the checks counted every person's rows, so the count after
-    bounding is the sum of ``min(rows, k)`` over persons with an id, and without bounding it is
-    the number of rows. Like plain DuckDB answering ``count(*)`` from a Parquet footer, this reads
-    no data; it holds while the file stamp is unchanged, which :meth:`Engine.execute` checks as for
-    every query. None when the query asks anything else or the checks were for another schema."""
+    bounding is the sum of ``min(rows, k)`` over persons with an id (the same path, from the query's
+    shape alone, whatever the data holds). Like plain DuckDB answering ``count(*)`` from a Parquet
+    footer, this reads no data; it holds while the file stamp is unchanged, which
+    :meth:`Engine.execute` checks as for every query. None when the query asks anything else or the
+    checks were for another schema."""
     if query.where is not None or query.group_by:
         return None
     if any(m.kind is not MeasureKind.COUNT or m.column is not None for m in distinct_measurements(query)):
@@ -183,7 +190,7 @@ def _checked_count(query: Query, schema: DatasetSchema, loaded: LoadedDataset) -
         schema.max_rows_per_person,
     ):
         return None
-    return loaded.report.bounded_rows if loaded.needs_bounding else loaded.report.rows
+    return loaded.report.bounded_rows
 
 
 def _unavailable(name: str) -> Unavailable:

@@ -38,9 +38,10 @@ Semantics (the DP-critical part)
    in every declared column tie, and those are interchangeable. The order does not depend on the
    query, so it can be computed once at load. Bounding comes after WHERE so that a person's
    allowance is spent on the rows the query is actually about.
-   When the load-time checks proved that every person has at most ``k`` rows and no NULL person
-   id (and the file is unchanged since), bounding is skipped: it would be the identity.
-   Cheaper statements give the same bounded table:
+   The node bounds in every query (:mod:`accord.node.duckdb.engine` passes ``needs_bounding``
+   always): skipping it when the load-time checks found nobody over the limit made the running
+   time tell whether one person had one extra row. Cheaper statements give the same bounded
+   table, each chosen from the query's shape alone:
 
    * **Load-time ranks** (``ranks``, a :class:`RowRanks` built by :mod:`accord.node.duckdb.catalog`): a table
      aligned row for row with the dataset holding each row's place in its person's order, joined
@@ -62,10 +63,11 @@ Semantics (the DP-critical part)
    DuckDB. NaN clamps to ``upper`` (NaN compares above every number, in DuckDB and PostgreSQL),
    infinities to the nearer bound. An empty group's SUM is NULL in SQL and becomes 0 in
    :mod:`accord.node.duckdb.engine`.
-   **Proven bounds**: when the load-time checks found no value of ``col`` outside the declared
-   ``[lower, upper]`` and no NaN (``proven_bounds``, see :class:`accord.node.duckdb.catalog.LoadedDataset`;
-   valid only while the file is unchanged, which the engine checks before and after each query
-   exactly as for the bounding shortcut), the clamp maps every value to itself and is left out:
+   **Proven bounds**: when no value of ``col`` lies outside the declared ``[lower, upper]`` and
+   none is NaN *by declaration* (``proven_bounds``: ``on_violation = "reject"``, under which a
+   file breaking the bounds is refused; see :class:`accord.node.duckdb.catalog.LoadedDataset`;
+   the engine re-checks a changed file before and after each query), the clamp maps every value
+   to itself and is left out:
    ``SUM(col)``. Bounding and WHERE only remove rows, so the rows summed are a subset of the rows
    checked. The shortcut applies only when the proven bounds are the very bounds the query's
    schema declares; sensitivity (:mod:`node.dp`) is unchanged, since it never depended on the
@@ -168,7 +170,7 @@ def render(
 ) -> RenderedQuery:
     """One SELECT over ``relation`` (an already-quoted table or view name) computing every distinct
     measurement of ``query`` per group. ``proven_bounds`` (column → ``(lower, upper)``) names the
-    columns the load-time checks proved to lie within those bounds, so their clamp is skipped;
+    columns declared (and enforced at load) to lie within those bounds, so their clamp is skipped;
     ``ranks`` (when bounding) the load-time ranks of ``relation``'s rows. See the module docstring
     for the semantics. ``persons`` (``("include" | "exclude", quoted table)``) keeps only, or
     leaves out, the people whose privacy unit is in the table's ``person`` column, before WHERE and
@@ -256,7 +258,7 @@ def _measure(
         raise InternalError(f"SUM of {m.column!r} reached the renderer without declared bounds")
     proven = proven_bounds.get(m.column)
     if proven is not None and proven == (spec.lower, spec.upper):
-        # The load-time checks saw every value of the column inside these very bounds (module
+        # The declaration (enforced at load) keeps every value inside these very bounds (module
         # docstring, "Proven bounds"): the clamp is the identity. SUM skips NULLs by itself.
         return f"sum({col})"
     sql_type = SQL_TYPES[spec.type]

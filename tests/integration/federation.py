@@ -118,8 +118,9 @@ def node_config(
 ) -> NodeConfig:
     """Node ``name`` serving ``datasets``, with the session PKI under ``root/certs``, its state in
     ``root/state/<name>.sqlite3``, its agreements in ``root/agreements`` (:func:`write_node`
-    writes the test agreement ``open`` there) and a ceiling of epsilon 100 per query; ``settings``
-    override any other NodeConfig field."""
+    writes the test agreement ``open`` there), a ceiling of epsilon 100 per query and no answer-time
+    padding (``answer_seconds = 0``: tests that time answers set a budget); ``settings`` override
+    any other NodeConfig field."""
     config = NodeConfig(
         name=name,
         listen="127.0.0.1:50051",  # tests override it with 127.0.0.1:0
@@ -134,6 +135,7 @@ def node_config(
         max_workers=4,
         max_epsilon=Epsilon(Fraction(100)),
         fairness=UNLIMITED,
+        answer_seconds=0.0,
     )
     return dataclasses.replace(config, **settings)
 

@@ -133,7 +133,11 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliFederati
         made = accord(*pki, cwd=root, home=home)
         assert made.returncode == 0, made.stderr
         layout = write_demo_federation(
-            root, people_per_authority=PEOPLE, seed=11, ports={**dict.fromkeys(NODES, 0), "coordinator": 0}
+            root,
+            people_per_authority=PEOPLE,
+            seed=11,
+            ports={**dict.fromkeys(NODES, 0), "coordinator": 0},
+            answer_seconds=0.0,
         )
         for node in NODES:
             _start(node, ["node", "serve", "--config", str(layout.node_configs[node])], root, processes)

@@ -93,7 +93,7 @@ def test_rewritten_bounding_equals_the_documented_window(
     cfg = pums(k)
     con = duckdb.connect()
     loaded = load_dataset(cfg, con)
-    assert loaded.needs_bounding and loaded.ranks is not None
+    assert loaded.ranks is not None
     if not ranked:
         loaded = dataclasses.replace(loaded, ranks=None)
     q = Query("pums", (*(GroupColumn(g, g) for g in group_by), *aggs), group_by, where)
@@ -137,7 +137,7 @@ def test_whole_dataset_count_comes_from_the_checks_and_equals_the_query(k: int) 
     assert loaded.report.bounded_rows == expected
     q = Query("pums", (Aggregate(AggregateFunction.COUNT, None, "n"),), (), None)
     assert Engine(con, {"pums": loaded}).execute(q, cfg.schema).values[COUNT_STAR] == (expected,)
-    rendered = render(q, cfg.schema, loaded.needs_bounding, loaded.relation)
+    rendered = render(q, cfg.schema, True, loaded.relation)
     assert con.execute(rendered.sql, list(rendered.params)).fetchall() == [(expected,)]
 
 

@@ -38,7 +38,7 @@ def people(tmp_path: Path, **overrides: list[object]) -> Path:
 def test_parquet_view_exposes_only_declared_columns(tmp_path: Path) -> None:
     con = duckdb.connect()
     loaded = load_datasets((dataset(people(tmp_path), COLS),), con)["d"]
-    assert not loaded.needs_bounding
+    assert loaded.report.persons_over_limit == 0
     assert loaded.stamp == file_stamp(tmp_path / "people.parquet")
     cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {loaded.relation}").fetchall()]
     assert cols == ["pid", "age", "score", "district"]
@@ -70,10 +70,9 @@ def test_csv_is_loaded_into_a_typed_table() -> None:
     assert loaded.report.rows == len(rows) == 1948
     per_person = Counter(r["pid"] for r in rows)
     assert loaded.report.persons_over_limit == sum(1 for n in per_person.values() if n > 1)
-    assert loaded.needs_bounding
-    # With a limit at least the largest number of rows of anyone, no bounding is needed.
-    assert not load_dataset(pums(k=max(per_person.values())), con).needs_bounding
-    assert load_dataset(pums(k=max(per_person.values()) - 1), con).needs_bounding
+    # With a limit at least the largest number of rows of anyone, nobody is over it.
+    assert load_dataset(pums(k=max(per_person.values())), con).report.persons_over_limit == 0
+    assert load_dataset(pums(k=max(per_person.values()) - 1), con).report.persons_over_limit > 0
 
 
 def test_missing_column_names_column_and_file(tmp_path: Path) -> None:
@@ -130,7 +129,6 @@ def test_violations_clamped_with_a_warning(tmp_path: Path, caplog: pytest.LogCap
     text = caplog.text
     assert "column 'age': 2 row(s)" in text and "column 'district': 2 row(s)" in text and "clamp" in text
     assert "4000" not in text and "p3" not in text
-    assert loaded.needs_bounding  # p3 has 2 rows, and a NULL person id must be dropped at query time
     assert loaded.report.null_units == 1 and loaded.report.persons_over_limit == 1
 
 
@@ -162,7 +160,7 @@ def test_privacy_unit_column_named_like_internal_aliases(tmp_path: Path) -> None
     cols = (ColumnSpec("n", ColumnType.INTEGER), ColumnSpec("pid", ColumnType.INTEGER, 0, 1))
     path = write_parquet(tmp_path / "x.parquet", {"n": [1, 1, 2], "pid": [0, 1, 1]}, {"n": pa.int32()})
     loaded = load_dataset(dataset(path, cols, privacy_unit="n"), duckdb.connect())
-    assert loaded.report.persons_over_limit == 1 and loaded.needs_bounding
+    assert loaded.report.persons_over_limit == 1
 
 
 def test_pums_bounds_hold() -> None:

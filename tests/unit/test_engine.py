@@ -166,7 +166,7 @@ def syn(tmp_path: Path) -> tuple[Engine, DatasetConfig, list[Row]]:
     path = write_parquet(tmp_path / "syn.parquet", {c: [r[c] for r in rows] for c in rows[0]})
     cfg = dataset(path, SYN_COLUMNS, on_violation="clamp")
     eng, loaded = engine_for(cfg)
-    assert not loaded["d"].needs_bounding
+    assert loaded["d"].report.persons_over_limit == 0
     return eng, cfg, rows
 
 
@@ -284,7 +284,7 @@ def test_count_star_bounded_to_k_rows_per_person(census: list[Row]) -> None:
     for k in (1, 2, 3, max(per_person.values())):
         cfg = pums(k)
         eng, loaded = engine_for(cfg)
-        assert loaded["pums"].needs_bounding == (k < max(per_person.values()))
+        assert (loaded["pums"].report.persons_over_limit > 0) == (k < max(per_person.values()))
         answer = run(eng, cfg, query(count(), ds="pums"))
         assert answer.values[COUNT_STAR] == (sum(min(n, k) for n in per_person.values()),)
     assert run(*_pums_engine(1), query(count(), ds="pums")).values[COUNT_STAR] == (len(per_person),)
@@ -332,13 +332,13 @@ def test_bounded_sums_clamp_and_stay_within_each_persons_rows(census: list[Row])
 
 
 def test_bounding_window_is_the_identity_when_not_needed(census: list[Row]) -> None:
-    """Forcing the window on data that needs none changes nothing; and when the load-time checks
-    proved it unnecessary the SQL has no window at all (the fast path)."""
+    """The engine bounds even when nobody has more than k rows (whether anybody has must not pick
+    the statement, issue 10); the window then changes nothing."""
     k_max = max(Counter(r["pid"] for r in census).values())
     cfg = pums(k_max)
     con = duckdb.connect()
     loaded = load_dataset(cfg, con)
-    assert not loaded.needs_bounding
+    assert loaded.report.persons_over_limit == 0
     q = query(
         count(),
         total("income"),
@@ -347,13 +347,16 @@ def test_bounding_window_is_the_identity_when_not_needed(census: list[Row]) -> N
         ds="pums",
         where=Between("age", 30, 60),
     )
-    fast = Engine(con, {"pums": loaded}).execute(q, cfg.schema)
-    slow = Engine(con, {"pums": dataclasses.replace(loaded, needs_bounding=True)}).execute(q, cfg.schema)
-    assert fast.groups == slow.groups
-    for m in fast.values:
-        assert fast.values[m] == pytest.approx(slow.values[m])
-    assert "row_number" not in render(q, cfg.schema, False, loaded.relation).sql
-    assert "row_number" in render(q, cfg.schema, True, loaded.relation).sql
+    unbounded = render(q, cfg.schema, False, loaded.relation)
+    bounded = render(q, cfg.schema, True, loaded.relation)
+    assert "row_number" not in unbounded.sql and "row_number" in bounded.sql
+    plain = sorted(con.execute(unbounded.sql, list(unbounded.params)).fetchall(), key=repr)
+    windowed = sorted(con.execute(bounded.sql, list(bounded.params)).fetchall(), key=repr)
+    assert len(plain) == len(windowed)
+    for a, b in zip(plain, windowed, strict=True):
+        assert a == pytest.approx(b)
+    engine = Engine(con, {"pums": loaded}).execute(q, cfg.schema)
+    assert engine.values[COUNT_STAR] is not None
 
 
 def test_grouped_bounded_counts(census: list[Row]) -> None:
@@ -448,16 +451,16 @@ def test_changed_file_is_checked_again(tmp_path: Path, fmt: str) -> None:
     write([1, 2, 3], [1, 2, 3])
     cfg = dataset(path, CHANGE_COLUMNS)
     eng, loaded = engine_for(cfg)
-    assert not loaded["d"].needs_bounding
+    assert loaded["d"].report.persons_over_limit == 0
     q = query(count(), total("v"))
     assert run(eng, cfg, q).values[COUNT_STAR] == (3,)
 
-    # Person 1 now has three rows: the no-bounding shortcut must not survive the change.
+    # Person 1 now has three rows: the re-checked file is bounded (as every file is).
     write([1, 1, 1, 2], [5, 5, 5, 1])
     answer = run(eng, cfg, q)
     assert answer.values[COUNT_STAR] == (2,)
     assert answer.values[Measurement(MeasureKind.SUM, "v")] == (6,)
-    assert eng.dataset("d").needs_bounding
+    assert eng.dataset("d").report.persons_over_limit == 1
 
     # A change that breaks the declared bounds (reject): the dataset is unavailable, quietly.
     write([1, 2], [5, 99])
@@ -469,7 +472,7 @@ def test_changed_file_is_checked_again(tmp_path: Path, fmt: str) -> None:
     # Fixed again: served again, with the fresh contents.
     write([7, 8, 9, 10], [1, 1, 1, 1])
     answer = run(eng, cfg, q)
-    assert answer.values[COUNT_STAR] == (4,) and not eng.dataset("d").needs_bounding
+    assert answer.values[COUNT_STAR] == (4,) and eng.dataset("d").report.persons_over_limit == 0
 
 
 def test_deleted_file_is_unavailable(tmp_path: Path) -> None:
@@ -485,7 +488,7 @@ def test_null_person_ids_are_dropped_in_clamp_mode(tmp_path: Path) -> None:
     path = write_parquet(tmp_path / "d.parquet", {"pid": [1, None, None, 2], "v": [1, 50, 3, -4]})
     cfg = dataset(path, CHANGE_COLUMNS, on_violation="clamp", k=5)
     eng, loaded = engine_for(cfg)
-    assert loaded["d"].needs_bounding
+    assert loaded["d"].report.null_units == 2
     answer = run(eng, cfg, query(count(), total("v")))
     assert answer.values[COUNT_STAR] == (2,)
     assert answer.values[Measurement(MeasureKind.SUM, "v")] == (1 + 0,)  # -4 clamps to 0
