@@ -26,14 +26,14 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from accord.errors import printable
+from accord.query.model import ANSWER_COLUMNS, ESTIMATE_SUFFIXES
 from accord.query.model import Literal as Value
 from accord.query.release import Estimate, FederatedRelease, Mechanism
 
 Format = Literal["table", "csv", "json"]
 
-NODES_COLUMN = "nodes"
-SUPPRESSED_COLUMN = "suppressed"
-_SUFFIXES = ("", "_ci_low", "_ci_high", "_noise_scale")
+SUPPRESSED_COLUMN, NODES_COLUMN = ANSWER_COLUMNS  # the query model keeps aliases from clashing
+_SUFFIXES = ("", *ESTIMATE_SUFFIXES)
 
 
 def column_names(release: FederatedRelease) -> list[str]:

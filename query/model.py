@@ -16,6 +16,8 @@ from accord.errors import InvalidQuery, Violation
 from accord.query.epsilon import Epsilon
 
 __all__ = [
+    "ANSWER_COLUMNS",
+    "ESTIMATE_SUFFIXES",
     "QUERY_ID_PATTERN",
     "Aggregate",
     "AggregateFunction",
@@ -149,6 +151,13 @@ def predicate_columns(predicate: Predicate | None) -> frozenset[str]:
     return frozenset({predicate.column})
 
 
+ESTIMATE_SUFFIXES = ("_ci_low", "_ci_high", "_noise_scale")
+"""Every flat form of an answer (CSV, JSON, Arrow) has, for each aggregate ``<name>``, the columns
+``<name>`` and ``<name>`` with each of these suffixes."""
+ANSWER_COLUMNS = ("suppressed", "nodes")
+"""Columns every flat form of an answer may carry besides the query's own."""
+
+
 @dataclass(frozen=True)
 class Query:
     """``SELECT outputs FROM dataset [WHERE where] [GROUP BY group_by]``, already syntax-checked.
@@ -179,7 +188,22 @@ class Query:
                 f"output column name(s) {', '.join(dupes)} used twice; give each a distinct alias with AS",
                 tuple(Violation("select", f"duplicate name {d}") for d in dupes),
             )
+        self._check_flat_names()
         self._check_groups()
+
+    def _check_flat_names(self) -> None:
+        """The flat columns of the answer (each aggregate's interval and noise-scale columns, and
+        the answer's own) must not collide, or one value would silently overwrite another."""
+        flat = [o.alias for o in self.outputs if isinstance(o, GroupColumn)] + list(ANSWER_COLUMNS)
+        flat += [a.alias + s for a in self.aggregates for s in ("", *ESTIMATE_SUFFIXES)]
+        clashes = sorted({n for n in flat if flat.count(n) > 1})
+        if clashes:
+            raise InvalidQuery(
+                f"the output column name(s) {', '.join(clashes)} would collide in the answer, which has, "
+                "besides your columns, <name>_ci_low, <name>_ci_high and <name>_noise_scale for each "
+                f"aggregate and {' and '.join(ANSWER_COLUMNS)}; choose other names with AS",
+                tuple(Violation("select", f"name {c} collides") for c in clashes),
+            )
 
     def _check_groups(self) -> None:
         selected = [o.column for o in self.outputs if isinstance(o, GroupColumn)]

@@ -68,6 +68,23 @@ def test_group_keys_follow_the_select_order() -> None:
     assert [o.column for o in q.outputs if isinstance(o, GroupColumn)] == ["h", "g"]
 
 
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT COUNT(*) AS nodes FROM d",
+        "SELECT COUNT(*) AS suppressed FROM d",
+        "SELECT COUNT(*) AS n, SUM(x) AS n_ci_low FROM d",
+        "SELECT g AS count_noise_scale, COUNT(*) FROM d GROUP BY g",
+    ],
+)
+def test_names_that_would_collide_in_the_flat_answer_are_refused(sql: str) -> None:
+    """Property: an alias that equals another column of the flat answer (an aggregate's interval or
+    noise-scale column, ``nodes``, ``suppressed``) is refused at parse; it used to be answered and
+    one value silently overwrote the other in CSV, JSON and Arrow."""
+    with pytest.raises(InvalidQuery, match="would collide in the answer"):
+        parse(sql)
+
+
 # ---- release size --------------------------------------------------------------------------------
 
 
