@@ -21,12 +21,25 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 from accord import __version__
-from accord.errors import AccordError, InternalError
+from accord.errors import AccordError, InternalError, printable
 
-__all__ = ["BUG", "USER_ERROR", "build_parser", "main"]
+__all__ = ["BUG", "LOG_FORMAT", "USER_ERROR", "EscapingFormatter", "build_parser", "main"]
 
 USER_ERROR = 2
 BUG = 70
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class EscapingFormatter(logging.Formatter):
+    """One log record, one line: control characters in the message (a query id, a name, SQL or an
+    error text chosen by a client or a node) are escaped (:func:`~accord.errors.printable`), so
+    they can neither forge log lines nor drive the terminal. A traceback keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
+        return super().formatMessage(record)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,15 +66,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:  # a bare `accord`: say what there is
         parser.print_help()
         return 0
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(EscapingFormatter(LOG_FORMAT))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     try:
         status: int = args.func(args)
     except AccordError as err:
-        print(f"accord {args.command}: error: {err.message}", file=sys.stderr)
+        print(f"accord {args.command}: error: {printable(err.message)}", file=sys.stderr)
         return USER_ERROR
     except KeyboardInterrupt:
         return 130
@@ -75,7 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose:
             traceback.print_exc()
         print(
-            f"accord {args.command}: internal error (a bug in Accord, not in what you asked): {what}. "
+            f"accord {args.command}: internal error (a bug in Accord, not in what you asked): "
+            f"{printable(what)}. "
             "Please report it with the output of the same command run with -v.",
             file=sys.stderr,
         )

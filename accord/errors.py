@@ -33,6 +33,7 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "Violation",
+    "printable",
 ]
 
 
@@ -143,3 +144,27 @@ class InternalError(Exception):
 
 Failure: TypeAlias = AccordError | InternalError
 """Whatever a call to another Accord party can fail with: their refusal or their bug."""
+
+
+# ---- text that came from elsewhere, made safe to print ---------------------------------------
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(ch: str) -> str:
+    if ch in _ESCAPES:
+        return _ESCAPES[ch]
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def printable(text: str, keep: str = "") -> str:
+    """``text`` with every character Python does not call printable (controls such as newline,
+    carriage return and ESC, Unicode format characters such as right-to-left overrides, line and
+    paragraph separators, other separators but the space) written as an escape (``\\n``,
+    ``\\x1b``, ``\\u202e``), except the characters in ``keep``. Whatever a client, a node or a
+    data file put in ``text``, it then cannot start a new log line or drive a terminal. Used by
+    the command line's log format and by everything it prints from the network."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch in keep else _escape(ch) for ch in text)

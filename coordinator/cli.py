@@ -14,7 +14,7 @@ from accord.coordinator.config import load_coordinator_config
 from accord.coordinator.explanation import format_explanation
 from accord.coordinator.server import start_coordinator
 from accord.coordinator.table import format_release
-from accord.errors import ConfigError
+from accord.errors import ConfigError, printable
 from accord.query.budget_report import budget_json, budget_table
 from accord.rpc.serving import serve_until_signal
 from accord.rpc.transport import TlsFiles
@@ -182,17 +182,18 @@ def _query(args: argparse.Namespace) -> int:
             explanation = client.explain(
                 sql, args.epsilon, target_half_width=args.target_half_width, timeout=args.timeout
             )
-        sys.stdout.write(format_explanation(explanation, args.format, args.target_half_width))
+        _write(format_explanation(explanation, args.format, args.target_half_width))
         return 0
     with _connect(args) as client:
         release = client.query_release(
             sql, args.epsilon, require_all=args.require_all, query_id=args.query_id, timeout=args.timeout
         )
     text = format_release(release, args.format)
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    _write(text if text.endswith("\n") else text + "\n")
     if release.partial and args.format != "table":
         # The table says so itself; CSV has no place for it, so the warning goes to stderr.
         missing = ", ".join(f"{node} ({reason})" for node, reason in sorted(release.missing.items()))
+        missing = printable(missing)
         print(f"accord query: PARTIAL: missing {missing}", file=sys.stderr)
     return 0
 
@@ -240,11 +241,14 @@ def _catalog(args: argparse.Namespace) -> int:
         return 0
     for n in nodes:
         state = "up" if n["reachable"] else f"DOWN ({n['error']})"
-        print(f"node {n['name']}: {state}")
+        print(printable(f"node {n['name']}: {state}"))
     for name, (schema, holders) in catalog.items():
         print(
-            f"\ndataset {name} (nodes: {', '.join(holders)}; person column {schema.privacy_unit}, "
-            f"at most {schema.max_rows_per_person} row(s) per person)"
+            "\n"
+            + printable(
+                f"dataset {name} (nodes: {', '.join(holders)}; person column {schema.privacy_unit}, "
+                f"at most {schema.max_rows_per_person} row(s) per person)"
+            )
         )
         for c in schema.columns:
             extra = []
@@ -253,7 +257,7 @@ def _catalog(args: argparse.Namespace) -> int:
             if c.categories is not None:
                 shown = ", ".join(map(str, c.categories[:8])) + (" ..." if len(c.categories) > 8 else "")
                 extra.append(f"groups: {shown}")
-            print(f"  {c.name:<28} {c.type.value:<8} {'; '.join(extra)}")
+            print(printable(f"  {c.name:<28} {c.type.value:<8} {'; '.join(extra)}"))
     return 0
 
 
@@ -275,5 +279,12 @@ def _budget(args: argparse.Namespace) -> int:
     with _connect(args) as client:
         lines, unreachable = client.budget(args.agreement or "", timeout=args.timeout)
     render = budget_json if args.format == "json" else budget_table
-    sys.stdout.write(render(lines, unreachable))
+    _write(render(lines, unreachable))
     return 0
+
+
+def _write(text: str) -> None:
+    """Print a formatted answer. Its parts that came from the network were escaped where they were
+    formatted (a newline inside a value shows as ``\\n``); this escapes any control character left
+    but the formatter's own line breaks, so nothing printed can drive the analyst's terminal."""
+    sys.stdout.write(printable(text, keep="\n"))

@@ -74,7 +74,7 @@ def combine_estimates(parts: Sequence[Estimate], alpha: float = intervals.ALPHA)
     scales = [p.noise_scale for p in parts]
     mechanisms = [p.mechanism for p in parts]
     h = intervals.half_width(scales, mechanisms, alpha)
-    scale = math.sqrt(math.fsum(b * b for b in scales))
+    scale = math.hypot(*scales)  # sqrt(Σ b_i²), without overflowing for very large scales
     discrete = all(m is Mechanism.DISCRETE_LAPLACE for m in mechanisms)
     mechanism = Mechanism.DISCRETE_LAPLACE if discrete else Mechanism.LAPLACE
     return Estimate(value, scale, value - h, value + h, mechanism)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from accord.errors import printable
 from accord.query.preview import AggregatePreview, FederatedExplanation, NoisePreview
 from accord.query.release import Mechanism
 
@@ -18,24 +19,26 @@ def _width(n: NoisePreview) -> str:
 
 def _aggregate_line(a: AggregatePreview) -> str:
     if a.estimate is not None:
-        line = f"  {a.name}: ± {_width(a.estimate)} (noise scale {a.estimate.noise_scale:.4g})"
+        line = f"  {printable(a.name)}: ± {_width(a.estimate)} (noise scale {a.estimate.noise_scale:.4g})"
         if a.epsilon_for_target is not None:
             line += f"; epsilon for the target: {a.epsilon_for_target.display()}"
         return line
     assert a.sum is not None and a.count is not None
     return (
-        f"  {a.name}: a mean of a sum ± {_width(a.sum)} and a count ± {_width(a.count)} "
+        f"  {printable(a.name)}: a mean of a sum ± {_width(a.sum)} and a count ± {_width(a.count)} "
         "(its interval narrows as the group grows)"
     )
 
 
 def _text(e: FederatedExplanation, target: float | None) -> str:
-    lines = [f"preview of query {e.query_id} on {e.dataset}: nothing is spent"]
+    # names and reasons came from the network: escaped, so they cannot drive the analyst's terminal
+    lines = [f"preview of query {printable(e.query_id)} on {printable(e.dataset)}: nothing is spent"]
     for n in e.nodes:
         b = n.budget
         left_after = b.remaining - n.epsilon if n.fits else None
         lines.append(
-            f"node {n.node}: costs epsilon {n.epsilon.display()} under {n.agreement}; you have "
+            f"node {printable(n.node)}: costs epsilon {n.epsilon.display()} under "
+            f"{printable(n.agreement)}; you have "
             f"{b.analyst_remaining.display()} of {b.per_analyst.display()} left, the agreement "
             f"{b.agreement_remaining.display()} of {b.total.display()}"
             + (
@@ -47,9 +50,9 @@ def _text(e: FederatedExplanation, target: float | None) -> str:
         if n.min_group_size:
             lines.append(f"  groups of fewer than {n.min_group_size} people are suppressed")
     for node, reason in sorted(e.refused.items()):
-        lines.append(f"node {node}: would not answer ({reason})")
+        lines.append(f"node {printable(node)}: would not answer ({printable(reason)})")
     if e.combined:
-        where = "combined over " + ", ".join(n.node for n in e.nodes if n.fits)
+        where = "combined over " + ", ".join(printable(n.node) for n in e.nodes if n.fits)
         lines.append(f"expected 95% half-width of each number ({where}):")
         lines.extend(_aggregate_line(a) for a in e.combined)
         if target is not None:

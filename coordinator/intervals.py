@@ -58,6 +58,7 @@ from accord.query.release import ALPHA, Mechanism
 _SAFETY = 1e-6  # solve for a tail slightly below alpha so numerical error never costs coverage
 _MAX_LATTICE = 4096  # largest trapezoid grid for the exact discrete inversion
 _MAX_TERMS = 20000  # hard cap on the Gil-Pelaez series length
+_LARGE_DISCRETE = 1e6  # above this scale a discrete half-width is computed in closed form
 
 
 def _check_alpha(alpha: float) -> None:
@@ -73,6 +74,12 @@ def single_discrete_half_width(scale: float, alpha: float = ALPHA) -> int:
     t = math.exp(-1.0 / scale)
     if t == 0.0:
         return 0
+    if scale > _LARGE_DISCRETE:
+        # ln t is -1/scale exactly; math.log(t) loses it (t rounds towards 1, and to 1.0 itself
+        # past about 1e16: a division by zero), and stepping k by one no longer changes t**k. So
+        # k = ceil(scale ln(2 / (alpha (1 + t)))) directly, widened by a relative 1e-12 that
+        # dwarfs the rounding: conservative by at most one.
+        return max(0, math.ceil(scale * math.log(2.0 / (alpha * (1.0 + t))) * (1.0 + 1e-12)))
     k = math.ceil(math.log(alpha * (1.0 + t) / 2.0) / math.log(t))
     # guard the ceiling against rounding at exact integers: the tail formula decides
     while k > 1 and 2.0 * t ** (k - 1) / (1.0 + t) <= alpha:
@@ -190,7 +197,7 @@ def _continuous_half_width(scales: tuple[float, ...], alpha: float) -> float:
     """Half-width for a sum of continuous Laplace noises; ``scales`` positive, sorted descending."""
     if len(scales) == 1:
         return scales[0] * math.log(1.0 / alpha)
-    s = math.sqrt(math.fsum(b * b for b in scales))
+    s = math.hypot(*scales)  # sqrt(Σ b²) without overflowing for scales above 1e154
     betas = tuple(b / s for b in scales)
     return s * _solve_continuous(betas, alpha)
 
@@ -304,7 +311,7 @@ def laplace_sum_tail(scales: Sequence[float], x: float) -> float:
         return 0.0 if x >= 0.0 else 1.0
     if len(bs) == 1:
         return 0.5 * math.exp(-x / bs[0]) if x >= 0.0 else 1.0 - 0.5 * math.exp(x / bs[0])
-    s = math.sqrt(math.fsum(b * b for b in bs))
+    s = math.hypot(*bs)
     betas = tuple(b / s for b in bs)
     y = x / s
     return _ContinuousSum(betas, max(abs(y), math.log(len(bs) / ALPHA) * sum(betas))).tail(y)

@@ -25,14 +25,15 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from accord.errors import printable
+from accord.query.model import ANSWER_COLUMNS, ESTIMATE_SUFFIXES
 from accord.query.model import Literal as Value
 from accord.query.release import Estimate, FederatedRelease, Mechanism
 
 Format = Literal["table", "csv", "json"]
 
-NODES_COLUMN = "nodes"
-SUPPRESSED_COLUMN = "suppressed"
-_SUFFIXES = ("", "_ci_low", "_ci_high", "_noise_scale")
+SUPPRESSED_COLUMN, NODES_COLUMN = ANSWER_COLUMNS  # the query model keeps aliases from clashing
+_SUFFIXES = ("", *ESTIMATE_SUFFIXES)
 
 
 def column_names(release: FederatedRelease) -> list[str]:
@@ -181,18 +182,21 @@ def _number(value: float, mechanism: Mechanism) -> str:
 
 
 def _missing_line(release: FederatedRelease) -> str:
-    parts = [f"{node} ({reason})" for node, reason in sorted(release.missing.items())]
+    parts = [f"{printable(node)} ({printable(reason)})" for node, reason in sorted(release.missing.items())]
     return "PARTIAL: missing " + ", ".join(parts)
 
 
 def _text(release: FederatedRelease) -> str:
-    group_cols = [c.name for c in release.columns if c.is_group]
-    agg_cols = [c.name for c in release.columns if not c.is_group]
+    """The table for people. Every text that came from the network (category values, names,
+    reasons) is escaped (:func:`~accord.errors.printable`): a newline, carriage return or escape
+    sequence in it can neither break the table nor drive the analyst's terminal."""
+    group_cols = [printable(c.name) for c in release.columns if c.is_group]
+    agg_cols = [printable(c.name) for c in release.columns if not c.is_group]
     header = group_cols + [h for a in agg_cols for h in (a, f"{a} 95% CI")]
     body: list[list[str]] = []
     numeric = [False] * len(group_cols) + [True] * (2 * len(agg_cols))
     for row in release.rows:
-        line = ["" if v is None else str(v) for v in row.group]
+        line = ["" if v is None else printable(str(v)) for v in row.group]
         if row.suppressed:
             line += [c for _ in agg_cols for c in ("suppressed", "")]
         for cell in row.cells:
@@ -221,24 +225,30 @@ def _text(release: FederatedRelease) -> str:
         )
         lines.append(
             f"suppressed: {hidden} group(s) of fewer than {release.min_group_size} people{rows_note} "
-            f"(agreement {release.agreement})"
+            f"(agreement {printable(release.agreement)})"
         )
     elif release.agreement:
-        lines.append(f"agreement: {release.agreement}")
-    lines.append(f"nodes: {', '.join(release.contributing_nodes)}")
+        lines.append(f"agreement: {printable(release.agreement)}")
+    lines.append(f"nodes: {printable(', '.join(release.contributing_nodes))}")
     if release.partial:
         lines.append(_missing_line(release))
     return "\n".join(lines) + "\n"
 
 
 def _csv(release: FederatedRelease) -> str:
+    """CSV for the terminal and for files: text cells are escaped like the table's (a category
+    value's newline is written ``\\n``); Python callers get the raw values from :func:`to_arrow`."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     names = column_names(release)
-    writer.writerow(names)
+    writer.writerow([printable(n) for n in names])
     for rec in _records(release):
-        writer.writerow(["" if rec[n] is None else rec[n] for n in names])
+        writer.writerow(["" if rec[n] is None else _csv_cell(rec[n]) for n in names])
     return buf.getvalue()
+
+
+def _csv_cell(value: object) -> object:
+    return printable(value) if isinstance(value, str) else value
 
 
 def _json(release: FederatedRelease) -> str:

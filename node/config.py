@@ -51,6 +51,8 @@ format = "parquet"                # optional: "parquet" or "csv"
 description = "..."               # optional
 privacy_unit = "person_id"        # the person-identifier column (must be declared below)
 max_rows_per_person = 1           # optional (default 1): rows one person may contribute
+max_rows = 1000000000             # optional (default 10^9): the most rows the file may hold
+                                  # (public; with the bounds it decides which sums cannot overflow)
 on_violation = "reject"           # optional (default "reject") or "clamp": what to do when the
                                   # data breaks the declared bounds/categories
 answer_seconds = 2.0              # optional: this dataset's answer-time budget ([timing]'s otherwise)
@@ -83,7 +85,7 @@ from accord.config import Table, read_toml
 from accord.errors import ConfigError, InvalidQuery
 from accord.query.epsilon import Epsilon
 from accord.query.model import Literal
-from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
+from accord.query.schema import DEFAULT_MAX_ROWS, MAX_ROWS_LIMIT, ColumnSpec, ColumnType, DatasetSchema
 from accord.rpc.fairness import FairnessConfig, fairness_config
 from accord.rpc.transport import TlsFiles
 
@@ -108,6 +110,7 @@ _DATASET_KEYS = {
     "description",
     "privacy_unit",
     "max_rows_per_person",
+    "max_rows",
     "on_violation",
     "columns",
     "answer_seconds",
@@ -304,6 +307,11 @@ def _dataset(t: Table, name: str) -> DatasetConfig:
     k = t.get("max_rows_per_person", int, 1)
     if k < 1:
         raise t.error("max_rows_per_person", "must be at least 1")
+    max_rows = t.get("max_rows", int, DEFAULT_MAX_ROWS)
+    if not 1 <= max_rows <= MAX_ROWS_LIMIT:
+        raise t.error(
+            "max_rows", f"must be from 1 to {MAX_ROWS_LIMIT}; declare the most rows the file may hold"
+        )
     on_violation = t.get("on_violation", str, "reject")
     if on_violation not in ON_VIOLATION:
         note = (
@@ -327,7 +335,7 @@ def _dataset(t: Table, name: str) -> DatasetConfig:
             f"as [{cols.key(privacy_unit)}]",
         )
     try:
-        schema = DatasetSchema(name, columns, privacy_unit, k, description)
+        schema = DatasetSchema(name, columns, privacy_unit, k, description, max_rows)
     except ConfigError as err:
         raise t.error("", err.message) from None
     answer, grouped = (_seconds(t, k, None, 0.001) for k in ("answer_seconds", "grouped_answer_seconds"))

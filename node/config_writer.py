@@ -79,6 +79,7 @@ def node_config_toml(config: NodeConfig, folder: Path) -> str:
                 "description": d.schema.description,
                 "privacy_unit": d.schema.privacy_unit,
                 "max_rows_per_person": d.schema.max_rows_per_person,
+                "max_rows": d.schema.max_rows,
                 "on_violation": d.on_violation,
                 "columns": {c.name: _column_table(c) for c in d.schema.columns},
             }

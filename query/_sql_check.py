@@ -6,7 +6,13 @@ import difflib
 from collections.abc import Sequence
 
 from accord.errors import InvalidQuery, NotFound, Violation
-from accord.query._sql_lex import MAX_GROUPS, refuse
+from accord.query._sql_lex import refuse
+from accord.query._sql_limits import (
+    MAX_GROUPS,
+    MAX_RELEASE_BYTES,
+    release_size_bound,
+    sum_range_problems,
+)
 from accord.query.model import (
     AggregateFunction,
     And,
@@ -164,6 +170,17 @@ def validate(query: Query, schema: DatasetSchema) -> None:
                 "Group by fewer columns",
             )
         )
+    elif release_size_bound(query, schema) > MAX_RELEASE_BYTES:
+        problems.append(
+            (
+                "select",
+                "release too large",
+                f"{groups} groups of {len(query.aggregates)} aggregate(s) would not fit one answer (at most "
+                f"{MAX_RELEASE_BYTES // 1024} KiB of groups and numbers); group by fewer columns or "
+                "ask for fewer aggregates per query",
+            )
+        )
+    problems += sum_range_problems(query, schema)
     for column, value in _where_literals(query.where):
         spec = schema.column(column)
         assert spec is not None

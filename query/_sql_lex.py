@@ -32,8 +32,6 @@ MAX_PREDICATES = 1000
 """Most predicate nodes (comparisons, IN, BETWEEN, IS NULL, AND, OR, NOT) in a WHERE clause."""
 MAX_IN_LIST = 1000
 """Most values in one ``IN (...)`` list."""
-MAX_GROUPS = 100_000
-"""Most groups a GROUP BY may produce (the product of the category counts)."""
 MAX_LIST_ITEMS = 4 * MAX_IN_LIST
 """Most commas in the whole query (so several full IN lists still fit)."""
 MAX_TOKENS = 10_000

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
+from accord.errors import printable
 from accord.query.preview import BudgetLine
 
 __all__ = ["budget_json", "budget_table"]
@@ -40,7 +41,8 @@ def budget_table(
     lines: Mapping[str, Sequence[BudgetLine]], unreachable: Mapping[str, str] | None = None
 ) -> str:
     """A plain-text table of every node's lines; nodes that could not be asked are listed after."""
-    rows = [_cells(node, line) for node in sorted(lines) for line in lines[node]]
+    # every cell came from the network: escaped, so it cannot break the table or drive a terminal
+    rows = [[printable(c) for c in _cells(node, line)] for node in sorted(lines) for line in lines[node]]
     out: list[str] = []
     if rows:
         widths = [max(len(r[i]) for r in (_HEAD, *rows)) for i in range(len(_HEAD))]
@@ -56,7 +58,7 @@ def budget_table(
     else:
         out.append("no budget: no agreement at these nodes covers this analyst")
     for node, reason in sorted((unreachable or {}).items()):
-        out.append(f"node {node}: not asked ({reason})")
+        out.append(f"node {printable(node)}: not asked ({printable(reason)})")
     return "\n".join(out) + "\n"
 
 

@@ -16,6 +16,8 @@ from accord.errors import InvalidQuery, Violation
 from accord.query.epsilon import Epsilon
 
 __all__ = [
+    "ANSWER_COLUMNS",
+    "ESTIMATE_SUFFIXES",
     "QUERY_ID_PATTERN",
     "Aggregate",
     "AggregateFunction",
@@ -149,12 +151,23 @@ def predicate_columns(predicate: Predicate | None) -> frozenset[str]:
     return frozenset({predicate.column})
 
 
+ESTIMATE_SUFFIXES = ("_ci_low", "_ci_high", "_noise_scale")
+"""Every flat form of an answer (CSV, JSON, Arrow) has, for each aggregate ``<name>``, the columns
+``<name>`` and ``<name>`` with each of these suffixes."""
+ANSWER_COLUMNS = ("suppressed", "nodes")
+"""Columns every flat form of an answer may carry besides the query's own."""
+
+
 @dataclass(frozen=True)
 class Query:
     """``SELECT outputs FROM dataset [WHERE where] [GROUP BY group_by]``, already syntax-checked.
 
-    ``outputs`` keeps the SELECT order; ``group_by`` keeps the GROUP BY order (which is the order
-    of the group key in every released row).
+    ``outputs`` keeps the SELECT order. Every GROUP BY column is selected exactly once, and
+    ``group_by`` lists them in the order they are selected (the parser puts them in that order:
+    the order of a GROUP BY list changes no group), which is also the order of the group key in
+    every released row: each released row carries its key under the group columns it is shown
+    in, and the coordinator aligns the nodes' rows by that key. A query whose group columns do
+    not match ``group_by`` is refused here, before any node computes or spends anything.
     """
 
     dataset: str
@@ -174,6 +187,53 @@ class Query:
             raise InvalidQuery(
                 f"output column name(s) {', '.join(dupes)} used twice; give each a distinct alias with AS",
                 tuple(Violation("select", f"duplicate name {d}") for d in dupes),
+            )
+        self._check_flat_names()
+        self._check_groups()
+
+    def _check_flat_names(self) -> None:
+        """The flat columns of the answer (each aggregate's interval and noise-scale columns, and
+        the answer's own) must not collide, or one value would silently overwrite another."""
+        flat = [o.alias for o in self.outputs if isinstance(o, GroupColumn)] + list(ANSWER_COLUMNS)
+        flat += [a.alias + s for a in self.aggregates for s in ("", *ESTIMATE_SUFFIXES)]
+        clashes = sorted({n for n in flat if flat.count(n) > 1})
+        if clashes:
+            raise InvalidQuery(
+                f"the output column name(s) {', '.join(clashes)} would collide in the answer, which has, "
+                "besides your columns, <name>_ci_low, <name>_ci_high and <name>_noise_scale for each "
+                f"aggregate and {' and '.join(ANSWER_COLUMNS)}; choose other names with AS",
+                tuple(Violation("select", f"name {c} collides") for c in clashes),
+            )
+
+    def _check_groups(self) -> None:
+        selected = [o.column for o in self.outputs if isinstance(o, GroupColumn)]
+        twice = sorted({c for c in selected if selected.count(c) > 1})
+        if twice:
+            raise InvalidQuery(
+                f"the group column(s) {', '.join(twice)} are selected more than once; select each "
+                "group column once (AS gives it another name: SELECT sex AS s, COUNT(*) ...)",
+                tuple(Violation("select", f"{c} selected twice") for c in twice),
+            )
+        ungrouped = [c for c in selected if c not in self.group_by]
+        if ungrouped:
+            raise InvalidQuery(
+                f"the column(s) {', '.join(ungrouped)} are selected but not grouped; add them to "
+                "GROUP BY or wrap them in an aggregate such as COUNT(column)",
+                tuple(Violation("select", f"bare column {c}") for c in ungrouped),
+            )
+        unselected = [c for c in self.group_by if c not in selected]
+        if unselected:
+            listed = ", ".join(unselected)
+            raise InvalidQuery(
+                f"GROUP BY {listed}: the group column(s) {listed} are not selected, so the released "
+                f"rows could not say which group is which; select them too: SELECT {listed}, "
+                "aggregates ... GROUP BY " + ", ".join(self.group_by),
+                tuple(Violation("group_by", f"{c} not selected") for c in unselected),
+            )
+        if tuple(selected) != self.group_by:
+            raise InvalidQuery(
+                "list the group columns in the same order in SELECT and GROUP BY",
+                (Violation("group_by", "order differs from SELECT"),),
             )
 
     @property

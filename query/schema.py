@@ -14,10 +14,17 @@ from accord.errors import ConfigError
 from accord.query.model import Literal
 
 __all__ = [
+    "DEFAULT_MAX_ROWS",
+    "MAX_ROWS_LIMIT",
     "ColumnSpec",
     "ColumnType",
     "DatasetSchema",
 ]
+
+DEFAULT_MAX_ROWS = 10**9
+"""The most rows a dataset is declared to hold when its config does not say (``max_rows``)."""
+MAX_ROWS_LIMIT = 2**62
+"""The largest ``max_rows`` that may be declared (a count must stay within 64-bit integers)."""
 
 
 class ColumnType(enum.Enum):
@@ -71,13 +78,17 @@ class ColumnSpec:
 @dataclass(frozen=True)
 class DatasetSchema:
     """A dataset as analysts see it. ``privacy_unit`` is the person-identifier column; one person
-    contributes at most ``max_rows_per_person`` rows to any answer (extra rows are dropped)."""
+    contributes at most ``max_rows_per_person`` rows to any answer (extra rows are dropped).
+    ``max_rows`` is the most rows the dataset may hold (public, declared; the node refuses a file
+    with more): with the bounds it decides, before anything runs, whether a sum could leave the
+    range the engine and the noise work in (:func:`accord.query.sql.validate`)."""
 
     name: str
     columns: tuple[ColumnSpec, ...]
     privacy_unit: str
     max_rows_per_person: int
     description: str = ""
+    max_rows: int = DEFAULT_MAX_ROWS
 
     def __post_init__(self) -> None:
         where = f"dataset {self.name!r}"
@@ -91,6 +102,8 @@ class DatasetSchema:
             )
         if self.max_rows_per_person < 1:
             raise ConfigError(f"{where}: max_rows_per_person must be at least 1")
+        if not 1 <= self.max_rows <= MAX_ROWS_LIMIT:
+            raise ConfigError(f"{where}: max_rows must be from 1 to {MAX_ROWS_LIMIT}")
 
     def column(self, name: str) -> ColumnSpec | None:
         for c in self.columns:

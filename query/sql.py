@@ -16,6 +16,9 @@ The accepted language is::
   written without parentheses) become the ``negated=True`` form; ``NOT (...)`` becomes
   :class:`~accord.query.model.Not`. Chains of the same operator written without parentheses are
   flattened (``a AND b AND c`` is one :class:`~accord.query.model.And` with three operands).
+* group columns: every ``GROUP BY`` column is selected exactly once (aliases allowed), in any
+  order; the parsed ``group_by`` follows the SELECT order, which is the order of every released
+  group key. A ``GROUP BY`` column left out of SELECT, or selected twice, is refused.
 * literals: integers (64-bit), finite floats, negative numbers, ``'strings'``, ``TRUE``/``FALSE``.
 * keywords are case-insensitive; identifiers (dataset and column names, aliases) keep the case in
   which they are written and are matched exactly against the catalog. Double-quoted identifiers
@@ -41,7 +44,6 @@ from accord.errors import NotFound
 from accord.query._sql_check import unknown_name, validate
 from accord.query._sql_lex import (
     AGGS,
-    MAX_GROUPS,
     MAX_IN_LIST,
     MAX_LIST_ITEMS,
     MAX_NESTING,
@@ -53,6 +55,7 @@ from accord.query._sql_lex import (
     refuse,
     run_sqlglot,
 )
+from accord.query._sql_limits import MAX_GROUPS, MAX_RELEASE_BYTES, release_size_bound
 from accord.query._sql_names import (
     ALLOWED,
     CONSTRUCTS,
@@ -81,10 +84,12 @@ __all__ = [
     "MAX_LIST_ITEMS",
     "MAX_NESTING",
     "MAX_PREDICATES",
+    "MAX_RELEASE_BYTES",
     "MAX_SQL_LENGTH",
     "MAX_TOKENS",
     "compile_query",
     "parse",
+    "release_size_bound",
     "validate",
 ]
 
@@ -164,7 +169,15 @@ def _statement(tree: exp.Expr) -> Query:
     outputs = _outputs(tree.expressions, group_by)
     where_node = tree.args.get("where")
     where = WhereConverter().convert(where_node.this) if isinstance(where_node, exp.Where) else None
-    return Query(dataset=dataset, outputs=outputs, group_by=group_by, where=where)
+    return Query(dataset=dataset, outputs=outputs, group_by=_selection_order(outputs, group_by), where=where)
+
+
+def _selection_order(outputs: tuple[OutputColumn, ...], group_by: tuple[str, ...]) -> tuple[str, ...]:
+    """The GROUP BY columns in the order they are selected, when every one is selected once (the
+    order of a GROUP BY list changes no group; released keys follow the SELECT list). Otherwise
+    ``group_by`` as written, which :class:`Query` refuses with what to write instead."""
+    selected = tuple(o.column for o in outputs if isinstance(o, GroupColumn))
+    return selected if sorted(selected) == sorted(group_by) else group_by
 
 
 def _dataset(node: object) -> str:

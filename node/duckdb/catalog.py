@@ -176,6 +176,13 @@ def load_dataset(config: DatasetConfig, con: duckdb.DuckDBPyConnection, version:
             f"{config.format} file with a header row and the declared columns"
         ) from None
     k = config.schema.max_rows_per_person
+    if report.rows > config.schema.max_rows:  # the declared ceiling that keeps sums in range
+        _drop(config, con, relation)
+        raise DataError(
+            f"{where}: the file has {report.rows} rows, more than max_rows = {config.schema.max_rows}; "
+            "raise max_rows in the dataset's config (sums whose bounds times max_rows could overflow are "
+            "then refused) or split the file"
+        )
     problems = report.violations
     if problems:
         fix = 'fix the data, widen the declared bounds/categories, or set on_violation = "clamp"'

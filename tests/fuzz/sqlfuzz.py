@@ -129,9 +129,8 @@ def check_parsed(query: Query, text: str) -> None:
     assert len(set(aliases)) == len(aliases) and all(aliases)
     assert query.aggregates
     assert len(set(query.group_by)) == len(query.group_by)
-    for out in query.outputs:
-        if isinstance(out, GroupColumn):
-            assert out.column in query.group_by
+    # every group column is selected once, and group_by follows the SELECT order
+    assert tuple(o.column for o in query.outputs if isinstance(o, GroupColumn)) == query.group_by
     predicates = _predicates(query.where)
     assert len(predicates) <= MAX_PREDICATES
     for p in predicates:
@@ -338,7 +337,7 @@ def valid_queries(draw: st.DrawFn) -> Generated:
     group_specs = draw(st.lists(st.sampled_from(groupable), unique=True, max_size=2)) if groupable else []
     group = [(name_sql(draw, c.name), c.name) for c in group_specs]
     items: list[tuple[Tokens, OutputColumn]] = []
-    for col_sql, col in draw(st.lists(st.sampled_from(group), unique=True)) if group else []:
+    for col_sql, col in group:  # every group column is selected once (in any order, below)
         items.append(([col_sql], GroupColumn(col, col)))
     counted = [c for c in schema.columns if c.name != schema.privacy_unit]
     summable = [c for c in counted if c.type.numeric and c.bounded]
@@ -371,7 +370,7 @@ def valid_queries(draw: st.DrawFn) -> Generated:
     predicate: Predicate | None = None
     if draw(st.booleans()):
         where, predicate = _predicate(draw, schema, draw(st.integers(1, 6)))
-    group_by = tuple(c for _, c in group)
+    group_by = tuple(o.column for o in outputs if isinstance(o, GroupColumn))  # in SELECT order
     return Generated(
         tuple(select),
         [name_sql(draw, schema.name)],

@@ -99,13 +99,14 @@ def test_full_query_tree() -> None:
 
 
 def test_default_aliases_and_group_alias() -> None:
-    q = parse("select educ as level, count(*), sum(income) as total from pums group by educ, sex")
+    q = parse("select educ as level, count(*), sex, sum(income) as total from pums group by sex, educ")
     assert q.outputs == (
         GroupColumn("educ", "level"),
         STAR,
+        GroupColumn("sex", "sex"),
         Aggregate(SUM, "income", "total"),
     )
-    assert q.group_by == ("educ", "sex")
+    assert q.group_by == ("educ", "sex")  # the SELECT order: released keys follow it
     assert q.where is None
 
 
@@ -448,7 +449,7 @@ def test_unknown_column_case_mismatch_is_suggested() -> None:
 
 def test_unknown_group_column() -> None:
     with pytest.raises(NotFound) as info:
-        compile_query("SELECT COUNT(*) FROM pums GROUP BY region", CATALOG)
+        compile_query("SELECT region, COUNT(*) FROM pums GROUP BY region", CATALOG)
     assert "'region'" in info.value.message and info.value.violations[0].field == "group_by"
 
 
@@ -459,8 +460,8 @@ def test_unknown_group_column() -> None:
         ("SELECT AVG(married) FROM pums", "select", ["AVG(married)", "boolean"]),
         ("SELECT SUM(weight) FROM pums", "select", ["weight", "declare lower/upper bounds", "node config"]),
         ("SELECT AVG(weight) FROM pums", "select", ["weight", "bounds"]),
-        ("SELECT COUNT(*) FROM pums GROUP BY name", "group_by", ["name", "categories", "node config"]),
-        ("SELECT COUNT(*) FROM pums GROUP BY age", "group_by", ["age", "categories"]),
+        ("SELECT name, COUNT(*) FROM pums GROUP BY name", "group_by", ["name", "categories", "node config"]),
+        ("SELECT age, COUNT(*) FROM pums GROUP BY age", "group_by", ["age", "categories"]),
         ("SELECT COUNT(pid) FROM pums", "select", ["pid", "privacy unit"]),
         ("SELECT SUM(pid) FROM pums", "select", ["pid", "privacy unit"]),
         ("SELECT pid, COUNT(*) FROM pums GROUP BY pid", "group_by", ["pid", "privacy unit"]),
@@ -487,7 +488,7 @@ def test_semantic_refusals(sql: str, field: str, words: list[str]) -> None:
 
 def test_all_semantic_problems_are_reported_together() -> None:
     with pytest.raises(InvalidQuery) as info:
-        compile_query("SELECT SUM(name), AVG(weight) FROM pums WHERE age = 'x' GROUP BY name", CATALOG)
+        compile_query("SELECT name, SUM(name), AVG(weight) FROM pums WHERE age = 'x' GROUP BY name", CATALOG)
     fields = [v.field for v in info.value.violations]
     assert fields.count("select") == 2 and "where" in fields and "group_by" in fields
 
@@ -503,9 +504,9 @@ def test_too_many_groups() -> None:
         privacy_unit="pid",
         max_rows_per_person=1,
     )
-    validate(parse("SELECT COUNT(*) FROM big GROUP BY a"), big)
+    validate(parse("SELECT a, COUNT(*) FROM big GROUP BY a"), big)
     with pytest.raises(InvalidQuery) as info:
-        validate(parse("SELECT COUNT(*) FROM big GROUP BY a, b"), big)
+        validate(parse("SELECT a, b, COUNT(*) FROM big GROUP BY a, b"), big)
     assert "1000000 groups" in info.value.message and str(MAX_GROUPS) in info.value.message
 
 
