@@ -8,6 +8,11 @@ Two measurements, each against a reference measured in the same run, interleaved
   (the query compiled against the whole dataset, nothing charged, no register), both with the
   in-memory state so the disk is not measured here (``answer_path`` measures it). Target: at most
   1 ms more at p50 per answer.
+* ``hardening`` (1M rows; 20k in quick mode): what issue 10's per-call checks add to each answer:
+  the caller gate every server runs on every call (identity from the certificate, role, lookup in
+  a CRL of 1,000 revoked certificates) and the per-analyst limits (token bucket and slots), timed
+  directly and reported against the node's COUNT(*) answer measured in the same run. Target: at
+  most 1% of the answer.
 * ``consent`` (the largest size: 10M rows; 20k in quick mode): DP answers under an agreement whose
   purpose has 10% of the people opted out in the consent register, against plain DuckDB computing
   the same aggregate over the same people (the same file, the opted-out people left out with the
@@ -18,6 +23,7 @@ Two measurements, each against a reference measured in the same run, interleaved
 
 from __future__ import annotations
 
+import shutil
 import time
 import uuid
 from datetime import UTC, datetime
@@ -26,6 +32,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 
 from accord.node.config import load_node_config
 from accord.node.consent import ConsentRegister
@@ -36,6 +44,10 @@ from accord.node.state import MemoryState
 from accord.policies.consent import ConsentRecord, ConsentStatus
 from accord.policies.gate import Grant
 from accord.policies.identity import Identity
+from accord.policies.pki import CA_CERT, CA_KEY, issue, leaf_paths, revoke
+from accord.policies.revocation import CRL_FILE, CrlFile
+from accord.rpc.callers import CallerGate
+from accord.rpc.fairness import AnalystLimits, FairnessConfig
 from bench.common import BenchConfig, Row, median, p95
 from bench.data import AGREEMENT, COORDINATOR, PLAIN, QUERIES, analyst_signer, ensure_dataset, node_config
 from bench.local import _interleaved
@@ -46,6 +58,7 @@ SUITE = "governance"
 EPSILON = "1"
 CHECK_TASKS = ("count", "groupby12", "filtered_count")
 CHECKS_TARGET_MS = 1.0
+HARDENING_TARGET = 0.01
 CONSENT_TARGET = 1.5
 OPTED_OUT = 10  # percent
 PURPOSE = "TO-BE-COMPLETED"  # the bench agreement is a draft: its purpose code is the draft's
@@ -213,8 +226,102 @@ def _consent(cfg: BenchConfig) -> list[Row]:
     return out
 
 
+class _Context:
+    """What the caller gate reads from a gRPC call: the client certificate in the auth context."""
+
+    def __init__(self, pem: bytes) -> None:
+        self._auth = {"x509_pem_cert": [pem]}
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return self._auth
+
+    def abort_with_status(self, status: object) -> None:  # pragma: no cover - the bench caller is allowed
+        raise RuntimeError(f"the bench caller was refused: {status}")
+
+
+def _hardening(cfg: BenchConfig) -> list[Row]:
+    rows = 20_000 if cfg.quick else 1_000_000
+    reps = 40 if cfg.quick else 400
+    data = ensure_dataset(cfg, rows, multi=False)
+    folder = cfg.work / "governance" / uuid.uuid4().hex[:8]
+    config = load_node_config(node_config(data, out=folder / "node.toml"))
+    pki = config.tls_ca.parent
+    ca_dir = folder / "ca"
+    ca_dir.mkdir(parents=True)
+    for name in (CA_CERT, CA_KEY):
+        shutil.copy(pki / name, ca_dir / name)
+    issued = issue(ca_dir, ca_dir / "revoked", "analyst", "gone")
+    revoke(ca_dir, issued.cert)  # a real revocation, then 999 more serials in a CRL the CA signs
+    ca_key = serialization.load_pem_private_key((ca_dir / CA_KEY).read_bytes(), password=None)
+    crl = x509.load_pem_x509_crl((ca_dir / CRL_FILE).read_bytes())
+    builder = x509.CertificateRevocationListBuilder().issuer_name(crl.issuer)
+    builder = builder.last_update(crl.last_update_utc).next_update(crl.next_update_utc or crl.last_update_utc)
+    now = datetime.now(UTC)
+    for entry in crl:
+        builder = builder.add_revoked_certificate(entry)
+    for _ in range(999):
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(x509.random_serial_number())
+            .revocation_date(now)
+            .build()
+        )
+    signed = builder.add_extension(x509.CRLNumber(2), critical=False).sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    (ca_dir / CRL_FILE).write_bytes(signed.public_bytes(serialization.Encoding.PEM))
+    cas = [x509.load_pem_x509_certificate((ca_dir / CA_CERT).read_bytes())]
+    gate = CallerGate(frozenset({"coordinator"}), CrlFile(ca_dir / CRL_FILE, cas))
+    context = _Context(leaf_paths(pki, "coordinator", COORDINATOR)[0].read_bytes())
+    limits = AnalystLimits(FairnessConfig())
+    service = build_service(config, state=MemoryState(config.name))
+    caller = Identity("coordinator", COORDINATOR)
+    signer = analyst_signer(pki)
+
+    def answer() -> object:
+        envelope = signer.sign(str(uuid.uuid4()), QUERIES["count"], EPSILON, AGREEMENT, now=datetime.now(UTC))
+        return service.answer(caller, envelope, serialize_release)
+
+    def checks() -> None:
+        for _ in range(100):  # one call's checks take microseconds: time a hundred
+            gate.check(context)
+            with limits.admit(f"analyst-{_ % 4}"):
+                pass
+
+    try:
+        answer_s, checks_s = _interleaved([answer, checks], reps, 5)
+    finally:
+        service.close()
+    per_call_ms = median(checks_s) * 1000 / 100
+    ratio = per_call_ms / (median(answer_s) * 1000)
+    print(
+        f"   hardening checks: {per_call_ms * 1000:.1f} µs a call against a {median(answer_s) * 1e3:.2f} ms "
+        f"COUNT(*) answer ({ratio:.2%}; target ≤ {HARDENING_TARGET:.0%})",
+        flush=True,
+    )
+    return [
+        Row(
+            SUITE,
+            "accord-node",
+            "hardening_count",
+            rows,
+            epsilon=1.0,
+            median_s=median(answer_s),
+            p95_s=p95(answer_s),
+            note="the reference: a COUNT(*) answer, in process",
+        ),
+        Row(
+            SUITE,
+            "accord-caller-gate+fairness",
+            "hardening_count",
+            rows,
+            median_s=median(checks_s) / 100,
+            note="caller gate (identity, role, CRL of 1,000) + per-analyst limits, per call",
+            extra={"ratio_of_answer": round(ratio, 5), "target_ratio_of_answer": HARDENING_TARGET},
+        ),
+    ]
+
+
 def run(cfg: BenchConfig) -> list[Row]:
     started = time.perf_counter()
-    rows = _checks(cfg) + _consent(cfg)
+    rows = _checks(cfg) + _hardening(cfg) + _consent(cfg)
     print(f"   governance suite: {time.perf_counter() - started:.1f} s", flush=True)
     return rows

@@ -157,6 +157,16 @@ def governance_verdicts(rows: list[Row]) -> list[Verdict]:
                     r.extra["overhead_ms"] <= r.extra["target_ms"],
                 )
             )
+        elif "target_ratio_of_answer" in r.extra:
+            out.append(
+                Verdict(
+                    "the caller gate and per-analyst limits add "
+                    f"≤ {r.extra['target_ratio_of_answer']:.0%} to a COUNT(*) answer",
+                    f"{(r.median_s or 0) * 1e6:.1f} µs a call, "
+                    f"{r.extra['ratio_of_answer']:.2%} of the answer",
+                    r.extra["ratio_of_answer"] <= r.extra["target_ratio_of_answer"],
+                )
+            )
         elif "target_ratio" in r.extra:
             out.append(
                 Verdict(

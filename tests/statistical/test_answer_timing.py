@@ -50,6 +50,7 @@ import pytest
 from scipy import stats
 
 from accord.node.config import DatasetConfig
+from accord.policies.identity import Identity
 from accord.protos.rpcstatus import error_from_rpc
 from accord.protos.v1 import node_pb2_grpc
 from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
@@ -106,7 +107,9 @@ class Nodes:
     def asker(self, node: str) -> Iterator[Callable[[str], float]]:
         """A function answering ``sql`` on ``node`` and returning the seconds the client waited
         (a fresh signed query each time; signing is not timed)."""
-        channel = secure_channel(f"127.0.0.1:{self.servers[node].port}", self.pki.coordinator, node)
+        channel = secure_channel(
+            f"127.0.0.1:{self.servers[node].port}", self.pki.coordinator, Identity("node", node)
+        )
         stub = node_pb2_grpc.NodeServiceStub(channel)
         alice = self.pki.analyst("alice")
 
