@@ -15,7 +15,7 @@ Finer checks (which coordinator, which analyst, which agreement) stay with the s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -23,6 +23,7 @@ import grpc
 from accord.errors import PermissionDenied, Unauthenticated
 from accord.policies.revocation import CrlFile
 from accord.protos.rpcstatus import to_status
+from accord.rpc.around import around_each_call
 from accord.rpc.identity import peer_certificate, peer_identity
 
 __all__ = ["CallerGate"]
@@ -56,26 +57,4 @@ class CallerGate(grpc.ServerInterceptor):  # type: ignore[misc]
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = continuation(details)
-        if handler is None:
-            return None
-        if handler.unary_unary is not None:
-            return handler._replace(unary_unary=self._unary(handler.unary_unary))
-        if handler.stream_unary is not None:
-            return handler._replace(stream_unary=self._unary(handler.stream_unary))
-        if handler.unary_stream is not None:
-            return handler._replace(unary_stream=self._stream(handler.unary_stream))
-        return handler._replace(stream_stream=self._stream(handler.stream_stream))
-
-    def _unary(self, behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-        def gated(request: Any, context: grpc.ServicerContext) -> Any:
-            self.check(context)
-            return behavior(request, context)
-
-        return gated
-
-    def _stream(self, behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Iterator[Any]]:
-        def gated(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            self.check(context)
-            yield from behavior(request, context)
-
-        return gated
+        return None if handler is None else around_each_call(handler, self.check)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from types import FrameType
@@ -33,6 +33,7 @@ from accord.errors import ConfigError, ResourceLimit
 from accord.policies.identity import Identity
 from accord.policies.revocation import CrlFile
 from accord.protos.rpcstatus import to_status
+from accord.rpc.around import around_each_call
 from accord.rpc.callers import CallerGate
 from accord.rpc.fairness import BUSY_RETRY_SECONDS
 from accord.rpc.transport import MAX_MESSAGE_BYTES, TlsFiles, check_certificate_files, server_credentials
@@ -107,13 +108,7 @@ class _CallLimit(grpc.ServerInterceptor):  # type: ignore[misc]
         handler = continuation(details)
         if handler is None or str(details.method).startswith(_HEALTH_PREFIX):
             return handler
-        if handler.unary_unary is not None:
-            return handler._replace(unary_unary=self._unary(handler.unary_unary))
-        if handler.stream_unary is not None:
-            return handler._replace(stream_unary=self._unary(handler.stream_unary))
-        if handler.unary_stream is not None:
-            return handler._replace(unary_stream=self._stream(handler.unary_stream))
-        return handler._replace(stream_stream=self._stream(handler.stream_stream))
+        return around_each_call(handler, self._enter, self._slots.release)
 
     def _enter(self, context: grpc.ServicerContext) -> None:
         if not self._slots.acquire(blocking=False):
@@ -122,26 +117,6 @@ class _CallLimit(grpc.ServerInterceptor):  # type: ignore[misc]
                 retry_after_seconds=BUSY_RETRY_SECONDS,
             )
             context.abort_with_status(to_status(busy))
-
-    def _unary(self, behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-        def bounded(request: Any, context: grpc.ServicerContext) -> Any:
-            self._enter(context)
-            try:
-                return behavior(request, context)
-            finally:
-                self._slots.release()
-
-        return bounded
-
-    def _stream(self, behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Iterator[Any]]:
-        def bounded(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            self._enter(context)
-            try:
-                yield from behavior(request, context)
-            finally:
-                self._slots.release()
-
-        return bounded
 
 
 def start_server(
