@@ -22,11 +22,16 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtensionOID
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_status import rpc_status
 
 from accord.coordinator.client import AccordClient
 from accord.errors import Unavailable
 from accord.policies.identity import Identity
 from accord.policies.pki import init_federation, issue, leaf_paths
+from accord.protos.v1 import node_pb2, node_pb2_grpc
 from accord.rpc.transport import TlsFiles, server_credentials
 from tests.conftest import TestPki
 from tests.integration.commands import accord
@@ -256,3 +261,51 @@ def test_server_names_hold_the_role() -> None:
     }
     assert len(names) == 6
     assert Identity("node", "county").server_name == "county.node.accord"
+
+
+def _reasons(channel: grpc.Channel) -> dict[str, tuple[str, list[str]]]:
+    """(status code, ErrorInfo reasons) of the node's catalog, health and reflection calls."""
+    node = node_pb2_grpc.NodeServiceStub(channel)
+    health = health_pb2_grpc.HealthStub(channel)
+    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+    listing = reflection_pb2.ServerReflectionRequest(list_services="")
+    calls = {
+        "GetCatalog": lambda: node.GetCatalog(node_pb2.GetCatalogRequest(), timeout=TIMEOUT),
+        "Health": lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=TIMEOUT),
+        "Reflection": lambda: list(reflection.ServerReflectionInfo(iter([listing]), timeout=TIMEOUT)),
+    }
+    out: dict[str, tuple[str, list[str]]] = {}
+    for name, call in calls.items():
+        try:
+            call()
+            out[name] = ("OK", [])
+        except grpc.RpcError as err:
+            status = rpc_status.from_call(err)
+            infos = [error_details_pb2.ErrorInfo() for _ in status.details] if status else []
+            for info, detail in zip(infos, status.details if status else [], strict=True):
+                detail.Unpack(info)
+            out[name] = (err.code().name, [i.reason for i in infos])
+    return out
+
+
+def test_a_node_serves_no_auditor_or_node_yet(pki: TestPki, tmp_path: Path) -> None:
+    """Property: until the audit service exists, a node serves coordinators only: an auditor's
+    certificate and another node's are refused on every call, the health service and reflection
+    included, with PERMISSION_DENIED (WRONG_ROLE); the coordinator is answered (control)."""
+    link_certs(tmp_path, pki)
+    copy_census(tmp_path, PUMS_PID)
+    config = write_node(tmp_path, node_config(tmp_path, "county", [pums_dataset(tmp_path, "pums", PUMS_PID)]))
+    fed = start_federation(tmp_path, pki, {"county": config})
+    auditor = issue(pki.root, tmp_path / "auditors", "auditor", "ico")
+    try:
+        for tls in (TlsFiles(auditor.cert, auditor.key, pki.ca_cert), pki.node("district-a")):
+            channel, _ = fed.node_stub("county", tls)
+            with channel:
+                assert _reasons(channel) == dict.fromkeys(
+                    ("GetCatalog", "Health", "Reflection"), ("PERMISSION_DENIED", ["WRONG_ROLE"])
+                )
+        channel, _ = fed.node_stub("county")
+        with channel:
+            assert {code for code, _ in _reasons(channel).values()} == {"OK"}
+    finally:
+        fed.stop()
