@@ -56,6 +56,8 @@ T = TypeVar("T")
 
 CATALOG_TTL_SECONDS = 30.0
 PROBE_TIMEOUT_SECONDS = 2.0
+PROBE_RETRY_SECONDS = 1.0
+"""How soon a node whose certificate could not be looked at is looked at again."""
 """How long the coordinator waits for a node's TLS handshake when it looks at its certificate."""
 CATALOG_DEADLINE_SECONDS = 5.0
 RECONNECT_BACKOFF_MS = (250, 1000)
@@ -82,6 +84,7 @@ class NodeClient:
         self._crl = crl
         self._probe_lock = threading.Lock()
         self._probed: tuple[int, float] | None = None  # (CRL number, monotonic time) of the last look
+        self._probe_failed_at: float | None = None
         self._revoked = ""
         first, longest = RECONNECT_BACKOFF_MS
         self._tls = tls
@@ -163,12 +166,16 @@ class NodeClient:
             return schemas
 
     def refuse_if_revoked(self, refresh: bool = False) -> None:
-        """Raise :class:`Unavailable` if this node presents a certificate on the federation's CRL.
+        """Raise :class:`Unavailable` unless this node's certificate has been checked against the
+        federation's CRL as it is now and is not on it.
 
         The node's certificate is looked at (:func:`accord.rpc.probe.server_certificate`) before
         its first use and whenever the CRL changes (on the query path: a revocation counts from
         the next query), and with ``refresh`` when it is older than :data:`CATALOG_TTL_SECONDS`
-        (the background catalog refresh). Without a CRL in the config this does nothing."""
+        (the background catalog refresh). A look that fails leaves the node unused (fail
+        closed: a revoked node must not escape by refusing new handshakes while an old
+        connection stays open), and is tried again after :data:`PROBE_RETRY_SECONDS`. Without a
+        CRL in the config this does nothing."""
         if self._crl is None:
             return
         revocations = self._crl.current()
@@ -176,27 +183,33 @@ class NodeClient:
             now = time.monotonic()
             last = self._probed
             due = last is None or last[0] != revocations.number
-            if due or (refresh and last is not None and now - last[1] > CATALOG_TTL_SECONDS):
+            stale = refresh and last is not None and now - last[1] > CATALOG_TTL_SECONDS
+            retry = self._probe_failed_at is None or now - self._probe_failed_at >= PROBE_RETRY_SECONDS
+            if (due or stale) and retry:
                 try:
                     cert = server_certificate(
                         self.endpoint.address, self._tls, Identity("node", self.name), PROBE_TIMEOUT_SECONDS
                     )
-                except Unavailable:
-                    cert = None  # not reachable now: the call itself will say so
-                if cert is not None:
-                    revoked = revocations.revokes(cert)
+                except Unavailable as err:
+                    self._probe_failed_at = now
+                    self._revoked = (
+                        f"node {self.name}'s certificate could not be checked against the revocation "
+                        f"list ({err.message}); it is not used until it can be"
+                    )
+                else:
+                    self._probe_failed_at = None
+                    self._probed = (revocations.number, now)
                     self._revoked = (
                         f"node {self.name} presents a revoked certificate (serial {cert.serial_number:x}); "
                         "its operator must install the certificate issued to replace it"
-                        if revoked
+                        if revocations.revokes(cert)
                         else ""
                     )
-                    if revoked:
-                        log.error("%s", self._revoked)
-                self._probed = (revocations.number, now)
-            revoked_reason = self._revoked
-        if revoked_reason:
-            raise Unavailable(revoked_reason)
+                if self._revoked:
+                    log.error("%s", self._revoked)
+            reason = self._revoked
+        if reason:
+            raise Unavailable(reason)
 
     def mark_unreachable(self, reason: str) -> None:
         """A query just failed to reach this node: report it as down until it answers again, and

@@ -10,10 +10,11 @@ The coordinator never sees a row: only the nodes' noisy aggregates.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 from accord.coordinator.combine import combine
 from accord.coordinator.config import CoordinatorConfig
@@ -83,6 +84,16 @@ class CoordinatorService:
         self._pool.close()
         for client in self.clients.values():
             client.close()
+
+    @contextlib.contextmanager
+    def admitted(self, caller: Identity) -> Iterator[None]:
+        """Run one call of ``caller`` (every analyst RPC: queries, previews, budgets, catalogs, the
+        node list) within its share (:class:`~accord.rpc.fairness.AnalystLimits`), once it is
+        known to be an analyst this coordinator serves: one analyst's flood of any kind fills only
+        its own share of the server's calls and of the fan-out to the nodes."""
+        self.authorise(caller)
+        with self._fair.admit(caller.name):
+            yield
 
     def authorise(self, caller: Identity) -> None:
         if caller.role != "analyst" or caller.name not in self._analysts:
@@ -189,12 +200,11 @@ class CoordinatorService:
         request = payload.request()
         query, found, unknown = self._route(request.sql)
         deadline_at = time.monotonic() + self.config.deadline_seconds
-        with self._fair.admit(caller.name):
-            previews, errors = ask_each(
-                [self.clients[n] for n in sorted(found)],
-                lambda c: c.explain(signed, target, deadline_at),
-                self._pool,
-            )
+        previews, errors = ask_each(
+            [self.clients[n] for n in sorted(found)],
+            lambda c: c.explain(signed, target, deadline_at),
+            self._pool,
+        )
         if not previews:
             self._raise_common_refusal(errors)
         refused = dict(unknown) | {n: describe(e) for n, e in errors.items()}
@@ -235,14 +245,13 @@ class CoordinatorService:
         query, found, unknown = self._route(request.sql)
         if require_all and unknown:
             raise PartialFailure(self._missing_message(unknown), unknown)
-        with self._fair.admit(caller.name):  # one analyst's flood fills only its own share
-            result = fan_out(
-                [self.clients[n] for n in sorted(found)],
-                signed,
-                request.query_id,
-                self.config.deadline_seconds,
-                self._pool,
-            )
+        result = fan_out(
+            [self.clients[n] for n in sorted(found)],
+            signed,
+            request.query_id,
+            self.config.deadline_seconds,
+            self._pool,
+        )
         missing = dict(unknown)
         missing.update({n: describe(e) for n, e in result.errors.items()})
         if not result.releases:

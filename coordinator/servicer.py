@@ -52,15 +52,16 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         started = time.perf_counter()
         caller = peer_identity(context)
         signed = convert.signed_query_from_pb(request.query)
-        if not self._slots.acquire(blocking=False):
-            raise ResourceLimit(
-                f"the coordinator is already running {self._max_in_flight} queries; retry shortly",
-                retry_after_seconds=BUSY_RETRY_SECONDS,
-            )
-        try:
-            release, slowest = self._service.submit_timed(caller, signed, request.require_all)
-        finally:
-            self._slots.release()
+        with self._service.admitted(caller):  # the analyst's own share first, then the server's
+            if not self._slots.acquire(blocking=False):
+                raise ResourceLimit(
+                    f"the coordinator is already running {self._max_in_flight} queries; retry shortly",
+                    retry_after_seconds=BUSY_RETRY_SECONDS,
+                )
+            try:
+                release, slowest = self._service.submit_timed(caller, signed, request.require_all)
+            finally:
+                self._slots.release()
         reply = convert.federated_to_pb(release)
         trailing = []
         if self._report_coordinator_seconds:
@@ -75,29 +76,29 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     def ListNodes(
         self, request: coordinator_pb2.ListNodesRequest, context: grpc.ServicerContext
     ) -> coordinator_pb2.ListNodesResponse:
-        self._service.authorise(peer_identity(context))
         nodes = []
-        for name, client in sorted(self._service.clients.items()):
-            schemas = client.catalog()
-            nodes.append(
-                coordinator_pb2.NodeInfo(
-                    name=name,
-                    reachable=not client.last_error and schemas is not None,
-                    error=client.last_error,
-                    datasets=[s.name for s in schemas or ()],
+        with self._service.admitted(peer_identity(context)):
+            for name, client in sorted(self._service.clients.items()):
+                schemas = client.catalog()
+                nodes.append(
+                    coordinator_pb2.NodeInfo(
+                        name=name,
+                        reachable=not client.last_error and schemas is not None,
+                        error=client.last_error,
+                        datasets=[s.name for s in schemas or ()],
+                    )
                 )
-            )
         return coordinator_pb2.ListNodesResponse(nodes=nodes)
 
     @rpc_boundary
     def GetCatalog(
         self, request: coordinator_pb2.FederatedCatalogRequest, context: grpc.ServicerContext
     ) -> coordinator_pb2.FederatedCatalogResponse:
-        self._service.authorise(peer_identity(context))
-        if request.agreement:
-            datasets, unreachable = self._service.catalog_under(request.agreement)
-        else:
-            datasets, unreachable = self._service.federated_catalog()
+        with self._service.admitted(peer_identity(context)):
+            if request.agreement:
+                datasets, unreachable = self._service.catalog_under(request.agreement)
+            else:
+                datasets, unreachable = self._service.federated_catalog()
         return coordinator_pb2.FederatedCatalogResponse(
             datasets=[
                 coordinator_pb2.FederatedDataset(schema=convert.schema_to_pb(schema), nodes=list(holders))
@@ -113,14 +114,17 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         caller = peer_identity(context)
         signed = convert.signed_query_from_pb(request.query)
         target = request.target_half_width if request.target_half_width > 0 else None
-        return convert_previews.federated_explanation_to_pb(self._service.explain(caller, signed, target))
+        with self._service.admitted(caller):
+            explanation = self._service.explain(caller, signed, target)
+        return convert_previews.federated_explanation_to_pb(explanation)
 
     @rpc_boundary
     def GetBudget(
         self, request: coordinator_pb2.FederatedBudgetRequest, context: grpc.ServicerContext
     ) -> coordinator_pb2.FederatedBudget:
         caller = peer_identity(context)
-        lines, unreachable = self._service.budget(caller, convert.signed_query_from_pb(request.request))
+        with self._service.admitted(caller):
+            lines, unreachable = self._service.budget(caller, convert.signed_query_from_pb(request.request))
         return coordinator_pb2.FederatedBudget(
             nodes=[convert_previews.node_budget_to_pb(n, lines[n]) for n in sorted(lines)],
             unreachable=convert.missing_to_pb(unreachable),

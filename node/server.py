@@ -20,7 +20,7 @@ from accord.policies.agreements import load_agreements
 from accord.policies.gate import PolicyGate
 from accord.policies.identity import Identity
 from accord.policies.verifying import QueryVerifier
-from accord.rpc.serving import RunningServer, ServiceBinding, start_server
+from accord.rpc.serving import RunningServer, ServiceBinding, open_crl, start_server
 
 __all__ = ["NODE_CALLERS", "build_gate", "build_service", "start_node"]
 
@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 
 
 def _verifier(config: NodeConfig) -> QueryVerifier:
-    """Checks signed queries against the federation CA of the node's own [tls] ca."""
+    """Checks signed queries against the federation CA of the node's own [tls] ca, and the
+    signer's certificate against its [tls] crl: a revoked analyst's signature is refused however
+    the query reaches the node."""
     try:
         cas = x509.load_pem_x509_certificates(config.tls.read().ca)
     except ValueError:
@@ -40,7 +42,10 @@ def _verifier(config: NodeConfig) -> QueryVerifier:
             f"{config.tls_ca}: not a PEM certificate; point [tls] ca at the federation CA"
         ) from None
     return QueryVerifier(
-        cas, timedelta(seconds=config.query_max_age_seconds), timedelta(seconds=config.clock_skew_seconds)
+        cas,
+        timedelta(seconds=config.query_max_age_seconds),
+        timedelta(seconds=config.clock_skew_seconds),
+        open_crl(config.tls),
     )
 
 

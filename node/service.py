@@ -233,14 +233,16 @@ class NodeService:
         analyst, query_id = verified.analyst.name, verified.request.query_id
         digest = verified.payload.request_digest()
         epsilon = verified.request.epsilon
+        # From here on the reply, whatever it is, waits out the budget: the data may be read, and
+        # a retry of the same id may wait below for the first request's work to end (answered at
+        # once, its reply would leave when that data-dependent work finished).
+        pace.start_budget(self.budgets.budget(query))
         with self._id_locks[hash((analyst, query_id)) % _ID_LOCKS]:
             stored = self._state.find(analyst, query_id)
             if stored is not None:
                 _same_query(stored, digest, verified)
                 return stored, False
             charge = self._charge(agreement, analyst, epsilon)
-            # From here on the data is read: the reply, whatever it is, waits out the budget.
-            pace.start_budget(self.budgets.budget(query))
             schema = self._schemas[query.dataset]
             minimum = agreement.min_group_size
             exact = self._backend.execute(query, schema, self._persons(agreement), support=minimum > 0)
@@ -309,6 +311,7 @@ class NodeService:
         try:
             verified = self._verified(draft, caller, signed, "explain")
             assert isinstance(verified, VerifiedQuery)
+            self._fair.count(verified.analyst.name)  # a preview is a call of the analyst's too
             grant, query = self._granted(draft, verified)
             agreement = grant.agreement
             schema = self._schemas[query.dataset]
@@ -338,6 +341,7 @@ class NodeService:
         try:
             verified = self._verified(draft, caller, signed, "budget")
             analyst = verified.analyst.name
+            self._fair.count(analyst)  # counted against the analyst's rate like a query
             wanted = verified.payload.agreement
             if wanted:
                 self.gate.agreement(wanted, analyst, check_dates=False)

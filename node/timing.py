@@ -9,13 +9,13 @@ query's shape (grouped or not), never on the data: :class:`AnswerBudgets` picks 
 is refused with :class:`~accord.errors.AnswerTimeExceeded` (nothing released, nothing charged)
 instead of leaving late, and the error names the setting to raise.
 
-What is padded (see :meth:`accord.node.service.NodeService.answer`): every request that reached
-the node's data, from the moment its budget is known (after the policy checks and the early budget
-check) to its reply, whatever that reply is (a release, a refusal found after the engine ran, a
-failure). Not padded: refusals decided by policy alone (identity, signature, agreement, SQL
-against the schema, the ledger's early budget check) and retries answered from the stored
-release; their time depends on the request and the node's state, not on the dataset. Previews,
-budgets and the catalog read no data.
+What is padded (see :meth:`accord.node.service.NodeService.answer`): every request that passed
+the policy checks, from the moment its budget is known to its reply, whatever that reply is (a
+release, a retry answered from the stored release, the ledger's budget refusal, a refusal found
+after the engine ran, a failure). A retry is padded too because it may have waited for the first
+request of its id to finish its data-dependent work: answered at once, it would leave when that
+work ended. Not padded: refusals decided by policy alone (identity, signature, agreement, SQL
+against the schema); they read no data. Previews, budgets and the catalog read no data.
 """
 
 from __future__ import annotations

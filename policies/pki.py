@@ -40,6 +40,7 @@ from accord.policies.revocation import CRL_FILE, load_crl
 __all__ = [
     "CA_CERT",
     "CA_KEY",
+    "CRL_DAYS",
     "DEFAULT_DAYS",
     "ORGANIZATION",
     "Federation",
@@ -48,6 +49,7 @@ __all__ = [
     "init_federation",
     "issue",
     "leaf_paths",
+    "refresh_crl",
     "revoke",
     "validate_name",
 ]
@@ -389,3 +391,19 @@ def _write_crl(
         .sign(ca_key, hashes.SHA256())
     )
     _write_atomic(path, crl.public_bytes(serialization.Encoding.PEM), 0o644)
+
+
+def refresh_crl(ca_dir: Path, crl_days: int = CRL_DAYS) -> Path:
+    """Sign the CRL of the CA in ``ca_dir`` anew: the same revocations, the next number, a fresh
+    next update ``crl_days`` from now. Run it before the next update passes (servers refuse to
+    start with a CRL past it); returns the CRL's path."""
+    ca_dir = Path(ca_dir)
+    ca_cert, ca_key = _load_ca(ca_dir)
+    _check_days(crl_days)
+    crl_path = ca_dir / CRL_FILE
+    if not crl_path.exists():
+        raise ConfigError(f"no CRL in {ca_dir}; `accord pki init` writes one, `accord pki revoke` adds to it")
+    number = load_crl(crl_path, [ca_cert]).number + 1
+    entries = list(x509.load_pem_x509_crl(crl_path.read_bytes()))
+    _write_crl(crl_path, ca_cert, ca_key, entries, number, crl_days)
+    return crl_path

@@ -11,7 +11,15 @@ from cryptography import x509
 
 from accord.errors import AccordError, ConfigError
 from accord.policies.identity import ROLES, identity_from_certificate, validity_problem
-from accord.policies.pki import DEFAULT_DAYS, init_federation, issue, leaf_paths, revoke
+from accord.policies.pki import (
+    CRL_DAYS,
+    DEFAULT_DAYS,
+    init_federation,
+    issue,
+    leaf_paths,
+    refresh_crl,
+    revoke,
+)
 
 __all__ = [
     "register",
@@ -91,6 +99,17 @@ def register(subparsers: Any) -> None:
     )
     rev.set_defaults(func=_revoke)
 
+    crl = sub.add_parser(
+        "crl",
+        help="sign the revocation list anew before its next update passes",
+        description="Sign DIR/crl.pem anew: the same revocations, the next number, and a next update "
+        "--days from now. Servers refuse to start with a CRL past its next update (it may be an old "
+        "copy put back), so run this regularly (e.g. weekly) and copy the result to every server.",
+    )
+    crl.add_argument("--dir", type=Path, required=True, help="folder holding ca.pem, ca.key and crl.pem")
+    crl.add_argument("--days", type=int, default=CRL_DAYS, help=f"validity in days (default {CRL_DAYS})")
+    crl.set_defaults(func=_refresh_crl)
+
     show = sub.add_parser(
         "show",
         help="print the identity, validity and issuer of a certificate",
@@ -168,4 +187,10 @@ def _show(args: argparse.Namespace) -> int:
     print(f"not after:  {cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC")
     problem = validity_problem(cert, datetime.now(UTC))
     print(f"status:     {'valid' if problem is None else problem}")
+    return 0
+
+
+def _refresh_crl(args: argparse.Namespace) -> int:
+    path = refresh_crl(args.dir, args.days)
+    print(f"CRL written to {path}, valid for {args.days} day(s); copy it to every node and the coordinator")
     return 0

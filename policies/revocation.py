@@ -4,10 +4,9 @@
 signed by the federation CA. A server names that file in its config (``[tls] crl``);
 :class:`CrlFile` loads it, checks its signature against the CA, and reloads it whenever the file
 changes (looked at no more than once a second), so a revocation takes effect on the revoked
-party's next call without a restart. A CRL that cannot be read or does not verify is refused at
-start-up; if a later version is bad, the last good one stays in force and the problem is logged
-(an attacker who can write the file could as well delete it; a half-written copy must not open
-the door).
+party's next call without a restart. A CRL that cannot be read, does not verify or is past its
+next update is refused at start-up; if a later version is bad or older, the last good one stays
+in force and the problem is logged (a half-written copy must not open the door).
 
 A certificate is revoked when the CRL lists its serial number and the CRL's issuer is the
 certificate's issuer. No grpc here: auditors' tools and the PKI commands use it too.
@@ -15,8 +14,8 @@ certificate's issuer. No grpc here: auditors' tools and the PKI commands use it 
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -97,22 +96,32 @@ def load_crl(path: Path, cas: Sequence[x509.Certificate]) -> Revocations:
 
 
 class CrlFile:
-    """A CRL file kept current: :meth:`current` re-reads it when it has changed. Thread-safe."""
+    """A CRL file kept current: :meth:`current` re-reads it when its bytes have changed (compared
+    by digest, so a rewrite of the same size within one timestamp tick is seen too). Thread-safe.
+
+    At start-up the CRL must verify and must not be past its next update (an old CRL put back
+    would bring back everyone revoked since); later versions must verify and must not be older
+    (a lower number) than the one in force, or they are logged and ignored."""
 
     def __init__(self, path: Path, cas: Sequence[x509.Certificate]) -> None:
         self.path = Path(path)
         self._cas = tuple(cas)
         self._lock = threading.Lock()
-        self._stamp = self._stat()
+        self._digest = self._read_digest()
         self._revocations = load_crl(self.path, self._cas)
+        stale = self._revocations.next_update
+        if stale is not None and stale < datetime.now(UTC):
+            raise ConfigError(
+                f"CRL file {self.path} passed its next update ({stale:%Y-%m-%d %H:%M} UTC): it may be an "
+                "old copy; publish a fresh one with `accord pki crl --dir DIR` and copy it here"
+            )
         self._checked = time.monotonic()
 
-    def _stat(self) -> tuple[int, int, int] | None:
+    def _read_digest(self) -> bytes | None:
         try:
-            st = os.stat(self.path)
+            return hashlib.sha256(self.path.read_bytes()).digest()
         except OSError:
             return None
-        return (st.st_ino, st.st_size, st.st_mtime_ns)
 
     def current(self) -> Revocations:
         """The revocations in force: the file's, reloaded if it changed since it was last read."""
@@ -123,13 +132,13 @@ class CrlFile:
             if now - self._checked < _RECHECK_SECONDS:
                 return self._revocations
             self._checked = now
-            stamp = self._stat()
-            if stamp != self._stamp:
-                self._reload(stamp)
+            digest = self._read_digest()
+            if digest != self._digest:
+                self._reload(digest)
             return self._revocations
 
-    def _reload(self, stamp: tuple[int, int, int] | None) -> None:
-        self._stamp = stamp  # a bad version is reported once, not every second
+    def _reload(self, digest: bytes | None) -> None:
+        self._digest = digest  # a bad version is reported once, not every second
         try:
             fresh = load_crl(self.path, self._cas)
         except ConfigError as err:

@@ -25,6 +25,7 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 
 from accord.errors import PermissionDenied, Unauthenticated
 from accord.policies.identity import Identity, identity_from_certificate, validity_problem
+from accord.policies.revocation import CrlFile
 from accord.policies.signing import SIGNATURE_CONTEXT, QueryPayload, SignedQuery
 from accord.query.model import QueryRequest
 
@@ -93,10 +94,15 @@ class QueryVerifier:
     """Checks signed queries against the federation's CA certificates (see the module docstring)."""
 
     def __init__(
-        self, ca_certificates: Sequence[x509.Certificate], max_age: timedelta, clock_skew: timedelta
+        self,
+        ca_certificates: Sequence[x509.Certificate],
+        max_age: timedelta,
+        clock_skew: timedelta,
+        crl: CrlFile | None = None,
     ) -> None:
         if not ca_certificates:
             raise ValueError("at least one CA certificate is needed")
+        self._crl = crl
         self._store = Store(list(ca_certificates))
         self.max_age = max_age
         self.clock_skew = clock_skew
@@ -156,6 +162,13 @@ class QueryVerifier:
         chain = self._chain(signed.certificate, now)
         _check_dates(chain.path, now)  # the certificate and the CA it chained to, at this moment
         certificate, identity = chain.certificate, chain.identity
+        if self._crl is not None and self._crl.revokes(certificate):
+            raise Unauthenticated(
+                f"the query is signed with the certificate of {identity}, which has been revoked; the "
+                "analyst needs a new certificate from the federation's CA",
+                "SIGNER_REVOKED",
+                {"signer": str(identity)},
+            )
         if identity.role != "analyst":
             raise PermissionDenied(
                 f"the query is signed with a {identity.role} certificate ({identity}); nodes answer only "

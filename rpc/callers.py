@@ -57,4 +57,12 @@ class CallerGate(grpc.ServerInterceptor):  # type: ignore[misc]
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = continuation(details)
-        return None if handler is None else around_each_call(handler, self.check)
+        return None if handler is None else around_each_call(handler, self.check, still=self.not_revoked)
+
+    def not_revoked(self, context: grpc.ServicerContext) -> bool:
+        """Whether a stream's caller is still not revoked (checked before each message it is sent:
+        a health Watch opened before a revocation ends at its next message)."""
+        try:
+            return self.crl is None or not self.crl.revokes(peer_certificate(context))
+        except PermissionDenied:
+            return False

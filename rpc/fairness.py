@@ -80,6 +80,12 @@ class AnalystLimits:
             with self._lock:
                 self._shares[analyst].running -= 1
 
+    def count(self, analyst: str) -> None:
+        """Count one quick call of ``analyst`` (a preview, a budget) against its rate, holding no
+        slot past it; :class:`ResourceLimit` if over its share."""
+        with self.admit(analyst):
+            return
+
     def _take(self, analyst: str) -> None:
         cfg = self.config
         rate = cfg.per_minute / 60.0

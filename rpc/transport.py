@@ -23,7 +23,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
 
 from accord.errors import ConfigError, Unauthenticated
-from accord.policies.identity import Identity, identity_from_certificate, validity_problem
+from accord.policies.identity import SERVER_NAME_SUFFIX, Identity, identity_from_certificate, validity_problem
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
@@ -191,6 +191,13 @@ def _check_serves_as(cert: x509.Certificate, identity: Identity, expected: Ident
         raise ConfigError(
             f"certificate {path} has wildcard DNS name(s) {', '.join(wildcards)}: a server certificate "
             f"must name exactly one party; {reissue}"
+        )
+    others = [n for n in names if n.endswith(f".{SERVER_NAME_SUFFIX}") and n != expected.server_name]
+    if others:
+        raise ConfigError(
+            f"certificate {path} also carries the name(s) {', '.join(others)}, which clients verify "
+            f"for other parties: it could pass for them; a server certificate must name exactly one "
+            f"party; {reissue}"
         )
     if expected.server_name not in names:
         raise ConfigError(
