@@ -249,3 +249,46 @@ def test_the_coordinator_stops_using_a_node_whose_certificate_is_revoked(
         with pytest.raises(Unavailable, match="county"):  # nor is it asked anything else
             alice.budget("open")
     assert fed.service.clients["county"].last_error.startswith("node county presents a revoked certificate")
+
+
+def test_a_crl_past_its_next_update_is_refused_at_start_and_pki_crl_signs_it_anew(
+    pki: TestPki, tmp_path: Path
+) -> None:
+    """Property: a server does not start with a CRL past its next update (it may be an old copy put
+    back); `accord pki crl` signs the same revocations anew with the next number and a fresh next
+    update, and the server starts with that."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    ca_dir = _ca_copy(pki, tmp_path / "ca")
+    revoke(ca_dir, pki.analyst("bob").cert)
+    crl = ca_dir / CRL_FILE
+    cas = [x509.load_pem_x509_certificate((ca_dir / CA_CERT).read_bytes())]
+    before = load_crl(crl, cas)
+    ca_key = serialization.load_pem_private_key((ca_dir / CA_KEY).read_bytes(), password=None)
+    old = x509.load_pem_x509_crl(crl.read_bytes())
+    now = datetime.now(UTC)
+    builder = x509.CertificateRevocationListBuilder().issuer_name(old.issuer)
+    for entry in old:
+        builder = builder.add_revoked_certificate(entry)
+    stale = (
+        builder.last_update(now - timedelta(days=40))
+        .next_update(now - timedelta(days=10))
+        .add_extension(x509.CRLNumber(before.number), critical=False)
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    crl.write_bytes(stale.public_bytes(serialization.Encoding.PEM))
+    link_certs(tmp_path, pki)
+    copy_census(tmp_path, PUMS_PID)
+    node = write_node(
+        tmp_path, node_config(tmp_path, "county", [pums_dataset(tmp_path, "pums", PUMS_PID)], tls_crl=crl)
+    )
+    with pytest.raises(ConfigError, match="passed its next update"):
+        start_node(load_node_config(node), listen=LISTEN)
+    result = accord("pki", "crl", "--dir", str(ca_dir), "--days", "7", cwd=tmp_path, home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    fresh = load_crl(crl, cas)
+    assert fresh.serials == before.serials and fresh.number == before.number + 1
+    assert fresh.next_update is not None and fresh.next_update > now + timedelta(days=6)
+    start_node(load_node_config(node), listen=LISTEN).stop(grace=0)
