@@ -4,9 +4,11 @@ grpcio's Python API neither checks a server's certificate against a revocation l
 client the certificate it accepted. So the coordinator, which holds the federation's CRL, looks
 for itself: :func:`server_certificate` connects to the node with the coordinator's own
 certificate and the federation CA, verifies the node's certificate and its name exactly as the
-gRPC channel does (chain and ``<name>.<role>.accord``), and returns it, so that its serial can be
-looked up in the CRL. The coordinator does this before it first uses a node, when the CRL
-changes and whenever it refreshes the node's catalog (see :mod:`accord.coordinator.nodes`).
+gRPC channel does (chain and ``<name>.<role>.accord``), checks that its ``accord://`` identity is
+the expected party's (a certificate carrying another party's DNS name too is caught here), and
+returns it, so that its serial can be looked up in the CRL. The coordinator does this before it
+first uses a node, when the CRL changes and whenever it refreshes the node's catalog (see
+:mod:`accord.coordinator.nodes`).
 
 What it does not do: prove that the gRPC connection reaches the same server. Someone who holds a
 revoked node key *and* sits on the network path could answer this handshake with the genuine
@@ -21,8 +23,8 @@ import ssl
 
 from cryptography import x509
 
-from accord.errors import Unavailable
-from accord.policies.identity import Identity
+from accord.errors import Unauthenticated, Unavailable
+from accord.policies.identity import Identity, identity_from_certificate
 from accord.rpc.transport import TlsFiles
 
 __all__ = ["server_certificate"]
@@ -47,4 +49,11 @@ def server_certificate(address: str, tls: TlsFiles, expected: Identity, timeout:
         raise Unavailable(f"{expected} at {address}: TLS check failed ({err})") from None
     if der is None:  # pragma: no cover - a verified handshake always has a peer certificate
         raise Unavailable(f"{expected} at {address}: presented no certificate")
-    return x509.load_der_x509_certificate(der)
+    cert = x509.load_der_x509_certificate(der)
+    try:
+        identity = identity_from_certificate(cert)
+    except Unauthenticated as err:
+        raise Unavailable(f"{expected} at {address}: {err.message}") from None
+    if identity != expected:  # its DNS name matched: the certificate names two parties
+        raise Unavailable(f"{expected} at {address} presents the certificate of {identity}")
+    return cert
