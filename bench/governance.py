@@ -44,7 +44,8 @@ from accord.node.state import MemoryState
 from accord.policies.consent import ConsentRecord, ConsentStatus
 from accord.policies.gate import Grant
 from accord.policies.identity import Identity
-from accord.policies.pki import CA_CERT, CA_KEY, issue, leaf_paths, revoke
+from accord.policies.pki import CA_CERT, CA_KEY, issue, leaf_paths
+from accord.policies.pki_crl import revoke
 from accord.policies.revocation import CRL_FILE, CrlFile
 from accord.rpc.callers import CallerGate
 from accord.rpc.fairness import AnalystLimits, FairnessConfig

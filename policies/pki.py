@@ -28,14 +28,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from accord.errors import ConfigError
 from accord.policies.identity import NAME_PATTERN, ROLES, Identity
-from accord.policies.revocation import CRL_FILE, load_crl
+from accord.policies.revocation import CRL_FILE
 
 __all__ = [
     "CA_CERT",
@@ -49,8 +48,6 @@ __all__ = [
     "init_federation",
     "issue",
     "leaf_paths",
-    "refresh_crl",
-    "revoke",
     "validate_name",
 ]
 
@@ -169,15 +166,13 @@ def issue(
     days: int = DEFAULT_DAYS,
     not_before: datetime | None = None,
     not_after: datetime | None = None,
-    revoke_previous: bool = False,
 ) -> IssuedCert:
     """Issue a leaf certificate for ``role``/``name`` from the CA in ``ca_dir``.
 
     Writes ``out_dir/<role>s/<name>.pem`` and ``.key`` (replacing any earlier ones). Validity
     starts at ``not_before`` (default: now minus 5 minutes of clock skew) and ends at
     ``not_after`` (default: ``days`` later); tests use both to make expired and not-yet-valid
-    certificates. With ``revoke_previous``, a certificate already there for this party is added
-    to the CRL first (see :func:`revoke`), so its key stops working once servers reload the CRL.
+    certificates.
     """
     identity = validate_name(role, name)
     ca_cert, ca_key = _load_ca(Path(ca_dir))
@@ -241,8 +236,6 @@ def issue(
     )
     cert_path, key_path = leaf_paths(Path(out_dir), role, name)
     cert_path.parent.mkdir(parents=True, exist_ok=True)
-    if revoke_previous and cert_path.exists():
-        revoke(Path(ca_dir), cert_path)  # before the file is replaced: its serial would be lost
     _write_key(key_path, key)
     _write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     return IssuedCert(identity, cert_path, key_path)
@@ -332,46 +325,6 @@ def _write_atomic(path: Path, data: bytes, mode: int) -> None:
         raise
 
 
-def revoke(ca_dir: Path, cert_path: Path, crl_days: int = CRL_DAYS) -> tuple[x509.Certificate, Path]:
-    """Add the certificate in ``cert_path`` to the CRL of the CA in ``ca_dir`` (``DIR/crl.pem``).
-
-    The CRL keeps every earlier revocation, its number goes up by one, and it is written
-    atomically, so a server reloading it never sees half a file. Returns the revoked certificate
-    and the CRL's path. Revoking a certificate twice is harmless.
-    """
-    ca_dir = Path(ca_dir)
-    ca_cert, ca_key = _load_ca(ca_dir)
-    try:
-        cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
-    except OSError as err:
-        raise ConfigError(f"cannot read {cert_path}: {err.strerror}") from None
-    except ValueError:
-        raise ConfigError(f"{cert_path} is not a PEM X.509 certificate") from None
-    try:
-        cert.verify_directly_issued_by(ca_cert)
-    except (ValueError, TypeError, InvalidSignature):
-        raise ConfigError(
-            f"{cert_path} was not issued by the CA in {ca_dir}; revoke it with the CA that issued it"
-        ) from None
-    _check_days(crl_days)
-    crl_path = ca_dir / CRL_FILE
-    earlier: list[x509.RevokedCertificate] = []
-    number = 1
-    if crl_path.exists():
-        number = load_crl(crl_path, [ca_cert]).number + 1
-        earlier = [
-            e for e in x509.load_pem_x509_crl(crl_path.read_bytes()) if e.serial_number != cert.serial_number
-        ]
-    entry = (
-        x509.RevokedCertificateBuilder()
-        .serial_number(cert.serial_number)
-        .revocation_date(datetime.now(UTC))
-        .build()
-    )
-    _write_crl(crl_path, ca_cert, ca_key, [*earlier, entry], number, crl_days)
-    return cert, crl_path
-
-
 def _write_crl(
     path: Path,
     ca_cert: x509.Certificate,
@@ -391,19 +344,3 @@ def _write_crl(
         .sign(ca_key, hashes.SHA256())
     )
     _write_atomic(path, crl.public_bytes(serialization.Encoding.PEM), 0o644)
-
-
-def refresh_crl(ca_dir: Path, crl_days: int = CRL_DAYS) -> Path:
-    """Sign the CRL of the CA in ``ca_dir`` anew: the same revocations, the next number, a fresh
-    next update ``crl_days`` from now. Run it before the next update passes (servers refuse to
-    start with a CRL past it); returns the CRL's path."""
-    ca_dir = Path(ca_dir)
-    ca_cert, ca_key = _load_ca(ca_dir)
-    _check_days(crl_days)
-    crl_path = ca_dir / CRL_FILE
-    if not crl_path.exists():
-        raise ConfigError(f"no CRL in {ca_dir}; `accord pki init` writes one, `accord pki revoke` adds to it")
-    number = load_crl(crl_path, [ca_cert]).number + 1
-    entries = list(x509.load_pem_x509_crl(crl_path.read_bytes()))
-    _write_crl(crl_path, ca_cert, ca_key, entries, number, crl_days)
-    return crl_path

@@ -17,9 +17,8 @@ from accord.policies.pki import (
     init_federation,
     issue,
     leaf_paths,
-    refresh_crl,
-    revoke,
 )
+from accord.policies.pki_crl import refresh_crl, revoke
 
 __all__ = [
     "register",
@@ -139,7 +138,9 @@ def _init(args: argparse.Namespace) -> int:
 def _issue(args: argparse.Namespace) -> int:
     previous, _ = leaf_paths(args.dir, args.role, args.name)
     replaced = previous.exists() and not args.keep_previous
-    leaf = issue(args.dir, args.dir, args.role, args.name, days=args.days, revoke_previous=replaced)
+    if replaced:  # before the file is replaced: its serial would be lost
+        revoke(args.dir, previous)
+    leaf = issue(args.dir, args.dir, args.role, args.name, days=args.days)
     if replaced:
         print(f"revoked the certificate it replaces; copy {args.dir / 'crl.pem'} to every server")
     print(f"{leaf.identity.role} {leaf.identity.name}: {leaf.cert} {leaf.key}")

@@ -25,7 +25,8 @@ from accord.coordinator.server import start_coordinator
 from accord.errors import ConfigError, ResourceLimit, Unavailable
 from accord.node.config import load_node_config
 from accord.node.server import start_node
-from accord.policies.pki import CA_CERT, CA_KEY, revoke
+from accord.policies.pki import CA_CERT, CA_KEY
+from accord.policies.pki_crl import revoke
 from accord.policies.revocation import CRL_FILE
 from accord.protos.rpcstatus import error_from_rpc
 from accord.rpc.fairness import FairnessConfig

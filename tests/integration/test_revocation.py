@@ -20,7 +20,8 @@ from accord.coordinator.server import start_coordinator
 from accord.errors import ConfigError, Unauthenticated, Unavailable
 from accord.node.config import load_node_config
 from accord.node.server import start_node
-from accord.policies.pki import CA_CERT, CA_KEY, issue, revoke
+from accord.policies.pki import CA_CERT, CA_KEY, issue
+from accord.policies.pki_crl import revoke
 from accord.policies.revocation import CRL_FILE, CrlFile, load_crl
 from accord.rpc.transport import TlsFiles
 from tests.conftest import TestPki
