@@ -1,4 +1,4 @@
-"""``accord node serve`` and ``accord node check``."""
+"""``accord node serve``, ``accord node check`` and ``accord node audit-key``."""
 
 from __future__ import annotations
 
@@ -6,11 +6,20 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from accord.errors import ConfigError
 from accord.node.config import load_node_config
+from accord.node.config_audit import audit_origin, witness_name
 from accord.node.operator_cli import register_node_budget
 from accord.node.server import build_service, start_node
 from accord.node.state import MemoryState, StateInUse
 from accord.policies.identity import Identity
+from accord.policies.note import (
+    ALG_COSIGNATURE,
+    NoteSigner,
+    generate_key,
+    load_private_key,
+    write_private_key,
+)
 from accord.rpc.serving import open_crl, serve_until_signal
 from accord.rpc.transport import check_certificate_files
 
@@ -42,6 +51,17 @@ def register(sub: Any) -> None:
     )
     check.add_argument("--config", required=True, type=Path, help="node TOML file")
     check.set_defaults(func=_check)
+    key = cmds.add_parser(
+        "audit-key",
+        help="create the node's audit signing key, or show its public keys",
+        description="Show the public keys of the node's Ed25519 audit key ([audit] key): the "
+        "checkpoint key (give it to auditors and to the nodes that witness this one) and the witness "
+        "key (auditors who require this node's cosignatures list it). With --create, create the key "
+        "first (never over an existing one).",
+    )
+    key.add_argument("--config", required=True, type=Path, help="node TOML file")
+    key.add_argument("--create", action="store_true", help="create the key file (mode 0600)")
+    key.set_defaults(func=_audit_key)
     register_node_budget(cmds)
 
 
@@ -50,6 +70,22 @@ def _serve(args: argparse.Namespace) -> int:
     running = start_node(config)
     print(f"node {config.name} listening on port {running.port}", flush=True)
     serve_until_signal(running)
+    return 0
+
+
+def _audit_key(args: argparse.Namespace) -> int:
+    config = load_node_config(args.config)
+    if config.audit.key is None:
+        raise ConfigError(
+            f'{args.config}: [audit] key is not set; add `key = "audit/{config.name}.key"` under [audit]'
+        )
+    if args.create:
+        config.audit.key.parent.mkdir(parents=True, exist_ok=True)
+        write_private_key(config.audit.key, generate_key())
+        print(f"created {config.audit.key}")
+    key = load_private_key(config.audit.key)
+    print(f"checkpoint key: {NoteSigner(audit_origin(config.name), key).vkey()}")
+    print(f"witness key:    {NoteSigner(witness_name(config.name), key).vkey(ALG_COSIGNATURE)}")
     return 0
 
 

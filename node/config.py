@@ -41,6 +41,9 @@ answer_seconds = 1.0            # optional (default 1.0): no answer leaves befor
 report_node_seconds = false     # optional (default false): send the node's handler time to the
                                 # coordinator as trailing metadata (a data-dependent disclosure)
 
+[audit]                         # optional: signing the audit log (see accord.node.config_audit)
+key = "audit/county.key"        # the node's Ed25519 checkpoint key (`accord node audit-key`)
+
 [state]                         # optional: what the node remembers (answered queries)
 backend = "sqlite"              # optional (default "sqlite"); "memory" forgets on restart
 path = "state/county.sqlite3"   # optional (default state/<name>.sqlite3 beside this file)
@@ -81,6 +84,7 @@ from pathlib import Path
 
 from accord.config import Table, read_toml
 from accord.errors import ConfigError, InvalidQuery
+from accord.node.config_audit import AuditConfig, audit_config
 from accord.node.config_datasets import DatasetConfig, answer_seconds, dataset_config
 from accord.query.epsilon import Epsilon
 from accord.rpc.fairness import FairnessConfig, fairness_config
@@ -139,6 +143,9 @@ class NodeConfig:
 
     answer_seconds: float = 1.0  # [timing]: no answer leaves earlier (0: padding off)
     report_node_seconds: bool = False  # [timing]: send the node's handler time (a disclosure)
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    source: Path | None = field(default=None, compare=False)
+    """The file the config was read from (its digest is logged when the node starts)."""
 
     def dataset(self, name: str) -> DatasetConfig | None:
         for d in self.datasets:
@@ -163,6 +170,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
             "datasets",
             "timing",
             "fairness",
+            "audit",
         }
     )
 
@@ -227,6 +235,8 @@ def load_node_config(path: str | Path) -> NodeConfig:
         fairness=fairness_config(top.sub("fairness")),
         answer_seconds=answer_seconds,
         report_node_seconds=report_node_seconds,
+        audit=audit_config(top.sub("audit"), name),
+        source=file,
     )
 
 

@@ -11,6 +11,7 @@ import tomli_w
 
 from accord.config import relative_path, write_text_atomic
 from accord.node.config import DatasetConfig, NodeConfig
+from accord.node.config_audit import audit_table
 from accord.query.schema import ColumnSpec
 
 __all__ = ["node_config_toml", "write_node_config"]
@@ -70,6 +71,7 @@ def node_config_toml(config: NodeConfig, folder: Path) -> str:
             "answer_seconds": config.answer_seconds,
             "report_node_seconds": config.report_node_seconds,
         },
+        "audit": audit_table(config.audit, folder),
         "state": {"backend": config.state.backend}
         | ({"path": relative_path(config.state.path, folder)} if config.state.path is not None else {}),
         "datasets": {

@@ -57,6 +57,7 @@ class Draft:
     dataset: str = ""
     uses: tuple[tuple[str, str], ...] = ()
     payload_digest: str = ""
+    envelope_digest: str = ""
     known_agreement: bool = False
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
@@ -74,5 +75,6 @@ class Draft:
             dataset=self.dataset,
             uses=self.uses,
             payload_digest=self.payload_digest,
+            envelope_digest=self.envelope_digest,
             **more,
         )

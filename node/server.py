@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 from cryptography import x509
 
 from accord.errors import ConfigError
+from accord.node.audit_log import Checkpointer, record_startup
+from accord.node.audit_servicer import AUDIT_CALLERS, AUDIT_SERVICE_NAME, AuditServicer, register_audit
 from accord.node.config import NodeConfig
+from accord.node.config_audit import witness_name
 from accord.node.consent import ConsentRegister
 from accord.node.duckdb import open_duckdb
 from accord.node.service import NodeService
 from accord.node.servicer import SERVICE_NAME, NodeServicer, register
 from accord.node.state import NodeState, open_state
 from accord.node.timing import answer_budgets
+from accord.node.witness import Witness
 from accord.policies.agreements import load_agreements
 from accord.policies.gate import PolicyGate
 from accord.policies.identity import Identity
@@ -25,8 +31,9 @@ from accord.rpc.serving import RunningServer, ServiceBinding, open_crl, start_se
 __all__ = ["NODE_CALLERS", "build_gate", "build_service", "start_node"]
 
 NODE_CALLERS = frozenset({"coordinator"})
-"""The roles a node serves at all, health checks and reflection included (which coordinators may
-query is the [access] list, checked per call)."""
+"""The roles the node service serves (which coordinators may query is the [access] list, checked
+per call). The audit service serves auditors and (for witnessing) nodes; health checks and
+reflection serve all three."""
 
 log = logging.getLogger(__name__)
 
@@ -106,19 +113,62 @@ def start_node(config: NodeConfig, listen: str | None = None) -> RunningServer:
     servicer = NodeServicer(
         service, max_in_flight=config.max_workers, report_seconds=config.report_node_seconds
     )
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def stopped() -> None:
+        stop.set()
+        for t in threads:
+            t.join()
+        service.close()
+
     try:
+        checkpointer = Checkpointer.from_config(config, service.state)
+        consent = service.consent
+        record_startup(
+            service.state,
+            config,
+            service.gate.agreements,
+            None if consent is None else (consent.version(), consent.counts()),
+        )
+        audit = AuditServicer(service.state, checkpointer)
         running = start_server(
-            [ServiceBinding(SERVICE_NAME, lambda s: register(servicer, s))],
+            [
+                ServiceBinding(SERVICE_NAME, lambda s: register(servicer, s)),
+                ServiceBinding(AUDIT_SERVICE_NAME, lambda s: register_audit(audit, s)),
+            ],
             listen or config.listen,
             config.tls,
             serves_as=Identity("node", config.name),
-            callers=NODE_CALLERS,
+            callers=NODE_CALLERS | AUDIT_CALLERS,
+            service_callers={SERVICE_NAME: NODE_CALLERS, AUDIT_SERVICE_NAME: AUDIT_CALLERS},
             max_workers=config.max_workers + 4,
             max_concurrent_rpcs=config.max_concurrent_rpcs,
-            on_stop=service.close,
+            on_stop=stopped,
         )
     except BaseException:
         service.close()
         raise
+    if checkpointer.signs:
+        checkpointer.issue()
+        threads.append(
+            _background(f"{config.name}-checkpoints", checkpointer.run, stop, config.audit.checkpoint_seconds)
+        )
+        if config.audit.witness:
+            signer = checkpointer.signer_as(witness_name(config.name))
+            witness = Witness(config.name, service.state, signer, config.audit.witness, config.tls)
+            threads.append(
+                _background(f"{config.name}-witness", witness.run, stop, config.audit.witness_seconds)
+            )
+    elif config.audit.witness:
+        log.warning("node %s: [[audit.witness]] is ignored without [audit] key", config.name)
     log.info("node %s serving %d dataset(s) on port %d", config.name, len(config.datasets), running.port)
     return running
+
+
+def _background(
+    name: str, run: Callable[[threading.Event, float], None], stop: threading.Event, every: float
+) -> threading.Thread:
+    thread = threading.Thread(target=run, args=(stop, every), name=name, daemon=True)
+    thread.start()
+    return thread

@@ -29,8 +29,13 @@
     a retry's stored release reads no data, so they are not padded.
 
 Every request ends in one :class:`~accord.policies.decision.Decision` (answered, answered again,
-refused with its reason code, failed), handed to ``on_decision`` (logged as one JSON line by
-default); refusals under a known agreement are counted for the public register.
+refused with its reason code, failed, previewed, shown), appended to the node's audit log
+durably before any reply leaves the node: an answer's entry in the very transaction that records
+it and its charge (step 10), any other decision's on its own (with the refusal's count for the
+public register, under a known agreement). A decision that cannot be logged is not replied to:
+the caller gets an internal error instead. Each decision is also handed to ``on_decision``
+(logged as one JSON line by default). A change of the consent register is logged before the
+first query that uses it.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from accord.errors import NotFound, PermissionDenied
+from accord.node.audit_log import consent_entry
 from accord.node.backend import ExecutionBackend, PersonFilter
 from accord.node.consent import ConsentRegister
 from accord.node.decisions import FAILURES, Draft, log_decision, reason_of
@@ -52,6 +58,7 @@ from accord.node.release import build_release
 from accord.node.state import Answer, NodeState
 from accord.node.timing import AnswerBudgets, AnswerPace
 from accord.policies.agreements import Agreement
+from accord.policies.audit_entry import decision_entry
 from accord.policies.budget import Charge, budget_line, check_fits
 from accord.policies.decision import Decision
 from accord.policies.gate import Grant, PolicyGate, query_uses
@@ -106,6 +113,8 @@ class NodeService:
         self._id_locks = [threading.Lock() for _ in range(_ID_LOCKS)]
         self._filters: dict[tuple[str, str], PersonFilter] = {}
         self._filters_lock = threading.Lock()
+        logged = state.seen("consent").get("version")
+        self._consent_logged = int(logged) if logged is not None else None
         # Compiling is a pure function of the SQL text and the views it is checked against, and the
         # Query is immutable: repeated texts (dashboards, retries) skip sqlglot. Only successes are
         # cached; a refusal is recomputed (and raised again).
@@ -114,6 +123,15 @@ class NodeService:
     @staticmethod
     def _compile_uncached(sql: str, views: tuple[DatasetSchema, ...]) -> Query:
         return compile_query(sql, {v.name: v for v in views})
+
+    @property
+    def consent(self) -> ConsentRegister | None:
+        return self._consent
+
+    @property
+    def state(self) -> NodeState:
+        """The node's state (its ledger and its audit log)."""
+        return self._state
 
     @property
     def schemas(self) -> tuple[DatasetSchema, ...]:
@@ -134,21 +152,23 @@ class NodeService:
 
     # ---- the life of a request ------------------------------------------------------------------
 
-    def _decided(self, decision: Decision) -> None:
+    def _told(self, decision: Decision) -> None:
         try:
             self._on_decision(decision)
-        except Exception:  # a broken log must not change the answer; it is the operator's alarm
-            log.exception("could not record a decision")
+        except Exception:  # a broken log line must not change the answer; it is the operator's alarm
+            log.exception("could not log a decision")
+
+    def _decided(self, decision: Decision, refusal: tuple[str, str] | None = None) -> None:
+        """Append ``decision`` to the audit log (durably: raises InternalError, and no reply may
+        leave, if it cannot be), counting ``refusal`` for the register in the same transaction."""
+        self._state.append([decision_entry(decision)], refusal=refusal)
+        self._told(decision)
 
     def _refused(self, draft: Draft, err: BaseException) -> None:
         reason = reason_of(err)
         outcome = "failed" if reason in FAILURES else "refused"
-        if outcome == "refused" and draft.known_agreement and draft.kind == "query":
-            try:
-                self._state.count_refusal(draft.agreement, reason)
-            except Exception:
-                log.exception("could not count a refusal under agreement %s", draft.agreement)
-        self._decided(draft.decide(outcome, reason=reason))
+        counted = outcome == "refused" and draft.known_agreement and draft.kind == "query"
+        self._decided(draft.decide(outcome, reason=reason), (draft.agreement, reason) if counted else None)
 
     def _verified(self, draft: Draft, caller: Identity, signed: SignedQuery, kind: str) -> VerifiedRequest:
         """Steps 1-2 for a request of ``kind``, filling ``draft`` as identities become known."""
@@ -160,6 +180,7 @@ class NodeService:
         )
         draft.analyst, draft.query_id = verified.analyst.name, verified.payload.query_id
         draft.payload_digest = signed.payload_digest().hex()
+        draft.envelope_digest = hashlib.sha256(signed.to_bytes()).hexdigest()
         draft.agreement = verified.payload.agreement
         held = self.gate.agreements.get(draft.agreement)
         # Refusals are counted (for the public register) only under an agreement that covers the
@@ -202,33 +223,37 @@ class NodeService:
             assert isinstance(verified, VerifiedQuery)
             grant, query = self._granted(draft, verified)
             with self._fair.admit(verified.analyst.name):  # the analyst the signature proves
-                recorded, fresh = self._answer(verified, signed, grant, query, serialize, pace)
+                recorded, decision = self._answer(draft, verified, signed, grant, query, serialize, pace)
+            if decision is None:  # the stored release, sent again: nothing charged
+                self._decided(
+                    draft.decide(
+                        "answered-again", release_digest=hashlib.sha256(recorded.release).hexdigest()
+                    )
+                )
+            else:  # logged with the answer itself
+                self._told(decision)
         except BaseException as err:
             if isinstance(err, Exception):
-                self._refused(draft, err)
-                pace.wait()  # a refusal found after the data was read leaves at the budget too
+                try:
+                    self._refused(draft, err)
+                finally:
+                    pace.wait()  # a refusal found after the data was read leaves at the budget too
             raise
-        outcome = "answered" if fresh else "answered-again"
-        self._decided(
-            draft.decide(
-                outcome,
-                epsilon=recorded.epsilon if fresh else "0",
-                release_digest=hashlib.sha256(recorded.release).hexdigest(),
-            )
-        )
         pace.wait()  # outside the id lock: a waiting answer holds nobody else up
         return recorded.release
 
     def _answer(
         self,
+        draft: Draft,
         verified: VerifiedQuery,
         signed: SignedQuery,
         grant: Grant,
         query: Query,
         serialize: Callable[[Release], bytes],
         pace: AnswerPace,
-    ) -> tuple[Answer, bool]:
-        """Steps 5-10: the recorded answer, and whether it was answered (and charged) now."""
+    ) -> tuple[Answer, Decision | None]:
+        """Steps 5-10: the recorded answer, and its decision if it was answered (and charged, and
+        logged) now; None if it was answered before."""
         agreement = grant.agreement
         analyst, query_id = verified.analyst.name, verified.request.query_id
         digest = verified.payload.request_digest()
@@ -241,7 +266,7 @@ class NodeService:
             stored = self._state.find(analyst, query_id)
             if stored is not None:
                 _same_query(stored, digest, verified)
-                return stored, False
+                return stored, None
             charge = self._charge(agreement, analyst, epsilon)
             schema = self._schemas[query.dataset]
             minimum = agreement.min_group_size
@@ -270,10 +295,13 @@ class NodeService:
                 release=serialize(release),
                 agreement=agreement.id,
             )
+            decision = draft.decide(
+                "answered", epsilon=answer.epsilon, release_digest=hashlib.sha256(answer.release).hexdigest()
+            )
             pace.check()  # ran past the budget: refuse before anything is charged or recorded
-            recorded = self._state.record(answer, charge)
+            recorded = self._state.record(answer, charge, [decision_entry(decision)])
             _same_query(recorded, digest, verified)
-        return recorded, recorded is answer
+        return recorded, decision if recorded is answer else None
 
     def _charge(self, agreement: Agreement, analyst: str, epsilon: Epsilon) -> Charge | None:
         """What the answer will be charged, refused early (:class:`BudgetExhausted`) when it does
@@ -288,6 +316,8 @@ class NodeService:
             return None
         key = (agreement.purpose_code, agreement.consent)
         version = self._consent.version()
+        if version != self._consent_logged:
+            self._log_consent(version)
         with self._filters_lock:
             known = self._filters.get(key)
         if known is None or known.version < version:
@@ -297,6 +327,16 @@ class NodeService:
         if known.mode == "exclude" and not known.persons:
             return None  # nobody to leave out: the engine's shortcuts stay open
         return known
+
+    def _log_consent(self, version: int) -> None:
+        """Log that the consent register changed (counts only) before a query uses it."""
+        assert self._consent is not None
+        with self._filters_lock:
+            if version == self._consent_logged:
+                return
+            entry = consent_entry(self.name, version, self._consent.counts())
+            self._state.append([entry], seen={("consent", "version"): str(version)})
+            self._consent_logged = version
 
     # ---- previews and budgets -------------------------------------------------------------------
 

@@ -28,7 +28,9 @@ class Decision:
     :data:`OUTCOMES` (``failed``: the node could not answer, e.g. its data was unavailable);
     ``reason`` the refusal's or failure's stable code (empty when allowed); ``uses`` each
     field the query reads and how (``("age", "sum")``; ``("*", "count")`` for ``COUNT(*)``);
-    ``epsilon`` what was charged (``"0"`` when nothing was); digests are SHA-256 in hex."""
+    ``epsilon`` what was charged (``"0"`` when nothing was); digests are SHA-256 in hex: of the
+    signed payload, of the whole signed envelope (payload, signature, certificate) and of the
+    release bytes sent."""
 
     node: str
     kind: str
@@ -44,6 +46,7 @@ class Decision:
     epsilon: str = "0"
     reason: str = ""
     payload_digest: str = ""
+    envelope_digest: str = ""
     release_digest: str = ""
 
     def __post_init__(self) -> None:

@@ -1,8 +1,10 @@
 """Who may call a server at all: checked on every call, health checks and reflection included.
 
 Each Accord server is open to a fixed set of roles (a node: coordinators; the coordinator:
-analysts). :class:`CallerGate` runs before any service code, on every method of every service
-the server holds (the standard health and reflection services too), and refuses:
+analysts), and a service on it may have its own (a node's audit service: auditors, and other
+nodes for witnessing; its health service: every role it serves). :class:`CallerGate` runs
+before any service code, on every method of every service the server holds (the standard health
+and reflection services too), and refuses:
 
 - a call without a usable client certificate, or outside its validity (``UNAUTHENTICATED``);
 - a certificate on the federation's revocation list (``UNAUTHENTICATED``, ``CERTIFICATE_REVOKED``),
@@ -15,7 +17,7 @@ Finer checks (which coordinator, which analyst, which agreement) stay with the s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import grpc
@@ -32,12 +34,22 @@ __all__ = ["CallerGate"]
 class CallerGate(grpc.ServerInterceptor):  # type: ignore[misc]
     """Refuse every call whose caller is not of one of ``roles`` or whose certificate is revoked."""
 
-    def __init__(self, roles: frozenset[str], crl: CrlFile | None = None) -> None:
+    def __init__(
+        self,
+        roles: frozenset[str],
+        crl: CrlFile | None = None,
+        services: Mapping[str, frozenset[str]] | None = None,
+    ) -> None:
+        """``roles``: who may call the server's services (health and reflection included) unless
+        ``services`` (full service name -> roles) names a service's own."""
         self.roles = roles
         self.crl = crl
+        self.services = dict(services or {})
 
-    def check(self, context: grpc.ServicerContext) -> None:
-        """Abort the call in ``context`` unless its caller may call this server."""
+    def check(self, context: grpc.ServicerContext, roles: frozenset[str] | None = None) -> None:
+        """Abort the call in ``context`` unless its caller may call this server (as one of
+        ``roles``, the server's by default)."""
+        roles = self.roles if roles is None else roles
         try:
             identity = peer_identity(context)
             if self.crl is not None and self.crl.revokes(peer_certificate(context)):
@@ -45,10 +57,10 @@ class CallerGate(grpc.ServerInterceptor):  # type: ignore[misc]
                     f"the certificate of {identity} has been revoked; ask the federation's CA for a new one",
                     "CERTIFICATE_REVOKED",
                 )
-            if identity.role not in self.roles:
-                needed = " or ".join(sorted(self.roles))
+            if identity.role not in roles:
+                needed = " or ".join(sorted(roles))
                 raise PermissionDenied(
-                    f"{identity} may not call this server; it serves {needed} certificates only",
+                    f"{identity} may not call this service; it serves {needed} certificates only",
                     "WRONG_ROLE",
                     {"caller": str(identity), "required_role": needed},
                 )
@@ -57,7 +69,11 @@ class CallerGate(grpc.ServerInterceptor):  # type: ignore[misc]
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = continuation(details)
-        return None if handler is None else around_each_call(handler, self.check, still=self.not_revoked)
+        if handler is None:
+            return None
+        service = str(details.method).split("/")[1] if str(details.method).count("/") >= 2 else ""
+        roles = self.services.get(service, self.roles)
+        return around_each_call(handler, lambda context: self.check(context, roles), still=self.not_revoked)
 
     def not_revoked(self, context: grpc.ServicerContext) -> bool:
         """Whether a stream's caller is still not revoked (checked before each message it is sent:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from types import FrameType
@@ -126,6 +126,7 @@ def start_server(
     *,
     serves_as: Identity,
     callers: frozenset[str],
+    service_callers: Mapping[str, frozenset[str]] | None = None,
     max_workers: int = 16,
     max_concurrent_rpcs: int = 64,
     on_stop: Callable[[], None] | None = None,
@@ -134,7 +135,8 @@ def start_server(
 
     The certificate in ``tls`` must be ``serves_as``'s, with the DNS name clients verify (checked
     before serving). Every call, health and reflection included, must come from one of the roles
-    in ``callers`` with a certificate not on the CRL of ``tls.crl`` (see :class:`CallerGate`).
+    in ``callers`` (or, for a service named in ``service_callers``, one of its roles) with a
+    certificate not on the CRL of ``tls.crl`` (see :class:`CallerGate`).
     At most ``max_concurrent_rpcs`` calls other than health checks run at once (see
     :class:`_CallLimit`); the worker pool has ``max_workers`` threads, raised if needed to
     ``max_concurrent_rpcs`` + :data:`SPARE_WORKERS` so that extra calls are refused, not queued.
@@ -144,7 +146,7 @@ def start_server(
     workers = max(max_workers, max_concurrent_rpcs + SPARE_WORKERS)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="accord-rpc"),
-        interceptors=[CallerGate(callers, crl), _CallLimit(max_concurrent_rpcs)],
+        interceptors=[CallerGate(callers, crl, service_callers), _CallLimit(max_concurrent_rpcs)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -6,7 +6,15 @@ more than an agreement allows. Every answer is recorded, and its cost charged, i
 transaction *before* its release leaves the node (:meth:`NodeState.record`): the charge is checked
 against the agreement's caps inside that transaction, so concurrent queries can never overspend,
 and a query id seen again returns the recorded release byte for byte (:meth:`NodeState.find`),
-never charged twice, after a restart too. The audit-log entry joins the same transaction next.
+never charged twice, after a restart too. The decision's audit-log entry joins the same
+transaction, and every other decision (a refusal, a retry, a preview) is appended to the log
+(:meth:`NodeState.append`) before its reply leaves the node.
+
+The audit log is an append-only list of canonical entries (:mod:`accord.policies.audit_entry`)
+kept as a Merkle tree of perfect subtrees (:mod:`accord.policies.merkle_tree`), with the signed
+checkpoints the node issued over it (and the cosignatures its witnesses added), what this node
+last cosigned of each other node's log (as a witness), and the digests the log last recorded
+(agreements, the configuration, the consent register) so that only changes are recorded.
 
 What is stored about an answer (:class:`Answer`): who asked (the analyst's name), the query id,
 the agreement it was asked under, digests of the request and of the signed payload, the envelope
@@ -23,12 +31,13 @@ against both (``tests/unit/test_state.py``).
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from accord.errors import ConfigError
 from accord.policies.budget import Charge, Spent
+from accord.policies.merkle_tree import consistency_path, inclusion_path, tree_root
 from accord.query.epsilon import Epsilon
 
 __all__ = ["Answer", "LedgerLine", "NodeState", "StateInUse", "Usage"]
@@ -98,21 +107,75 @@ class NodeState(abc.ABC):
         """The recorded answer to ``analyst``'s query ``query_id``, or None."""
 
     @abc.abstractmethod
-    def record(self, answer: Answer, charge: Charge | None = None) -> Answer:
-        """Record ``answer`` and charge ``charge`` in one durable transaction and return what is
-        recorded for its ``(analyst, query_id)``: ``answer`` itself, or the answer recorded first if
-        there was one (the first writer wins, so concurrent requests with one id yield one release;
-        nothing is charged then). Raises :class:`~accord.errors.BudgetExhausted` (recording nothing)
-        when the charge does not fit the agreement's caps. Only once this returns may the release
-        leave the node."""
+    def record(self, answer: Answer, charge: Charge | None = None, entries: Sequence[bytes] = ()) -> Answer:
+        """Record ``answer``, charge ``charge`` and append ``entries`` to the audit log in one
+        durable transaction and return what is recorded for its ``(analyst, query_id)``:
+        ``answer`` itself, or the answer recorded first if there was one (the first writer wins,
+        so concurrent requests with one id yield one release; nothing is charged or appended
+        then). Raises :class:`~accord.errors.BudgetExhausted` (recording nothing) when the charge
+        does not fit the agreement's caps. Only once this returns may the release leave the node."""
+
+    @abc.abstractmethod
+    def append(
+        self,
+        entries: Sequence[bytes],
+        refusal: tuple[str, str] | None = None,
+        seen: Mapping[tuple[str, str], str] | None = None,
+    ) -> int:
+        """Append ``entries`` to the audit log in one durable transaction, counting ``refusal``
+        (agreement, reason code) for the register and remembering ``seen`` ((kind, key) -> value)
+        in the same transaction; return the log's size after it."""
+
+    @abc.abstractmethod
+    def seen(self, kind: str) -> dict[str, str]:
+        """What the log last recorded of ``kind`` (key -> value), as :meth:`append` left it."""
+
+    @abc.abstractmethod
+    def log_size(self) -> int:
+        """How many entries the audit log holds."""
+
+    @abc.abstractmethod
+    def log_entries(self, start: int, end: int) -> list[bytes]:
+        """Entries [start, end) of the audit log (``end`` at most :meth:`log_size`)."""
+
+    @abc.abstractmethod
+    def log_hash(self, level: int, index: int) -> bytes:
+        """The hash of the complete block of leaves [index·2^level, (index+1)·2^level)."""
+
+    def log_root(self, size: int) -> bytes:
+        """The Merkle root of the first ``size`` entries."""
+        return tree_root(size, self.log_hash)
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        return inclusion_path(index, size, self.log_hash)
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        return consistency_path(size1, size2, self.log_hash)
+
+    @abc.abstractmethod
+    def save_checkpoint(self, size: int, note: str) -> None:
+        """Keep the signed checkpoint ``note`` of the tree of ``size`` entries (replacing the note
+        kept for that size: the same checkpoint with more cosignatures)."""
+
+    @abc.abstractmethod
+    def checkpoints(self, since: int = 0, limit: int = 1000) -> list[tuple[int, str]]:
+        """The kept checkpoints of size ``since`` or more, smallest first, at most ``limit``."""
+
+    @abc.abstractmethod
+    def latest_checkpoint(self) -> tuple[int, str] | None:
+        """The checkpoint of the largest size kept, or None."""
+
+    @abc.abstractmethod
+    def witnessed(self, log: str) -> tuple[int, bytes, str] | None:
+        """What this node, as a witness, last cosigned of ``log``: (size, root, note)."""
+
+    @abc.abstractmethod
+    def set_witnessed(self, log: str, size: int, root: bytes, note: str) -> None:
+        """Remember (durably) that this node cosigned ``note`` of ``log`` (size ``size``, ``root``)."""
 
     @abc.abstractmethod
     def spent(self, agreement: str, analyst: str) -> Spent:
         """What ``analyst`` and all analysts together have spent under ``agreement``."""
-
-    @abc.abstractmethod
-    def count_refusal(self, agreement: str, reason: str) -> None:
-        """Count one query refused under ``agreement`` for ``reason`` (a reason code)."""
 
     @abc.abstractmethod
     def ledger(self) -> list[LedgerLine]:

@@ -27,6 +27,7 @@ import fcntl
 import logging
 import sqlite3
 import threading
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
@@ -34,8 +35,10 @@ from typing import IO
 
 from accord.errors import BudgetExhausted, ConfigError, InternalError
 from accord.node.state.base import Answer, LedgerLine, NodeState, StateInUse, Usage, usage_from
+from accord.node.state.sqlite_audit import append_entries, block_hash, log_size, remember
 from accord.node.state.sqlite_schema import SCHEMA_VERSION, connect
 from accord.policies.budget import Charge, Spent, check_fits
+from accord.policies.merkle_tree import tree_root
 from accord.query.epsilon import Epsilon
 
 __all__ = ["SCHEMA_VERSION", "SqliteState", "StateReader"]
@@ -51,9 +54,10 @@ _COLUMNS = (
 class _Pending:
     """One answer (and its charge) waiting for its commit, and what became of it."""
 
-    def __init__(self, answer: Answer, charge: Charge | None) -> None:
+    def __init__(self, answer: Answer, charge: Charge | None, entries: Sequence[bytes]) -> None:
         self.answer = answer
         self.charge = charge
+        self.entries = entries
         self.done = False
         self.result: Answer | None = None
         self.error: InternalError | BudgetExhausted | None = None
@@ -99,6 +103,49 @@ class _Reads:
             refusals.setdefault(agreement, {})[reason] = int(count)
         return usage_from(lines, refusals)
 
+    def seen(self, kind: str) -> dict[str, str]:
+        with self._lock:
+            rows = self._con.execute("SELECT key, value FROM audit_seen WHERE kind = ?", (kind,)).fetchall()
+        return {str(k): str(v) for k, v in rows}
+
+    def log_size(self) -> int:
+        with self._lock:
+            return log_size(self._con)
+
+    def log_entries(self, start: int, end: int) -> list[bytes]:
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT entry FROM audit_log WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
+            ).fetchall()
+        return [_blob(r[0]) for r in rows]
+
+    def log_hash(self, level: int, index: int) -> bytes:
+        with self._lock:
+            return block_hash(self._con, level, index)
+
+    def log_root(self, size: int) -> bytes:
+        """The Merkle root of the first ``size`` entries."""
+        return tree_root(size, self.log_hash)
+
+    def checkpoints(self, since: int = 0, limit: int = 1000) -> list[tuple[int, str]]:
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT size, note FROM checkpoints WHERE size >= ? ORDER BY size LIMIT ?", (since, limit)
+            ).fetchall()
+        return [(int(s), str(n)) for s, n in rows]
+
+    def latest_checkpoint(self) -> tuple[int, str] | None:
+        with self._lock:
+            row = self._con.execute(
+                "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1"
+            ).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    def witnessed(self, log: str) -> tuple[int, bytes, str] | None:
+        with self._lock:
+            row = self._con.execute("SELECT size, root, note FROM witnessed WHERE log = ?", (log,)).fetchone()
+        return None if row is None else (int(row[0]), _blob(row[1]), str(row[2]))
+
 
 class SqliteState(_Reads, NodeState):
     """The state of node ``node`` in the SQLite file ``path`` (created with its folder if missing)."""
@@ -137,13 +184,13 @@ class SqliteState(_Reads, NodeState):
             ) from None
         return lock
 
-    def record(self, answer: Answer, charge: Charge | None = None) -> Answer:
+    def record(self, answer: Answer, charge: Charge | None = None, entries: Sequence[bytes] = ()) -> Answer:
         """Record ``answer`` and its ``charge`` (see :meth:`NodeState.record`) with **group
         commit**: answers that arrive while a commit is on its way to disk wait, and the next
         committer writes all of them in one transaction with one fsync. Each caller returns only
         once its own answer is committed, so nothing is sent early; under load the fsyncs are
         shared."""
-        mine = _Pending(answer, charge)
+        mine = _Pending(answer, charge, tuple(entries))
         with self._queue:
             self._pending.append(mine)
             while not mine.done and self._committing:
@@ -176,7 +223,10 @@ class SqliteState(_Reads, NodeState):
                 try:
                     for p in batch:
                         try:
-                            outcomes.append(self._insert(con, p.answer, p.charge))
+                            recorded = self._insert(con, p.answer, p.charge)
+                            if recorded is p.answer:
+                                append_entries(con, p.entries)
+                            outcomes.append(recorded)
                         except BudgetExhausted as refused:
                             outcomes.append(refused)
                     con.execute("COMMIT")
@@ -234,20 +284,65 @@ class SqliteState(_Reads, NodeState):
         )
         return a
 
-    def count_refusal(self, agreement: str, reason: str) -> None:
+    def _write(self, *statements: tuple[str, tuple[object, ...]]) -> None:
+        """Run ``statements`` in one durable transaction."""
         with self._lock:
             con = self._con
             con.execute("BEGIN IMMEDIATE")
             try:
-                con.execute(
-                    "INSERT INTO refusals (agreement, reason, count) VALUES (?, ?, 1) "
-                    "ON CONFLICT (agreement, reason) DO UPDATE SET count = count + 1",
-                    (agreement, reason),
-                )
+                for sql, args in statements:
+                    con.execute(sql, args)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+
+    def append(
+        self,
+        entries: Sequence[bytes],
+        refusal: tuple[str, str] | None = None,
+        seen: Mapping[tuple[str, str], str] | None = None,
+    ) -> int:
+        with self._lock:
+            con = self._con
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    size = append_entries(con, entries)
+                    if refusal is not None:
+                        con.execute(
+                            "INSERT INTO refusals (agreement, reason, count) VALUES (?, ?, 1) "
+                            "ON CONFLICT (agreement, reason) DO UPDATE SET count = count + 1",
+                            refusal,
+                        )
+                    remember(con, seen or {})
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as err:
+                kind = type(err).__name__
+                log.error("state %s: appending to the audit log failed (%s)", self.path, kind)
+                raise InternalError(f"the node could not write its audit log ({kind})") from None
+        return size
+
+    def save_checkpoint(self, size: int, note: str) -> None:
+        self._write(
+            (
+                "INSERT INTO checkpoints (size, note) VALUES (?, ?) "
+                "ON CONFLICT (size) DO UPDATE SET note = excluded.note",
+                (size, note),
+            ),
+        )
+
+    def set_witnessed(self, log: str, size: int, root: bytes, note: str) -> None:
+        self._write(
+            (
+                "INSERT INTO witnessed (log, size, root, note) VALUES (?, ?, ?, ?) ON CONFLICT (log) "
+                "DO UPDATE SET size = excluded.size, root = excluded.root, note = excluded.note",
+                (log, size, root, note),
+            ),
+        )
 
     def close(self) -> None:
         with self._lock:

@@ -11,12 +11,13 @@ import sqlite3
 from pathlib import Path
 
 from accord.errors import ConfigError
+from accord.node.state.sqlite_audit import AUDIT_TABLES
 
 __all__ = ["SCHEMA_VERSION", "TABLES", "connect"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 TABLES = {
     "meta": "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     "answers": """CREATE TABLE answers (
@@ -45,6 +46,7 @@ TABLES = {
         count INTEGER NOT NULL,
         PRIMARY KEY (agreement, reason)
     ) WITHOUT ROWID""",
+    **AUDIT_TABLES,
 }
 
 
@@ -119,8 +121,11 @@ def _migrate(con: sqlite3.Connection, node: str, where: str, write: bool) -> Non
     if version < SCHEMA_VERSION:
         if not write:
             raise ConfigError(f"{where} has an older schema; start the node once to upgrade it")
-        con.execute("ALTER TABLE answers ADD COLUMN agreement TEXT NOT NULL DEFAULT ''")  # 1 -> 2
-        con.execute(TABLES["spent"])
-        con.execute(TABLES["refusals"])
+        if version < 2:
+            con.execute("ALTER TABLE answers ADD COLUMN agreement TEXT NOT NULL DEFAULT ''")
+            con.execute(TABLES["spent"])
+            con.execute(TABLES["refusals"])
+        for statement in AUDIT_TABLES.values():  # 2 -> 3: the audit log starts empty
+            con.execute(statement)
         con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         log.info("upgraded the node state in %s to schema %d", where, SCHEMA_VERSION)

@@ -762,7 +762,11 @@ def test_health_and_reflection(pums_fed: Federation, pki: TestPki) -> None:
     for service in ("", COORDINATOR_SERVICE):
         assert _check(pums_fed.address, COORDINATOR, pki.analyst(), service) == serving
     extras = {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}
-    assert _reflected_services(node, COUNTY, pki.coordinator) == {NODE_SERVICE, *extras}
+    assert _reflected_services(node, COUNTY, pki.coordinator) == {
+        NODE_SERVICE,
+        "accord.v1.AuditService",
+        *extras,
+    }
     assert _reflected_services(pums_fed.address, COORDINATOR, pki.analyst()) == {
         COORDINATOR_SERVICE,
         *extras,

@@ -241,8 +241,9 @@ def test_the_largest_release_the_limits_allow_is_answered(fed: Federation) -> No
 def test_an_integer_sum_at_2_to_the_62_is_answered_and_beyond_is_refused(fed: Federation) -> None:
     """Property: two rows of 2^61 under max_rows = 2 sum to exactly 2^62 and are answered with a
     finite interval near the truth (within ten interval widths: coverage itself is the
-    statistical suite's to test, a 95% interval misses one run in twenty); the same bounds under max_rows = 3 could pass 2^62 and are
-    refused from the declaration, naming max_rows, whatever the data holds."""
+    statistical suite's to test, a 95% interval misses one run in twenty); the same bounds under
+    max_rows = 3 could pass 2^62 and are refused from the declaration, naming max_rows, whatever
+    the data holds."""
     with fed.client() as client:
         release = client.query_release("SELECT SUM(big) AS s FROM sums", "10")
     e = release.rows[0].cells[0].estimate

@@ -288,10 +288,11 @@ def _reasons(channel: grpc.Channel) -> dict[str, tuple[str, list[str]]]:
     return out
 
 
-def test_a_node_serves_no_auditor_or_node_yet(pki: TestPki, tmp_path: Path) -> None:
-    """Property: until the audit service exists, a node serves coordinators only: an auditor's
-    certificate and another node's are refused on every call, the health service and reflection
-    included, with PERMISSION_DENIED (WRONG_ROLE); the coordinator is answered (control)."""
+def test_a_node_serves_auditors_and_nodes_only_its_audit_service(pki: TestPki, tmp_path: Path) -> None:
+    """Property: a node's query service serves coordinators only: an auditor's certificate and
+    another node's are refused it with PERMISSION_DENIED (WRONG_ROLE) before any service code;
+    they reach health and reflection (the audit service is theirs; tests/integration/test_audit.py
+    holds its own role checks); the coordinator is answered everywhere (control)."""
     link_certs(tmp_path, pki)
     copy_census(tmp_path, PUMS_PID)
     config = write_node(tmp_path, node_config(tmp_path, "county", [pums_dataset(tmp_path, "pums", PUMS_PID)]))
@@ -301,9 +302,11 @@ def test_a_node_serves_no_auditor_or_node_yet(pki: TestPki, tmp_path: Path) -> N
         for tls in (TlsFiles(auditor.cert, auditor.key, pki.ca_cert), pki.node("district-a")):
             channel, _ = fed.node_stub("county", tls)
             with channel:
-                assert _reasons(channel) == dict.fromkeys(
-                    ("GetCatalog", "Health", "Reflection"), ("PERMISSION_DENIED", ["WRONG_ROLE"])
-                )
+                assert _reasons(channel) == {
+                    "GetCatalog": ("PERMISSION_DENIED", ["WRONG_ROLE"]),
+                    "Health": ("OK", []),
+                    "Reflection": ("OK", []),
+                }
         channel, _ = fed.node_stub("county")
         with channel:
             assert {code for code, _ in _reasons(channel).values()} == {"OK"}

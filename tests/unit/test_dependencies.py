@@ -18,7 +18,9 @@ DEV_ONLY = {"grpc_tools"}
 
 def _declared() -> set[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    names = {re.split(r"[<>=!~;\[ ]", d, maxsplit=1)[0] for d in project["dependencies"]}
+    extras = [d for group, deps in project["optional-dependencies"].items() if group != "dev" for d in deps]
+    # an extra (e.g. accord[audit]'s matplotlib) counts: its import is lazy and says how to install it
+    names = {re.split(r"[<>=!~;\[ ]", d, maxsplit=1)[0] for d in [*project["dependencies"], *extras]}
     return {n.lower().replace("_", "-") for n in names}
 
 

@@ -127,8 +127,8 @@ def test_many_threads_never_overspend(state: NodeState) -> None:
 def test_refusals_are_counted_per_agreement_and_reason(state: NodeState) -> None:
     state.record(paid("q-1"), charge("1/2"))  # type: ignore[arg-type]
     for reason in ("FIELD_USE_NOT_ALLOWED", "FIELD_USE_NOT_ALLOWED", "BUDGET_EXHAUSTED"):
-        state.count_refusal("dsa-1", reason)
-    state.count_refusal("dsa-2", "AGREEMENT_EXPIRED")
+        state.append([], refusal=("dsa-1", reason))
+    state.append([], refusal=("dsa-2", "AGREEMENT_EXPIRED"))
     usage = state.usage()
     assert usage["dsa-1"].answered == 1 and usage["dsa-1"].spent == eps("1/2")
     assert usage["dsa-1"].refused == {"FIELD_USE_NOT_ALLOWED": 2, "BUDGET_EXHAUSTED": 1}

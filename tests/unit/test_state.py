@@ -247,7 +247,7 @@ def test_a_failed_group_commit_returns_no_answer_at_all(tmp_path: Path) -> None:
     object.__setattr__(bad, "release", object())  # sqlite cannot store it: the INSERT fails
     from accord.node.state.sqlite import _Pending
 
-    batch = [_Pending(good, None), _Pending(bad, None)]
+    batch = [_Pending(good, None, ()), _Pending(bad, None, ())]
     state._commit(batch)
     for p in batch:
         with pytest.raises(InternalError):
