@@ -25,6 +25,7 @@ from bench.common import RESULTS, BenchConfig, Row, machine, write_json
 SUITES: dict[str, str] = {
     "local": "bench.local",
     "answer_path": "bench.answer_path",
+    "audit": "bench.audit",
     "governance": "bench.governance",
     "timing": "bench.timing",
     "peers": "bench.peers_suite",
