@@ -11,6 +11,7 @@ county's service-review sign-ups) to ``consent/``.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -32,7 +33,9 @@ from accord.coordinator.config import (
 from accord.demo.datasets import DATASETS, NODES
 from accord.demo.population import population_for
 from accord.node.config import DatasetConfig, NodeConfig, StateConfig
+from accord.node.config_audit import AuditConfig, WitnessPeer, audit_origin
 from accord.node.config_writer import write_node_config
+from accord.policies.note import NoteSigner, generate_key, load_private_key, write_private_key
 from accord.policies.pki import CA_CERT, leaf_paths
 from accord.policies.revocation import CRL_FILE
 from accord.rpc.fairness import FairnessConfig
@@ -40,6 +43,9 @@ from accord.rpc.transport import TlsFiles
 
 __all__ = [
     "ANALYST",
+    "AUDITOR",
+    "AUDIT_KEYS",
+    "AUDIT_SECONDS",
     "CERTS",
     "COORDINATOR",
     "DEFAULT_PORTS",
@@ -47,6 +53,7 @@ __all__ = [
     "DemoLayout",
     "copy_demo_agreements",
     "data_path",
+    "demo_audit",
     "demo_coordinator_config",
     "demo_node_config",
     "write_demo_federation",
@@ -215,6 +222,37 @@ def _write_table(path: Path, table: pa.Table) -> None:
         raise
 
 
+AUDITOR = "ico"
+"""The demo's auditor (certificate role auditor)."""
+AUDIT_KEYS = "audit"
+"""Where the demo keeps each node's audit signing key (``audit/<node>.key``, mode 0600)."""
+AUDIT_SECONDS = 1.0
+"""How often demo nodes sign checkpoints and witness each other."""
+
+
+def demo_audit(out_dir: Path, ports: Mapping[str, int]) -> dict[str, AuditConfig]:
+    """Each node's ``[audit]``: its key (created if missing), checkpoints and witnessing every
+    :data:`AUDIT_SECONDS`; every node witnesses every other whose port is known (not 0)."""
+    keys: dict[str, str] = {}
+    for node in NODES:
+        path = out_dir / AUDIT_KEYS / f"{node}.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_private_key(path, generate_key())
+        keys[node] = NoteSigner(audit_origin(node), load_private_key(path)).vkey()
+    return {
+        node: AuditConfig(
+            out_dir / AUDIT_KEYS / f"{node}.key",
+            AUDIT_SECONDS,
+            AUDIT_SECONDS,
+            tuple(
+                WitnessPeer(o, f"{HOST}:{ports[o]}", keys[o]) for o in NODES if o != node and ports.get(o, 0)
+            ),
+        )
+        for node in NODES
+    }
+
+
 def write_demo_federation(
     out_dir: Path,
     people_per_authority: int = 100_000,
@@ -235,6 +273,7 @@ def write_demo_federation(
     node_configs: dict[str, Path] = {}
     consent: dict[str, tuple[tuple[str, ...], ...]] = {}
     copy_demo_agreements(out_dir / AGREEMENTS)
+    audit = demo_audit(out_dir, all_ports)
     for node in NODES:
         files, counts = {}, {}
         for name, table in pop.datasets[node].items():
@@ -247,9 +286,9 @@ def write_demo_federation(
             held["service_contacts"]["person_id"].unique().to_pylist() if "service_contacts" in held else []
         )
         consent[node] = _write_consent(out_dir, node, held["citizens"]["person_id"].to_pylist(), contacts)
+        config = demo_node_config(out_dir, node, all_ports[node], answer_seconds=answer_seconds)
         node_configs[node] = write_node_config(
-            demo_node_config(out_dir, node, all_ports[node], answer_seconds=answer_seconds),
-            out_dir / f"{node}.toml",
+            dataclasses.replace(config, audit=audit[node]), out_dir / f"{node}.toml"
         )
     layout = DemoLayout(
         root=out_dir,

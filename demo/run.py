@@ -27,6 +27,8 @@ from accord.coordinator.table import format_release
 from accord.demo.datasets import NODES
 from accord.demo.layout import (
     ANALYST,
+    AUDIT_SECONDS,
+    AUDITOR,
     CERTS,
     COORDINATOR,
     HOST,
@@ -113,10 +115,14 @@ def _pki(root: Path) -> None:
         _say(f"certificates: reusing the development CA in {root / CERTS}")
         return
     command = ["pki", "init", "--dir", str(root / CERTS), "--coordinator", COORDINATOR, "--analyst", ANALYST]
+    command += ["--auditor", AUDITOR]
     for n in NODES:
         command += ["--node", n]
     subprocess.run(accord_command(*command), check=True, cwd=root, stdout=subprocess.DEVNULL)
-    _say(f"certificates: a development CA, the coordinator, {len(NODES)} nodes and analyst {ANALYST!r}")
+    _say(
+        f"certificates: a development CA, the coordinator, {len(NODES)} nodes, analyst {ANALYST!r} "
+        f"and auditor {AUDITOR!r}"
+    )
 
 
 def run_demo(people: int, epsilon: str, workdir: Path | None, seed: int) -> int:
@@ -160,6 +166,7 @@ def run_demo(people: int, epsilon: str, workdir: Path | None, seed: int) -> int:
                 _say("== The analyst's privacy budget at every node (accord budget):")
                 lines, unreachable = client.budget()
                 _say(budget_table(lines, unreachable))
+                _audit(root, layout)
                 _say("== Stopping node district-b (SIGKILL) to show a partial answer:")
                 victim = next(p for p in processes if p.name == "district-b")
                 victim.stop(signal.SIGKILL)
@@ -179,6 +186,44 @@ def run_demo(people: int, epsilon: str, workdir: Path | None, seed: int) -> int:
             still = [p.name for p in processes if p.popen.poll() is None]
             if still:
                 _say(f"warning: still running: {', '.join(still)}")
+
+
+def _audit(root: Path, layout: DemoLayout) -> None:
+    """What an auditor does with county's log: fetch it (auditor certificate), verify it offline
+    requiring one district's cosignature, check it against the agreements, report."""
+    node = NODES[0]
+    _say(f"== The auditor {AUDITOR!r} fetches {node}'s audit log, verifies it, checks it (accord audit):")
+    time.sleep(3 * AUDIT_SECONDS)  # let the districts witness the latest checkpoint
+    cert, key = leaf_paths(root / CERTS, "auditor", AUDITOR)
+    folder = root / "audit" / f"{node}-log"
+    show = accord_command("node", "audit-key", "--config", str(layout.node_configs[node]))
+    keys = dict(
+        line.split(":", 1)
+        for line in subprocess.run(show, capture_output=True, text=True, check=True).stdout.splitlines()
+    )
+    witnesses: list[str] = []
+    for other in NODES[1:]:
+        shown = accord_command("node", "audit-key", "--config", str(layout.node_configs[other]))
+        out = subprocess.run(shown, capture_output=True, text=True, check=True).stdout
+        witnesses += [
+            "--witness",
+            dict(line.split(":", 1) for line in out.splitlines())["witness key"].strip(),
+        ]
+    steps = [
+        [
+            "audit", "fetch", str(folder), "--node", node, "--address", f"{HOST}:{layout.ports[node]}",
+            "--key", keys["checkpoint key"].strip(), "--cert", str(cert), "--tls-key", str(key),
+            "--ca", str(root / CERTS / CA_CERT),
+        ],
+        ["audit", "verify", str(folder), *witnesses, "--quorum", "1"],
+        ["audit", "check", str(folder), "--agreements", str(layout.root / "agreements")],
+        ["audit", "report", str(folder), "--agreements", str(layout.root / "agreements")],
+    ]  # fmt: skip
+    for step in steps:
+        done = subprocess.run(accord_command(*step), capture_output=True, text=True, cwd=root)
+        _say(f"$ accord {' '.join(step[:2])} ...")
+        _say((done.stdout + done.stderr).rstrip())
+    _say()
 
 
 def _import_consent(layout: DemoLayout, root: Path) -> None:

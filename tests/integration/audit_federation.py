@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import socket
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from accord.coordinator.config import load_coordinator_config
 from accord.coordinator.server import start_coordinator
+from accord.demo.processes import free_ports
 from accord.node.config import load_node_config
 from accord.node.config_audit import AuditConfig, WitnessPeer, audit_origin, witness_name
 from accord.node.server import start_node
@@ -42,12 +42,6 @@ NODES = ("county", "district-a")
 AUDITOR = "ada"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -77,7 +71,7 @@ def audit_setup(root: Path, pki: TestPki, every: float = 0.2, witnesses: bool = 
     ``every`` seconds, and (``witnesses``) witnessing each other as often, on fixed free ports."""
     link_certs(root, pki)
     copy_census(root, PUMS_PID)
-    addresses = {n: f"127.0.0.1:{free_port()}" for n in NODES}
+    addresses = {n: f"127.0.0.1:{p}" for n, p in zip(NODES, free_ports(len(NODES)), strict=True)}
     keys: dict[str, str] = {}
     witness_keys: dict[str, str] = {}
     for n in NODES:
