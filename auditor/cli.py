@@ -147,9 +147,9 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    folder = AuditDir(args.directory)
-    key = _vkey(args.key) if args.key else _vkey(folder.info().key)
-    witnesses = [_vkey(w, ALG_COSIGNATURE) for w in args.witness]
+    AuditDir(args.directory).require()
+    key = _vkey(args.key)
+    witnesses = list({w.vkey(): w for w in (_vkey(w, ALG_COSIGNATURE) for w in args.witness)}.values())
     quorum = len(witnesses) if args.quorum is None else args.quorum
     if not 0 <= quorum <= len(witnesses):
         raise ConfigError(f"--quorum must be between 0 and the {len(witnesses)} --witness key(s) given")

@@ -209,13 +209,14 @@ def _audit(root: Path, layout: DemoLayout) -> None:
             "--witness",
             dict(line.split(":", 1) for line in out.splitlines())["witness key"].strip(),
         ]
+    county_key = keys["checkpoint key"].strip()
     steps = [
         [
             "audit", "fetch", str(folder), "--node", node, "--address", f"{HOST}:{layout.ports[node]}",
-            "--key", keys["checkpoint key"].strip(), "--cert", str(cert), "--tls-key", str(key),
+            "--key", county_key, "--cert", str(cert), "--tls-key", str(key),
             "--ca", str(root / CERTS / CA_CERT),
         ],
-        ["audit", "verify", str(folder), *witnesses, "--quorum", "1"],
+        ["audit", "verify", str(folder), "--key", county_key, *witnesses, "--quorum", "1"],
         ["audit", "check", str(folder), "--agreements", str(layout.root / "agreements")],
         ["audit", "report", str(folder), "--agreements", str(layout.root / "agreements")],
     ]  # fmt: skip

@@ -90,6 +90,13 @@ def _checkpoints(
                     cosigned.append(w.name)
             except NoteError as err:
                 report.problems.append(f"{where}: a cosignature of {w.name} does not verify ({err})")
+        listed = {(w.name, w.key_id) for w in witnesses}
+        for sig in note.signatures:
+            if any(sig.name == name for name, _ in listed) and (sig.name, sig.key_id) not in listed:
+                report.notes.append(
+                    f"{where}: a signature line names witness {sig.name} but not its key (key ID "
+                    f"{sig.key_id.hex()}): not counted"
+                )
         held.append(HeldCheckpoint(path, checkpoint, tuple(cosigned), len(cosigned) >= quorum))
     by_size: dict[int, HeldCheckpoint] = {}
     for h in held:
@@ -113,6 +120,15 @@ def verify_dir(
     folder = AuditDir(path)
     folder.require()
     report = VerifyReport()
+    distinct: dict[tuple[str, bytes], NoteVerifier] = {}
+    for w in witnesses:  # one key counts once towards the quorum, however often it is listed
+        distinct.setdefault((w.name, w.key_id), w)
+    witnesses = list(distinct.values())
+    if quorum > len(witnesses):
+        report.problems.append(
+            f"the witness policy asks for {quorum} cosignatures but lists {len(witnesses)} distinct "
+            "witness key(s)"
+        )
     report.checkpoints = _checkpoints(folder, key, witnesses, quorum, report)
     want: dict[int, list[HeldCheckpoint]] = {}
     for h in report.checkpoints:
@@ -122,7 +138,14 @@ def verify_dir(
         report.problems.append(f"hashes.bin is {len(hashes)} bytes, not a whole number of hashes: it was cut")
     total = len(hashes) // HASH_SIZE
     frontier = Frontier()
+    for h in want.get(0, ()):
+        if h.checkpoint.root != frontier.root():
+            report.problems.append(
+                f"checkpoint {h.path.name}: a tree of no entries has the root of the empty tree, not this one"
+            )
     last_good = 0
+    changed_hashes: list[int] = []
+    roots_broken = False
     for index, line in enumerate(folder.lines()):
         if not line.endswith(b"\n"):
             report.bad_entry(index, "the last line is cut short (no newline)")
@@ -134,12 +157,13 @@ def verify_dir(
             report.bad_entry(index, f"not a valid entry ({err})")
         if index < total:
             if hashes[index * HASH_SIZE : (index + 1) * HASH_SIZE] != leaf:
-                report.bad_entry(index, "its bytes differ from those fetched (its leaf hash changed)")
+                changed_hashes.append(index)
         else:
             report.bad_entry(index, "no hash was recorded for it when fetched (added afterwards?)")
         frontier.append(leaf)
         for h in want.get(frontier.size, ()):
             if frontier.root() != h.checkpoint.root:
+                roots_broken = True
                 report.problems.append(
                     f"checkpoint {h.path.name}: the root of the first {frontier.size} entries is not its "
                     f"root: an entry between {last_good} and {frontier.size - 1} was changed, removed, "
@@ -150,6 +174,14 @@ def verify_dir(
         if progress is not None and frontier.size % PROGRESS_EVERY == 0:
             progress(frontier.size, total)
     report.entries = frontier.size
+    if changed_hashes and not roots_broken and report.entries == total:
+        report.problems.append(
+            f"hashes.bin was changed at entry {changed_hashes[0]} (and {len(changed_hashes) - 1} more): the "
+            "entries themselves give every checkpoint's root; fetch into a new folder to rebuild it"
+        )
+    else:
+        for index in changed_hashes:
+            report.bad_entry(index, "its bytes differ from those fetched (its leaf hash changed)")
     if report.entries < total:
         report.problems.append(
             f"entries.jsonl holds {report.entries} entries but {total} were fetched: entries were removed"
