@@ -192,8 +192,10 @@ def test_the_audit_service_is_open_to_auditors_only(
 def test_a_rolled_back_and_forked_log_is_caught_by_witness_and_auditor(tmp_path: Path, pki: TestPki) -> None:
     """Property: county's state is restored from an older backup (its log rolled back) and it goes on
     with a different history. district, which cosigned the longer log, refuses to cosign, records
-    a ``witness`` entry in its own log naming county; the auditor's next fetch refuses the rolled
-    back checkpoint and keeps it as evidence; verify then fails."""
+    a ``witness`` entry in its own log naming county (rolled back); the auditor's next fetch
+    refuses the rolled back checkpoint and keeps it as evidence; verify then fails. When county's
+    other history grows past what district cosigned, its consistency proof fails: district records
+    a fork and still cosigns nothing."""
     setup = audit_setup(tmp_path, pki)
     fed = start_audited(setup, pki)
     county_state = load_node_config(setup.configs["county"]).state.path
@@ -225,15 +227,35 @@ def test_a_rolled_back_and_forked_log_is_caught_by_witness_and_auditor(tmp_path:
         fed.nodes["county"] = start_node(load_node_config(setup.configs["county"]))
         fed._stopped.discard("county")
 
-        def witnessed_fork() -> bool:
+        def problems() -> list[str]:
             with StateReader(district_state, "district-a") as state:
                 entries = [decode(e) for e in state.log_entries(0, state.log_size())]
-            return any(e.type == "witness" and e.fields["log"] == "county" for e in entries)
+            return [
+                str(e.fields["problem"])
+                for e in entries
+                if e.type == "witness" and e.fields["log"] == "county"
+            ]
 
-        wait_for(witnessed_fork, "district to record county's rollback")
+        wait_for(
+            lambda: any(p.startswith("rolled back") for p in problems()), "district to record the rollback"
+        )
         with pytest.raises(DataError, match=r"rolled back|forked"):
             fetch("county", setup.addresses["county"], tls, directory)
         assert list((directory / "evidence").iterdir())
         assert _verify(directory, setup).returncode == 1
+        with StateReader(district_state, "district-a") as state:
+            seen = state.witnessed("county")
+        assert seen is not None
+
+        def county_size() -> int:
+            with StateReader(county_state, "county") as state:
+                return state.log_size()
+
+        with fed.client() as client:  # county's other history grows past what district cosigned
+            while county_size() <= seen[0]:
+                client.query_release(SQL, "1/100")
+        wait_for(lambda: any(p.startswith("forked") for p in problems()), "district to record the fork")
+        with StateReader(district_state, "district-a") as state:
+            assert state.witnessed("county") == seen  # it never cosigned either history since
     finally:
         fed.stop()
