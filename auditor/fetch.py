@@ -92,6 +92,7 @@ def fetch(
         folder.create(LogInfo(node, verifier.name, key.strip()))
         info = folder.info()
     verifier = NoteVerifier.from_vkey(info.key)
+    folder.recover()  # a fetch killed between its two files left uncommitted bytes: drop them
     held = _held(folder, verifier)
     have = folder.entry_count()
     with secure_channel(address, tls, Identity("node", node)) as channel:

@@ -11,10 +11,14 @@ DIR/
                                 (<root>: the first 16 hex digits of its root hash)
   evidence/                     what fetch refused: a checkpoint that contradicts one held (a
                                 fork or a rollback), entries that did not match their checkpoint
+  committed.json                how long entries.jsonl and hashes.bin were after the last complete
+                                fetch (written atomically once both are on disk)
 ```
 
-Entries and hashes are only ever appended (and fsynced) after they were checked; a fetch that
-fails leaves the directory as it was, plus its evidence.
+Entries and hashes are only ever appended (and fsynced) after they were checked, then
+``committed.json`` records their new lengths; a fetch that fails leaves the directory as it
+was, plus its evidence, and one interrupted half-way (the process killed between the two
+files) is cut back to the last commit by the next fetch (:meth:`AuditDir.recover`).
 """
 
 from __future__ import annotations
@@ -88,7 +92,7 @@ class AuditDir:
         return self.hashes_path.read_bytes() if self.hashes_path.exists() else b""
 
     def append(self, entries: list[bytes], leaves: list[bytes]) -> None:
-        """Append checked ``entries`` and their leaf hashes, durably."""
+        """Append checked ``entries`` and their leaf hashes, durably, then commit their lengths."""
         for path, data in (
             (self.entries_path, b"".join(e + b"\n" for e in entries)),
             (self.hashes_path, b"".join(leaves)),
@@ -97,6 +101,32 @@ class AuditDir:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
+        sizes = {
+            "entries_bytes": self.entries_path.stat().st_size,
+            "hashes_bytes": self.hashes_path.stat().st_size,
+        }
+        _write_replace(self.path / "committed.json", json.dumps(sizes, sort_keys=True).encode() + b"\n")
+
+    def recover(self) -> None:
+        """Cut entries.jsonl and hashes.bin back to their committed lengths (what an interrupted
+        fetch appended past them was never committed)."""
+        try:
+            sizes = json.loads((self.path / "committed.json").read_text(encoding="utf-8"))
+            committed = {
+                self.entries_path: int(sizes["entries_bytes"]),
+                self.hashes_path: int(sizes["hashes_bytes"]),
+            }
+        except FileNotFoundError:
+            committed = {self.entries_path: 0, self.hashes_path: 0}
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError(
+                f"{self.path / 'committed.json'} is damaged; fetch into a new directory"
+            ) from None
+        for path, size in committed.items():
+            if path.exists() and path.stat().st_size > size:
+                with path.open("r+b") as f:
+                    f.truncate(size)
+                    os.fsync(f.fileno())
 
     def checkpoint_files(self) -> list[Path]:
         if not self.checkpoints_path.is_dir():

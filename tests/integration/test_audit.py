@@ -75,7 +75,8 @@ def test_the_auditors_workflow_end_to_end(
 ) -> None:
     """Property: after answered and refused queries, an auditor fetches county's log (checkpoints
     cosigned by district), verifies it offline with district as the required witness, finds every
-    answer allowed by the agreements, and reports the epsilon spent; a second fetch is incremental;
+    answer allowed by the agreements, and reports the epsilon spent; a second fetch is incremental,
+    and one after a fetch killed half-way drops what that one left uncommitted;
     the log holds decisions, the start-up and the agreements, never an SQL text or a value."""
     setup, fed = audited
     with fed.client() as client:
@@ -120,6 +121,15 @@ def test_the_auditors_workflow_end_to_end(
         client.query_release(SQL, "1/4")
     again = fetch("county", setup.addresses["county"], tls, directory)
     assert again.new_entries >= 1 and (directory / "entries.jsonl").read_bytes().startswith(before)
+    # A fetch killed after writing entries but before their hashes and commit: the next one cuts
+    # the uncommitted bytes off instead of counting them, and the copy verifies.
+    committed = (directory / "entries.jsonl").read_bytes()
+    with (directory / "entries.jsonl").open("ab") as f:
+        f.write(committed.splitlines(keepends=True)[-1])
+    fetch("county", setup.addresses["county"], tls, directory)
+    assert (directory / "entries.jsonl").read_bytes().startswith(committed)
+    recovered = _verify(directory, setup)
+    assert recovered.returncode == 0, recovered.stdout
 
 
 def _verify(directory: Path, setup: AuditSetup, *more: str) -> subprocess.CompletedProcess[str]:
