@@ -444,7 +444,12 @@ def worker_start(base: str, digest: str) -> None:
     work = Path(tempfile.mkdtemp(dir=base))
     log = build_log(work / "built")
     if files_digest(log.files) != digest:
-        raise RuntimeError("the worker built another log than the test's (are the keys still seeded?)")
+        # Not raised here: a pool whose initializer raises starts new workers for ever (a hang);
+        # worker_run raises it instead, so the test fails.
+        _WORKER.update(
+            error="the worker built another log than the test's (keys not seeded, or the code changed?)"
+        )
+        return
     memo = PureMemo(log)
     for obj, name, value in memo.patches():
         setattr(obj, name, value)
@@ -454,4 +459,6 @@ def worker_start(base: str, digest: str) -> None:
 def worker_run(task: tuple[str, int, int]) -> tuple[int, list[str]]:
     """Flip bits [start, stop) of file ``rel`` in this worker's copy (see :func:`run_flips`)."""
     rel, start, stop = task
+    if "error" in _WORKER:
+        raise RuntimeError(_WORKER["error"])
     return run_flips(_WORKER["log"], _WORKER["copy"], rel, range(start, stop), _WORKER["memo"], 499)
