@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from accord.auditor.fetch import fetch
-from accord.errors import ConfigError
+from accord.errors import ConfigError, printable
 from accord.policies.audit_check import check_entries, load_agreements_for_check
 from accord.policies.audit_dir import AuditDir
 from accord.policies.audit_entry import AuditEntry, EntryError, decode
@@ -189,14 +189,14 @@ def _check(args: argparse.Namespace) -> int:
     folder.require()
     agreements = load_agreements_for_check(args.agreements)
     show = _progress("checked")
-    result = check_entries(_entries(folder), agreements, progress=show)
+    result = check_entries(_entries(folder), agreements, progress=show, node=folder.info().node)
     if show is not None:
         print(file=sys.stderr)
     for w in result.warnings:
-        print(f"warning: entry {w.index}: {w.message} [{w.code}]")
+        print(printable(f"warning: entry {w.index}: {w.message} [{w.code}]"))
     for v in result.violations:
         who = f"query {v.query_id} of {v.analyst} under {v.agreement}"
-        print(f"NOT ALLOWED: entry {v.index}: {who}: {v.message} [{v.rule}]")
+        print(printable(f"NOT ALLOWED: entry {v.index}: {who}: {v.message} [{v.rule}]"))
     print(
         f"{result.entries:,} entries, {result.decisions:,} decisions, {result.answered:,} answers checked: "
         f"{len(result.violations)} not allowed, {len(result.warnings)} warning(s)"

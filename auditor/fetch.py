@@ -118,19 +118,39 @@ def fetch(
             if len(page.checkpoints) < CHECKPOINTS_PER_CALL:
                 break
             since = listed[-1][0].size + 1
-        wanted = {c.size: c.root for c, _ in listed if c.size <= latest.size}
+        beyond = [c.size for c, _ in listed if c.size > latest.size]
+        if beyond:  # issued since we asked, or signed before and hidden now: ask again
+            again = stub.GetCheckpoint(audit_pb2.GetCheckpointRequest(fresh=False), timeout=TIMEOUT_SECONDS)
+            newer, newer_text = _checked(again.note, verifier)
+            if newer.size >= max(beyond):
+                latest, text = newer, newer_text
+        notes = {c.size: t for c, t in [*listed, (latest, text)]}
+
+        def refuse(size: int, problem: str) -> DataError:
+            """Keep node-signed checkpoint ``size`` as evidence; the error to raise."""
+            path = folder.save_evidence(f"checkpoint-{int(time.time())}-{size}.note", notes[size].encode())
+            return DataError(f"node {node} {problem}; its signed checkpoint is kept in {path}")
+
+        beyond = [c.size for c, _ in listed if c.size > latest.size]
+        if beyond:  # it signed a larger tree before, and still shows a smaller one
+            raise refuse(
+                max(beyond),
+                f"rolled back: it lists a checkpoint of {max(beyond)} entries but now shows {latest.size}",
+            )
+        wanted = {c.size: c.root for c, _ in listed}
         wanted[latest.size] = latest.root
         for size, root in wanted.items():
             if size in held and held[size] != root:
-                raise DataError(f"node {node} forked: checkpoint {size} differs from the one held")
+                raise refuse(size, f"forked: its checkpoint of {size} entries differs from the one held")
         frontier = Frontier()
         for i in range(0, len(hashes := folder.hashes()), 32):
             frontier.append(hashes[i : i + 32])
             expected = wanted.get(frontier.size)
             if expected is not None and frontier.root() != expected:
-                raise DataError(
-                    f"node {node}'s checkpoint of {frontier.size} entries does not match the entries held: "
-                    "it forked (or this copy was changed: run accord audit verify)"
+                raise refuse(
+                    frontier.size,
+                    f"forked: its checkpoint of {frontier.size} entries does not match the entries held "
+                    "(or this copy was changed: run accord audit verify)",
                 )
         new_entries: list[bytes] = []
         new_leaves: list[bytes] = []

@@ -200,6 +200,8 @@ class Checkpointer:
             signature_note = parse_note(body + "\n" + line)
         except NoteError as err:
             raise InvalidQuery(f"not a cosigned checkpoint: {err}") from None
+        if signature_note.body != body or len(signature_note.signatures) != 1:
+            raise InvalidQuery("hand back exactly one signature line, for exactly the checkpoint body given")
         with self._lock:
             kept = dict(self._state.checkpoints(checkpoint.size, 1))
             note_text = kept.get(checkpoint.size)

@@ -77,6 +77,7 @@ RULES = MappingProxyType(
         "ANALYST_CAP": "the analyst's spending at the node went past the per_analyst cap",
         "TOTAL_CAP": "all analysts' spending at the node went past the total cap",
         "RETRY_RELEASE_DIFFERS": "an answered-again sent a release other than the first answer's",
+        "NODE_MISMATCH": "an entry of one node's log written in another node's name",
     }
 )
 """Each violation's stable code and what it means."""
@@ -251,6 +252,15 @@ class _Replay:
                     f"node {_p(d.node)} answered query {_p(d.query_id)} of analyst {_p(d.analyst)} again, "
                     "but the log records no first answer to it; ask its operator where that answer is "
                     "recorded",
+                )
+                # It still released something: hold it to every rule but the spending ones (it
+                # records no epsilon, having none of its own to record).
+                self.found = []
+                self.answer_problems(index, d)
+                self.violations += (
+                    Violation(index, d.query_id, d.analyst, d.agreement, *v)
+                    for v in self.found
+                    if v[0] != "EPSILON_INVALID"
                 )
             elif d.outcome == "answered-again" and d.release_digest != self.answers[key]:
                 self.violations.append(
@@ -444,15 +454,31 @@ def check_entries(
     agreements: Mapping[str, Agreement],
     progress: Callable[[int], None] | None = None,
     every: int = PROGRESS_EVERY,
+    node: str | None = None,
 ) -> CheckResult:
     """Replay every answer of the log's ``entries`` (each with its index in the log, in log order)
     against ``agreements`` (by id; see the module docstring). ``progress``, when given, is called
-    with the number of entries read so far after every ``every`` entries."""
+    with the number of entries read so far after every ``every`` entries. With ``node`` (the node
+    whose log it is), an entry written in another node's name is a violation (``NODE_MISMATCH``:
+    a node splitting its spending across names to stay under the caps)."""
     if every < 1:
         raise ValueError("progress is reported every 1 or more entries")
     replay = _Replay(agreements)
     count = 0
     for index, entry in entries:
+        written_as = str(entry.fields.get("node", ""))
+        if node is not None and written_as != node:
+            f = entry.fields
+            replay.violations.append(
+                Violation(
+                    index,
+                    str(f.get("query_id", "")),
+                    str(f.get("analyst", "")),
+                    str(f.get("agreement", "")),
+                    "NODE_MISMATCH",
+                    f"an entry of node {_p(node)}'s log is written in the name of node {_p(written_as)}",
+                )
+            )
         replay.entry(index, entry)
         count += 1
         if progress is not None and count % every == 0:

@@ -14,8 +14,9 @@ must have cosigned), :func:`verify_dir` checks:
 5. no checkpoint covers more entries than the copy holds (a truncated copy), and nothing is in
    the evidence folder (what fetch refused: a rollback or a fork the node showed).
 
-It names the first bad entry when there is one. Entries after the last accepted checkpoint are
-not covered by anything the node signed and witnesses saw: they are reported, not failed.
+It names the first bad entry when there is one. Entries after the last checkpoint the node signed
+fail (fetch never keeps such entries: they were added to the copy); entries after the last
+*accepted* one (signed, but not cosigned as the policy asks) are reported, not failed.
 """
 
 from __future__ import annotations
@@ -120,9 +121,12 @@ def verify_dir(
     folder = AuditDir(path)
     folder.require()
     report = VerifyReport()
-    distinct: dict[tuple[str, bytes], NoteVerifier] = {}
-    for w in witnesses:  # one key counts once towards the quorum, however often it is listed
-        distinct.setdefault((w.name, w.key_id), w)
+    distinct: dict[bytes, NoteVerifier] = {}
+    for w in witnesses:  # one key counts once towards the quorum, under whatever names it is listed
+        if w.public_key == key.public_key:
+            report.problems.append(f"witness {w.name} has the node's own key: a node cannot witness itself")
+            continue
+        distinct.setdefault(w.public_key, w)
     witnesses = list(distinct.values())
     if quorum > len(witnesses):
         report.problems.append(
@@ -199,6 +203,12 @@ def verify_dir(
             "no checkpoint meets the witness policy (signed by the node"
             + (f" and cosigned by {quorum} of the witnesses given" if quorum else "")
             + "): nothing can be verified"
+        )
+    elif report.entries > max(h.checkpoint.size for h in report.checkpoints):
+        signed = max(h.checkpoint.size for h in report.checkpoints)
+        report.problems.append(
+            f"entries {signed} to {report.entries - 1} are under no checkpoint the node signed: fetch never "
+            "keeps such entries, so they were added to this copy"
         )
     elif report.entries > report.verified_size:
         report.notes.append(

@@ -49,7 +49,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat,
 from accord.errors import ConfigError, InvalidQuery, Unauthenticated, Violation
 from accord.policies.identity import identity_from_certificate
 from accord.query.epsilon import Epsilon
-from accord.query.model import QueryRequest
+from accord.query.model import QUERY_ID_PATTERN, QueryRequest
 from accord.query.sql import MAX_SQL_LENGTH
 
 __all__ = [
@@ -114,6 +114,12 @@ class QueryPayload:
                 raise InvalidQuery(f"{name} is not valid text", (Violation(name, "not UTF-8"),)) from None
         if self.issued_at.tzinfo is None:
             raise TypeError("issued_at must be timezone-aware")
+        if not QUERY_ID_PATTERN.fullmatch(self.query_id):  # every kind: it is logged and stored
+            raise InvalidQuery(
+                "query_id must be 1-128 letters, digits, '.', '_', ':' or '-' (starting with a letter or "
+                "digit); the Accord client uses a UUID",
+                (Violation("query_id", "missing, too long or with other characters"),),
+            )
         if not _AGREEMENT.fullmatch(self.agreement):
             raise InvalidQuery(
                 "an agreement id is 1-128 letters, digits, '.', '_', ':' or '-'; use the id the agreement "

@@ -244,8 +244,28 @@ def test_each_rule_is_caught_where_it_is_planted(
 
 
 def test_every_rule_code_is_planted_above() -> None:
-    """Property: the table of planted answers covers every rule the check documents."""
-    assert {rule for rule, _, _ in PLANTED} == set(RULES)
+    """Property: the table of planted answers covers every rule the check documents (NODE_MISMATCH,
+    which needs the log's own node, has its test below)."""
+    assert {rule for rule, _, _ in PLANTED} == set(RULES) - {"NODE_MISMATCH"}
+
+
+def test_an_entry_in_another_nodes_name_is_a_violation(tmp_path: Path, digest: str) -> None:
+    """Property: checked as county's log, an answer written in district-a's name (a node splitting
+    its spending across names to stay under the caps) is NODE_MISMATCH; the same entries checked
+    without naming the node raise nothing of the kind."""
+    log = [*compliant(digest), answer(30, node="district-a")]
+    named = check_entries(entries(*log), agreements(tmp_path), node="county")
+    assert [(i, r) for i, r in found(named) if r == "NODE_MISMATCH"] == [(len(log) - 1, "NODE_MISMATCH")]
+    assert "NODE_MISMATCH" not in {v.rule for v in check(tmp_path, log).violations}
+
+
+def test_a_retry_without_its_first_answer_is_still_held_to_the_agreement(tmp_path: Path, digest: str) -> None:
+    """Property: an answered-again whose first answer is not in the log released something: given to
+    an analyst the agreement does not name, it is ANALYST_NOT_PARTY (and still warned about)."""
+    log = [loaded(digest), answer(1, "mallory", epsilon="0", outcome="answered-again", query_id="q-lost")]
+    result = check(tmp_path, log)
+    assert found(result) == [(1, "ANALYST_NOT_PARTY")]
+    assert (1, "RETRY_WITHOUT_ANSWER") in warned(result)
 
 
 def test_one_answer_breaking_several_rules_is_one_violation_per_rule(tmp_path: Path, digest: str) -> None:

@@ -545,32 +545,40 @@ def test_a_witness_key_of_the_wrong_type_cosigned_nothing(log: AuditLog, copy: P
     assert not report.ok and report.verified_size == 0
 
 
-def test_entries_after_the_last_accepted_checkpoint_are_a_note_not_a_failure(
+def test_entries_after_the_last_accepted_checkpoint_are_a_note_after_the_last_signed_a_failure(
     log: AuditLog, copy: Path
 ) -> None:
-    """Property: without the checkpoint of 100 entries, the copy still verifies up to 64 (the last
-    cosigned one) and entries 64 to 99 are named in a note; with quorum 0 the checkpoint of 90 counts
-    and the note starts at 90. An entry appended to both files after every checkpoint is a note too."""
+    """Property: with a witness key that cosigned only up to 64, the copy verifies up to 64 and
+    entries 64 to 99 are named in a note (signed by the node, not yet cosigned as asked). Entries
+    under no checkpoint the node signed fail, since fetch never keeps such entries: an entry
+    appended to both files, and entries left after the top checkpoint was deleted (hiding it)."""
     (copy / log.checkpoint_name(100)).unlink()
-    report = _verify(copy, log, quorum=1)
-    assert report.ok, report.problems
-    assert report.verified_size == 64
-    assert report.notes == [
-        "entries 64 to 99 are not covered by an accepted checkpoint yet (fetch again later)"
-    ]
     report = _verify(copy, log, quorum=0)
-    assert report.ok and report.verified_size == 90
-    assert report.notes == [
-        "entries 90 to 99 are not covered by an accepted checkpoint yet (fetch again later)"
+    assert not report.ok
+    assert report.problems == [
+        "entries 90 to 99 are under no checkpoint the node signed: fetch never keeps such entries, so "
+        "they were added to this copy"
     ]
 
     copy2 = log.lay(copy.parent / "appended")
     _write_lines(copy2, [*_lines(copy2), _forged_entry()])
     _write_hashes(copy2, [*_hashes(copy2), leaf_hash(_forged_entry())])
     report = _verify(copy2, log)
-    assert report.ok and report.entries == SIZE + 1 and report.verified_size == SIZE
+    assert not report.ok and report.entries == SIZE + 1
+    assert _has(report, "entries 100 to 100 are under no checkpoint the node signed")
+
+    copy3 = log.lay(copy.parent / "uncosigned")
+    for size in CHECKPOINT_SIZES:  # keep the node's signatures, drop district-a's cosignatures above 64
+        if size > 64:
+            path = copy3 / log.checkpoint_name(size)
+            note = parse_note(path.read_bytes())
+            kept = tuple(sig for sig in note.signatures if sig.name != witness_name(WITNESS))
+            path.write_text(SignedNote(note.body, kept).text(), encoding="utf-8")
+    report = _verify(copy3, log, quorum=1)
+    assert report.ok, report.problems
+    assert report.verified_size == 64
     assert report.notes == [
-        "entries 100 to 100 are not covered by an accepted checkpoint yet (fetch again later)"
+        "entries 64 to 99 are not covered by an accepted checkpoint yet (fetch again later)"
     ]
 
 

@@ -329,3 +329,13 @@ def test_an_expired_ca_beside_the_one_used_does_not_refuse(
     with pytest.raises(Unauthenticated, match=r"CA that issued it|analyst certificate") as info:
         v.verify(sign(tls, SQL, now=later), now=later)
     assert info.value.reason == "SIGNER_CERTIFICATE_NOT_VALID"
+
+
+@pytest.mark.parametrize("kind", ["query", "explain", "budget"])
+def test_a_query_id_outside_the_pattern_is_refused_for_every_kind(pki: TestPki, kind: str) -> None:
+    """Property: a query id of 129 characters, or with a space or a newline, cannot be signed or
+    decoded as any kind of request (budget requests included): it is written to every node's audit
+    log, which must never hold what an analyst wrote freely."""
+    for query_id in ("q" * 129, "alice smith", "q\nforged", "-leading"):
+        with pytest.raises(InvalidQuery, match="query_id"):
+            sign(pki.analyst(), "SELECT COUNT(*) FROM t", query_id=query_id, kind=kind)
