@@ -18,11 +18,20 @@ from accord.protos.rpcstatus import rpc_boundary
 from accord.protos.v1 import audit_pb2, audit_pb2_grpc
 from accord.rpc.identity import peer_identity
 
-__all__ = ["AUDIT_CALLERS", "AUDIT_SERVICE_NAME", "MAX_ENTRIES_PER_CALL", "AuditServicer", "register_audit"]
+__all__ = [
+    "AUDIT_CALLERS",
+    "AUDIT_SERVICE_NAME",
+    "MAX_BATCH_BYTES",
+    "MAX_ENTRIES_PER_CALL",
+    "AuditServicer",
+    "register_audit",
+]
 
 AUDIT_SERVICE_NAME = audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name
 AUDIT_CALLERS = frozenset({"auditor", "node"})
 MAX_ENTRIES_PER_CALL = 1000
+MAX_BATCH_BYTES = 2 << 20
+"""Entries a GetEntries reply holds at most, in bytes (well inside the 4 MiB message limit)."""
 _MAX_CHECKPOINTS_PER_CALL = 1000
 
 
@@ -77,7 +86,14 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         if request.start > end:
             raise InvalidQuery(f"start {request.start} is after end {end}")
         end = min(end, request.start + MAX_ENTRIES_PER_CALL)
-        return audit_pb2.EntryBatch(entries=self._state.log_entries(request.start, end))
+        entries: list[bytes] = []
+        size = 0
+        for entry in self._state.log_entries(request.start, end):
+            if entries and size + len(entry) > MAX_BATCH_BYTES:
+                break  # the caller asks again from where this batch ends
+            entries.append(entry)
+            size += len(entry)
+        return audit_pb2.EntryBatch(entries=entries)
 
     @rpc_boundary
     def GetInclusionProof(

@@ -85,7 +85,8 @@ class AuditServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetEntries(self, request, context):
-        """Entries [start, end) of the log, canonical bytes each (at most 1,000 a call). Auditors.
+        """Entries from start, up to end, of the log, canonical bytes each (at most 1,000 and 2 MiB a
+        call: ask again from where a reply ends). Auditors.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -18,6 +18,7 @@ import pytest
 
 from accord.auditor.fetch import fetch
 from accord.errors import DataError
+from accord.node import audit_servicer
 from accord.node.config import load_node_config
 from accord.node.server import start_node
 from accord.node.state import SqliteState, StateReader
@@ -269,3 +270,19 @@ def test_a_rolled_back_and_forked_log_is_caught_by_witness_and_auditor(tmp_path:
             assert state.witnessed("county") == seen  # it never cosigned either history since
     finally:
         fed.stop()
+
+
+def test_fetch_follows_replies_cut_short_by_size(
+    audited: tuple[AuditSetup, Federation], pki: TestPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Property: when the node cuts GetEntries replies at a byte budget (here about one entry a
+    reply), fetch asks again from where each ends and the copy is whole and verifies."""
+    setup, fed = audited
+    with fed.client() as client:
+        client.query_release(SQL, "1/2")
+    monkeypatch.setattr(audit_servicer, "MAX_BATCH_BYTES", 100)
+    directory = tmp_path / "small-batches"
+    result = fetch("county", setup.addresses["county"], auditor_tls(pki), directory, setup.keys["county"])
+    assert result.size == result.new_entries > 3
+    assert len((directory / "entries.jsonl").read_bytes().splitlines()) == result.size
+    assert _accord("audit", "verify", directory, "--key", setup.keys["county"]).returncode == 0
