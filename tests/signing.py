@@ -4,6 +4,7 @@ request messages that carry a signed query, and a node service built as the serv
 from __future__ import annotations
 
 import functools
+import json
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
@@ -11,6 +12,9 @@ from fractions import Fraction
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from accord.node.config import DatasetConfig
 from accord.node.consent import ConsentRegister
@@ -20,7 +24,7 @@ from accord.node.state import MemoryState, NodeState
 from accord.policies.agreements import Agreement, Budget, DatasetGrant, FieldUse
 from accord.policies.decision import Decision
 from accord.policies.gate import PolicyGate
-from accord.policies.signing import QuerySigner, SignedQuery
+from accord.policies.signing import SIGNATURE_CONTEXT, QuerySigner, SignedQuery
 from accord.policies.verifying import QueryVerifier
 from accord.protos import convert
 from accord.protos.v1 import coordinator_pb2, node_pb2
@@ -154,3 +158,17 @@ def node_service(
         consent,
         **extra,
     )
+
+
+def sign_with_query_id(tls: TlsFiles, sql: str, query_id: str, epsilon: str = "1") -> SignedQuery:
+    """What a client that skips Accord's own checks sends: a payload whose ``query_id`` is exactly
+    ``query_id`` (newlines, escapes, any length), validly signed by the analyst of ``tls``."""
+    placeholder = "placeholder-query-id"
+    good = sign(tls, sql, epsilon, query_id=placeholder)
+    data = good.payload.replace(
+        f'"query_id":"{placeholder}"'.encode(), b'"query_id":' + json.dumps(query_id).encode()
+    )
+    assert data != good.payload
+    key = load_pem_private_key(tls.read().key, None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return SignedQuery(data, key.sign(SIGNATURE_CONTEXT + data, ec.ECDSA(hashes.SHA256())), good.certificate)

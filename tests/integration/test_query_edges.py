@@ -48,7 +48,7 @@ from tests.integration.federation import (
     write_node,
     write_open_agreement,
 )
-from tests.signing import sign, submit_request
+from tests.signing import sign_with_query_id, submit_request
 
 WIDE_KEYS = tuple(-(2**63) + i for i in range(MAX_GROUPS))  # 10-byte varints on the wire
 BIG = 2**61
@@ -304,7 +304,7 @@ def test_a_newline_in_a_query_id_forges_no_log_line(fed: Federation) -> None:
     before = _spent(fed)
     try:
         for query_id in ("q1\n2026-12-03 INFO accord.node: FORGED", "q2\r\x1b[2K FORGED"):
-            signed = sign(fed.pki.analyst("alice"), "SELECT COUNT(*) FROM pums", query_id=query_id)
+            signed = sign_with_query_id(fed.pki.analyst("alice"), "SELECT COUNT(*) FROM pums", query_id)
             channel, stub = fed.coordinator_stub()
             with channel, pytest.raises(grpc.RpcError) as info:
                 stub.Submit(submit_request(signed), timeout=20)
