@@ -22,7 +22,8 @@ from accord.policies.audit_verify import verify_dir
 from accord.policies.decision import Decision
 from accord.policies.merkle import leaf_hash
 from accord.policies.merkle_tree import Frontier
-from accord.policies.note import Checkpoint, NoteSigner, SignedNote, generate_key
+from accord.policies.note import Checkpoint, NoteSigner, SignedNote
+from accord.policies.note_keys import generate_key
 from bench.common import BenchConfig, Row
 
 __all__ = ["run"]

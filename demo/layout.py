@@ -35,7 +35,8 @@ from accord.demo.population import population_for
 from accord.node.config import DatasetConfig, NodeConfig, StateConfig
 from accord.node.config_audit import AuditConfig, WitnessPeer, audit_origin
 from accord.node.config_writer import write_node_config
-from accord.policies.note import NoteSigner, generate_key, load_private_key, write_private_key
+from accord.policies.note import NoteSigner
+from accord.policies.note_keys import generate_key, load_private_key, write_private_key
 from accord.policies.pki import CA_CERT, leaf_paths
 from accord.policies.revocation import CRL_FILE
 from accord.rpc.fairness import FairnessConfig

@@ -39,9 +39,9 @@ from accord.policies.note import (
     NoteSigner,
     NoteVerifier,
     SignedNote,
-    load_private_key,
     parse_note,
 )
+from accord.policies.note_keys import load_private_key
 
 __all__ = ["Checkpointer", "consent_entry", "record_startup"]
 

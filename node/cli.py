@@ -13,13 +13,8 @@ from accord.node.operator_cli import register_node_budget
 from accord.node.server import build_service, start_node
 from accord.node.state import MemoryState, StateInUse
 from accord.policies.identity import Identity
-from accord.policies.note import (
-    ALG_COSIGNATURE,
-    NoteSigner,
-    generate_key,
-    load_private_key,
-    write_private_key,
-)
+from accord.policies.note import ALG_COSIGNATURE, NoteSigner
+from accord.policies.note_keys import generate_key, load_private_key, write_private_key
 from accord.rpc.serving import open_crl, serve_until_signal
 from accord.rpc.transport import check_certificate_files
 

@@ -13,13 +13,8 @@ from accord.demo.processes import free_ports
 from accord.node.config import load_node_config
 from accord.node.config_audit import AuditConfig, WitnessPeer, audit_origin, witness_name
 from accord.node.server import start_node
-from accord.policies.note import (
-    ALG_COSIGNATURE,
-    NoteSigner,
-    generate_key,
-    load_private_key,
-    write_private_key,
-)
+from accord.policies.note import ALG_COSIGNATURE, NoteSigner
+from accord.policies.note_keys import generate_key, load_private_key, write_private_key
 from accord.policies.pki import issue
 from accord.rpc.serving import RunningServer
 from accord.rpc.transport import TlsFiles

@@ -11,15 +11,8 @@ from accord.errors import InvalidQuery, NotFound, PermissionDenied
 from accord.node.audit_log import Checkpointer
 from accord.node.config_audit import audit_origin, witness_name
 from accord.node.state import MemoryState
-from accord.policies.note import (
-    ALG_COSIGNATURE,
-    Checkpoint,
-    NoteSigner,
-    Signature,
-    generate_key,
-    key_id,
-    parse_note,
-)
+from accord.policies.note import ALG_COSIGNATURE, Checkpoint, NoteSigner, Signature, key_id, parse_note
+from accord.policies.note_keys import generate_key
 
 
 def _setup() -> tuple[Checkpointer, MemoryState, NoteSigner, str, Ed25519PrivateKey]:

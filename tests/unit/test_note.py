@@ -39,13 +39,11 @@ from accord.policies.note import (
     NoteVerifier,
     Signature,
     SignedNote,
-    generate_key,
     key_id,
-    load_private_key,
     open_note,
     parse_note,
-    write_private_key,
 )
+from accord.policies.note_keys import generate_key, load_private_key, write_private_key
 
 # GO: TestNewVerifier, TestNewSigner, TestSign, TestOpen.
 PETER_VKEY = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
