@@ -23,11 +23,12 @@ answer is on disk); one answer over budget fails alone.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
@@ -217,22 +218,15 @@ class SqliteState(_Reads, NodeState):
         anything else fails, every answer of the batch fails and nothing is returned."""
         outcomes: list[Answer | BudgetExhausted] = []
         try:
-            with self._lock:
-                con = self._con
-                con.execute("BEGIN IMMEDIATE")
-                try:
-                    for p in batch:
-                        try:
-                            recorded = self._insert(con, p.answer, p.charge)
-                            if recorded is p.answer:
-                                append_entries(con, p.entries)
-                            outcomes.append(recorded)
-                        except BudgetExhausted as refused:
-                            outcomes.append(refused)
-                    con.execute("COMMIT")
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
+            with self._transaction() as con:
+                for p in batch:
+                    try:
+                        recorded = self._insert(con, p.answer, p.charge)
+                        if recorded is p.answer:
+                            append_entries(con, p.entries)
+                        outcomes.append(recorded)
+                    except BudgetExhausted as refused:
+                        outcomes.append(refused)
         except Exception as err:
             kind = type(err).__name__
             log.error("state %s: recording answers failed (%s)", self.path, kind)
@@ -284,14 +278,15 @@ class SqliteState(_Reads, NodeState):
         )
         return a
 
-    def _write(self, *statements: tuple[str, tuple[object, ...]]) -> None:
-        """Run ``statements`` in one durable transaction."""
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """The connection inside one durable write transaction: committed if the block ends,
+        rolled back if it raises."""
         with self._lock:
             con = self._con
             con.execute("BEGIN IMMEDIATE")
             try:
-                for sql, args in statements:
-                    con.execute(sql, args)
+                yield con
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -303,46 +298,37 @@ class SqliteState(_Reads, NodeState):
         refusal: tuple[str, str] | None = None,
         seen: Mapping[tuple[str, str], str] | None = None,
     ) -> int:
-        with self._lock:
-            con = self._con
-            try:
-                con.execute("BEGIN IMMEDIATE")
-                try:
-                    size = append_entries(con, entries)
-                    if refusal is not None:
-                        con.execute(
-                            "INSERT INTO refusals (agreement, reason, count) VALUES (?, ?, 1) "
-                            "ON CONFLICT (agreement, reason) DO UPDATE SET count = count + 1",
-                            refusal,
-                        )
-                    remember(con, seen or {})
-                    con.execute("COMMIT")
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as err:
-                kind = type(err).__name__
-                log.error("state %s: appending to the audit log failed (%s)", self.path, kind)
-                raise InternalError(f"the node could not write its audit log ({kind})") from None
+        try:
+            with self._transaction() as con:
+                size = append_entries(con, entries)
+                if refusal is not None:
+                    con.execute(
+                        "INSERT INTO refusals (agreement, reason, count) VALUES (?, ?, 1) "
+                        "ON CONFLICT (agreement, reason) DO UPDATE SET count = count + 1",
+                        refusal,
+                    )
+                remember(con, seen or {})
+        except sqlite3.Error as err:
+            kind = type(err).__name__
+            log.error("state %s: appending to the audit log failed (%s)", self.path, kind)
+            raise InternalError(f"the node could not write its audit log ({kind})") from None
         return size
 
     def save_checkpoint(self, size: int, note: str) -> None:
-        self._write(
-            (
+        with self._transaction() as con:
+            con.execute(
                 "INSERT INTO checkpoints (size, note) VALUES (?, ?) "
                 "ON CONFLICT (size) DO UPDATE SET note = excluded.note",
                 (size, note),
-            ),
-        )
+            )
 
     def set_witnessed(self, log: str, size: int, root: bytes, note: str) -> None:
-        self._write(
-            (
+        with self._transaction() as con:
+            con.execute(
                 "INSERT INTO witnessed (log, size, root, note) VALUES (?, ?, ?, ?) ON CONFLICT (log) "
                 "DO UPDATE SET size = excluded.size, root = excluded.root, note = excluded.note",
                 (log, size, root, note),
-            ),
-        )
+            )
 
     def close(self) -> None:
         with self._lock:
