@@ -205,6 +205,4 @@ def decode(raw: bytes) -> AuditEntry:
 
 def decision_entry(decision: Decision) -> bytes:
     """The canonical entry recording ``decision``."""
-    data = json.loads(decision.to_json())
-    data["type"] = "decision"
-    return encode(data)
+    return encode({**decision.fields(), "type": "decision"})

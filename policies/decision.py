@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 __all__ = ["OUTCOMES", "Decision"]
 
@@ -61,9 +62,13 @@ class Decision:
     def allowed(self) -> bool:
         return self.outcome not in ("refused", "failed")
 
-    def to_json(self) -> str:
-        """The decision as one line of JSON (members sorted, UTC time)."""
+    def fields(self) -> dict[str, Any]:
+        """The decision as JSON values (UTC time with a Z, uses as pairs)."""
         data = asdict(self)
         data["at"] = self.at.astimezone(UTC).isoformat().replace("+00:00", "Z")
         data["uses"] = [list(u) for u in self.uses]
-        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return data
+
+    def to_json(self) -> str:
+        """The decision as one line of JSON (members sorted, UTC time)."""
+        return json.dumps(self.fields(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
