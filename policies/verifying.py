@@ -29,7 +29,7 @@ from accord.policies.revocation import CrlFile
 from accord.policies.signing import SIGNATURE_CONTEXT, QueryPayload, SignedQuery
 from accord.query.model import QueryRequest
 
-__all__ = ["QueryVerifier", "VerifiedQuery", "VerifiedRequest"]
+__all__ = ["QueryVerifier", "VerifiedQuery", "VerifiedRequest", "signature_valid"]
 
 _KNOWN_CHAINS = 1024
 
@@ -65,7 +65,7 @@ def _check_dates(path: Sequence[x509.Certificate], now: datetime) -> None:
         )
 
 
-def _signature_valid(certificate: x509.Certificate, signature: bytes, message: bytes) -> bool:
+def signature_valid(certificate: x509.Certificate, signature: bytes, message: bytes) -> bool:
     key = certificate.public_key()
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):
@@ -150,6 +150,36 @@ class QueryVerifier:
             self._chains[der] = chain
         return chain
 
+    def node_certificate(self, der: bytes, name: str, now: datetime | None = None) -> x509.Certificate:
+        """The certificate ``der`` if it is node ``name``'s: chained to the federation's CA, valid
+        now, not revoked, of role ``node`` (what secure aggregation's key shares are signed with)."""
+        now = now or datetime.now(UTC)
+        try:
+            chain = self._chain(der, now)
+            _check_dates(chain.path, now)
+        except Unauthenticated as err:
+            raise Unauthenticated(
+                f"participant {name!r} signed with a certificate this federation does not accept "
+                f"({err.message}); its operator needs a node certificate from the federation's CA",
+                "PARTICIPANT_NOT_TRUSTED",
+                {"participant": name},
+            ) from None
+        identity = chain.identity
+        if self._crl is not None and self._crl.revokes(chain.certificate):
+            raise Unauthenticated(
+                f"participant {name!r} signed with a revoked certificate",
+                "PARTICIPANT_NOT_TRUSTED",
+                {"participant": name},
+            )
+        if identity.role != "node" or identity.name != name:
+            raise PermissionDenied(
+                f"a key share for participant {name!r} is signed by {identity}; each participant signs its "
+                "own with its node certificate",
+                "PARTICIPANT_NOT_TRUSTED",
+                {"participant": name},
+            )
+        return chain.certificate
+
     def verify(self, signed: SignedQuery, now: datetime | None = None, kind: str = "query") -> VerifiedQuery:
         """The verified query (or, with ``kind="explain"``, preview), or the refusal (see the module
         docstring for the order of checks)."""
@@ -176,7 +206,7 @@ class QueryVerifier:
                 "SIGNER_NOT_AN_ANALYST",
                 {"signer": str(identity)},
             )
-        if not _signature_valid(certificate, signed.signature, SIGNATURE_CONTEXT + signed.payload):
+        if not signature_valid(certificate, signed.signature, SIGNATURE_CONTEXT + signed.payload):
             raise Unauthenticated(
                 f"the query's signature does not match its content: it was changed after analyst "
                 f"{identity.name!r} signed it, or signed with another key; send it again from the Accord "
