@@ -24,6 +24,7 @@ __all__ = [
     "DataError",
     "DeadlineExceeded",
     "Failure",
+    "IntegrityError",
     "InternalError",
     "InvalidQuery",
     "NotFound",
@@ -124,6 +125,12 @@ class PartialFailure(AccordError):
     def __init__(self, message: str, missing: dict[str, str]) -> None:
         super().__init__(message)
         self.missing = dict(missing)
+
+
+class IntegrityError(AccordError):
+    """Signed data from another party failed its check: a secure-aggregation share that is missing,
+    tampered with, replayed or inconsistent with the others. Nothing was released; retrying with
+    the same query id may work, and if it keeps failing the operators must look."""
 
 
 class ConfigError(AccordError):

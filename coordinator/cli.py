@@ -222,6 +222,9 @@ def _catalog(args: argparse.Namespace) -> int:
                     "nodes": list(holders),
                     "privacy_unit": schema.privacy_unit,
                     "max_rows_per_person": schema.max_rows_per_person,
+                    "secure_aggregation": None
+                    if schema.secure is None
+                    else {"honest_nodes": schema.secure.honest_nodes, "delta": schema.secure.delta},
                     "columns": [
                         {
                             "name": c.name,
@@ -247,7 +250,13 @@ def _catalog(args: argparse.Namespace) -> int:
             "\n"
             + printable(
                 f"dataset {name} (nodes: {', '.join(holders)}; person column {schema.privacy_unit}, "
-                f"at most {schema.max_rows_per_person} row(s) per person)"
+                f"at most {schema.max_rows_per_person} row(s) per person"
+                + (
+                    f"; secure aggregation, honest_nodes {schema.secure.honest_nodes}, "
+                    f"delta {schema.secure.delta})"
+                    if schema.secure is not None
+                    else ")"
+                )
             )
         )
         for c in schema.columns:

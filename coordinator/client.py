@@ -30,10 +30,14 @@ import grpc
 
 from accord.config import Table, read_toml
 from accord.coordinator.nodes import RECONNECT_BACKOFF_MS
+from accord.coordinator.secure import node_verifier
+from accord.coordinator.secure_combine import combine_shares
 from accord.coordinator.table import to_arrow
-from accord.errors import ConfigError, DeadlineExceeded, Unavailable
+from accord.errors import ConfigError, DeadlineExceeded, IntegrityError, PermissionDenied, Unavailable
 from accord.policies.identity import Identity
+from accord.policies.secagg import SignedShare
 from accord.policies.signing import AGREEMENT_ID, QuerySigner
+from accord.policies.verifying import QueryVerifier
 from accord.protos import convert, convert_previews
 from accord.protos.rpcstatus import error_from_rpc
 from accord.protos.v1 import coordinator_pb2, coordinator_pb2_grpc
@@ -120,6 +124,7 @@ class AccordClient:
         first, longest = RECONNECT_BACKOFF_MS  # a restarted coordinator is found again within a second
         check_certificate_files(tls)  # our own files: expired, not from this CA, key of another cert
         self._tls = tls
+        self._node_verifier: QueryVerifier | None = None
         self._server = Identity("coordinator", coordinator_name)
         self._channel = secure_channel(
             address,
@@ -235,7 +240,34 @@ class AccordClient:
             coordinator_seconds=seconds_from_metadata(trailing, COORDINATOR_SECONDS),
             slowest_node_seconds=seconds_from_metadata(trailing, SLOWEST_NODE_SECONDS),
         )
-        return convert.federated_from_pb(reply), timing
+        release = convert.federated_from_pb(reply)
+        if release.aggregation == "secure":
+            release = self._checked_secure(release)
+        return release, timing
+
+    def _checked_secure(self, release: FederatedRelease) -> FederatedRelease:
+        """The combination of the nodes' signed shares, done again here: a coordinator that dropped,
+        altered, replayed or invented a share, or reported another sum, is caught."""
+        if self._node_verifier is None:
+            self._node_verifier = node_verifier(self._tls)
+        try:
+            own = combine_shares(
+                [SignedShare(*s) for s in release.shares],
+                self._node_verifier,
+                release.query_id,
+                release.contributing_nodes,
+            )
+        except (IntegrityError, PermissionDenied) as err:
+            raise IntegrityError(
+                f"the coordinator's answer to query {release.query_id} fails the check of the nodes' "
+                f"signed shares: {err.message}; tell the coordinator's operator"
+            ) from None
+        if own != release:
+            raise IntegrityError(
+                f"the coordinator's answer to query {release.query_id} differs from the sum of the nodes' "
+                "signed shares; tell the coordinator's operator"
+            )
+        return own
 
     def query(
         self,

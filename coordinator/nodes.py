@@ -25,6 +25,7 @@ from accord.coordinator.config import NodeEndpoint
 from accord.errors import AccordError, DeadlineExceeded, Failure, InternalError, Unavailable
 from accord.policies.identity import Identity
 from accord.policies.revocation import CrlFile
+from accord.policies.secagg import KeyShare, SignedShare
 from accord.policies.signing import SignedQuery
 from accord.protos import convert, convert_previews
 from accord.protos.rpcstatus import error_from_rpc
@@ -256,6 +257,29 @@ class NodeClient:
             raise DeadlineExceeded(f"node {self.name}: deadline exceeded before the call could start")
         reply, call = self._stub.Answer.with_call(request, timeout=timeout)
         return convert.release_from_pb(reply), seconds_from_metadata(call.trailing_metadata(), NODE_SECONDS)
+
+    def secure_join(self, signed: SignedQuery, participants: tuple[str, ...], deadline_at: float) -> KeyShare:
+        """Secure aggregation round 1 at this node: its signed key share. Raises ``grpc.RpcError``."""
+        self.refuse_if_revoked()
+        request = node_pb2.SecureJoinRequest(
+            query=convert.signed_query_to_pb(signed), participants=list(participants)
+        )
+        share = convert.key_share_from_pb(
+            self._stub.JoinSecureAggregation(request, timeout=_left(deadline_at, self.name))
+        )
+        if share.node != self.name:
+            raise InternalError(f"node {self.name} sent a key share as node {share.node[:63]!r}")
+        return share
+
+    def secure_answer(self, signed: SignedQuery, keys: list[KeyShare], deadline_at: float) -> SignedShare:
+        """Secure aggregation round 2 at this node: its signed masked share. Raises ``grpc.RpcError``."""
+        self.refuse_if_revoked()
+        request = node_pb2.SecureAnswerRequest(
+            query=convert.signed_query_to_pb(signed), keys=[convert.key_share_to_pb(k) for k in keys]
+        )
+        return convert.secure_share_from_pb(
+            self._stub.AnswerSecure(request, timeout=_left(deadline_at, self.name))
+        )
 
 
 def _left(deadline_at: float, name: str) -> float:

@@ -20,6 +20,7 @@ from accord.coordinator.combine import combine
 from accord.coordinator.config import CoordinatorConfig
 from accord.coordinator.nodes import FanOutPool, NodeClient, ask_each, describe, fan_out, holders
 from accord.coordinator.preview import combine_previews
+from accord.coordinator.secure import node_verifier, run_secure, secure_setting
 from accord.errors import (
     BudgetExhausted,
     DeadlineExceeded,
@@ -35,6 +36,7 @@ from accord.errors import (
 )
 from accord.policies.identity import Identity
 from accord.policies.signing import QueryPayload, SignedQuery
+from accord.policies.verifying import QueryVerifier
 from accord.query.model import Query
 from accord.query.preview import BudgetLine, FederatedExplanation
 from accord.query.release import FederatedRelease
@@ -74,11 +76,18 @@ class CoordinatorService:
         self._parse = functools.lru_cache(maxsize=PARSED_QUERIES)(parse)
         self._pool = FanOutPool(min(config.max_in_flight * max(1, len(self.clients)), MAX_FANOUT_THREADS))
         self._fair = AnalystLimits(config.fairness)
+        self._node_verifier: QueryVerifier | None = None
 
     @classmethod
     def from_config(cls, config: CoordinatorConfig) -> CoordinatorService:
         crl = open_crl(config.tls)
         return cls(config, {n.name: NodeClient(n, config.tls, crl) for n in config.nodes})
+
+    def node_verifier(self) -> QueryVerifier:
+        """Checks the node certificates that sign secure-aggregation shares (the federation's CA)."""
+        if self._node_verifier is None:
+            self._node_verifier = node_verifier(self.config.tls)
+        return self._node_verifier
 
     def close(self) -> None:
         self._pool.close()
@@ -214,7 +223,12 @@ class CoordinatorService:
             dataset=query.dataset,
             nodes=tuple(answering),
             refused=refused,
-            combined=combine_previews([p for p in answering if p.fits], request.epsilon, target),
+            combined=combine_previews(
+                [p for p in answering if p.fits],
+                request.epsilon,
+                target,
+                secure.delta_value if (secure := secure_setting(found)) is not None else None,
+            ),
         )
 
     def budget(
@@ -245,6 +259,23 @@ class CoordinatorService:
         query, found, unknown = self._route(request.sql)
         if require_all and unknown:
             raise PartialFailure(self._missing_message(unknown), unknown)
+        if secure_setting(found) is not None:
+            if unknown:
+                raise PartialFailure(
+                    "secure aggregation needs every holder, and these could not be asked: "
+                    + ", ".join(f"{n} ({r})" for n, r in sorted(unknown.items()))
+                    + f"; retry query {request.query_id} with the same id later",
+                    unknown,
+                )
+            secure = run_secure(
+                {n: self.clients[n] for n in found},
+                signed,
+                request.query_id,
+                self.config.deadline_seconds,
+                self._pool,
+                self.node_verifier(),
+            )
+            return secure, None
         result = fan_out(
             [self.clients[n] for n in sorted(found)],
             signed,

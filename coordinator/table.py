@@ -7,9 +7,10 @@ Integer-valued numbers (counts, sums of integer columns) are integers in every f
 
 ``noise_scale`` is the Laplace scale ``b`` of the noise in the number: for one node's count or sum
 the ``b`` it drew with; for a count or sum combined over nodes ``sqrt(Σ b_i²)`` (see
-:mod:`accord.coordinator.combine`); for a mean 0, because a mean adds no noise of its own: its
-uncertainty comes from its noisy sum and count, whose scales the table's footer shows (and
-JSON's ``noise`` member).
+:mod:`accord.coordinator.combine`); for a secure-aggregated count or sum the standard deviation
+``sigma sqrt(n)`` of the sum of the ``n`` nodes' discrete Gaussian shares; for a mean 0, because
+a mean adds no noise of its own: its uncertainty comes from its noisy sum and count, whose scales
+the table's footer shows (and JSON's ``noise`` member).
 
 Under an agreement with a minimum group size a ``suppressed`` column follows the aggregates: a
 group too small to release is marked ``true`` there, with every aggregate column empty (null in
@@ -48,8 +49,11 @@ def column_names(release: FederatedRelease) -> list[str]:
     return names
 
 
+_INTEGRAL = (Mechanism.DISCRETE_LAPLACE, Mechanism.DISCRETE_GAUSSIAN)
+
+
 def _integral(e: Estimate) -> bool:
-    return e.mechanism is Mechanism.DISCRETE_LAPLACE
+    return e.mechanism in _INTEGRAL and float(e.value).is_integer()
 
 
 def _as_number(x: float, integral: bool) -> int | float:
@@ -111,8 +115,20 @@ def _noise_line(release: FederatedRelease) -> str:
             parts.append(f"{name} {scale['scale']}")
         else:
             parts.append(f"{name} = sum (scale {scale['sum']}) / count (scale {scale['count']})")
+    if release.aggregation == "secure":
+        return "noise (standard deviation of the combined discrete Gaussian): " + "; ".join(parts)
     combined = " combined over the nodes" if len(release.contributing_nodes) > 1 else ""
     return f"noise scale (Laplace b{combined}): " + "; ".join(parts)
+
+
+def _mode_line(release: FederatedRelease) -> str:
+    """How the answer was produced, and the guarantee each person's data had in it."""
+    if release.aggregation == "secure":
+        return (
+            f"secure aggregation: the coordinator saw only the sum; one distributed noise; "
+            f"(epsilon {release.epsilon.display()}, delta {printable(release.delta)})-DP"
+        )
+    return f"independent: each node added its own noise; epsilon {release.epsilon.display()} at each node"
 
 
 def _group_type(values: list[Value]) -> Any:
@@ -148,6 +164,8 @@ def metadata(release: FederatedRelease) -> dict[bytes, bytes]:
         b"accord.agreement": release.agreement.encode(),
         b"accord.min_group_size": str(release.min_group_size).encode(),
         b"accord.suppress_below": str(release.suppress_below).encode(),
+        b"accord.aggregation": release.aggregation.encode(),
+        b"accord.delta": release.delta.encode(),
     }
 
 
@@ -176,7 +194,7 @@ def to_arrow(release: FederatedRelease) -> Any:
 
 
 def _number(value: float, mechanism: Mechanism) -> str:
-    if mechanism is Mechanism.DISCRETE_LAPLACE:
+    if mechanism in _INTEGRAL and float(value).is_integer():
         return str(round(value))
     return f"{value:.2f}"
 
@@ -230,6 +248,7 @@ def _text(release: FederatedRelease) -> str:
     elif release.agreement:
         lines.append(f"agreement: {printable(release.agreement)}")
     lines.append(f"nodes: {printable(', '.join(release.contributing_nodes))}")
+    lines.append(_mode_line(release))
     if release.partial:
         lines.append(_missing_line(release))
     return "\n".join(lines) + "\n"
@@ -260,6 +279,8 @@ def _json(release: FederatedRelease) -> str:
         "min_group_size": release.min_group_size,
         "suppress_below": release.suppress_below,
         "partial": release.partial,
+        "aggregation": release.aggregation,
+        "delta": release.delta,
         "contributing_nodes": list(release.contributing_nodes),
         "missing": dict(sorted(release.missing.items())),
         "columns": column_names(release),

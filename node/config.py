@@ -60,6 +60,8 @@ on_violation = "reject"           # optional (default "reject") or "clamp": what
                                   # data breaks the declared bounds/categories
 answer_seconds = 2.0              # optional: this dataset's answer-time budget ([timing]'s otherwise)
 grouped_answer_seconds = 3.0      # optional: the budget of its GROUP BY queries (answer_seconds otherwise)
+secure_aggregation = true         # optional (default false): answer only by secure aggregation with
+                                  # distributed noise (needs [secure_aggregation] below)
 
 [datasets.residents.columns.age]  # every column analysts may use; others are not exposed
 type = "integer"                  # integer | float | boolean | string
@@ -70,6 +72,11 @@ description = "..."               # optional
 [datasets.residents.columns.district]
 type = "string"
 categories = ["north", "south"]   # optional public values (needed for GROUP BY)
+
+[secure_aggregation]              # the federation's setting, the same at every node
+honest_nodes = 3                  # participants assumed honest: each node's noise share is calibrated
+                                  # so that any 3 shares together give the whole guarantee
+delta = "1e-9"                    # optional (default "1e-9"): each query is (epsilon, delta)-DP
 ```
 Relative paths resolve against the directory of the config file. Unknown keys are rejected with a
 did-you-mean hint. Every error is a :class:`~accord.errors.ConfigError` naming the file, the key
@@ -78,7 +85,7 @@ did-you-mean hint. Every error is a :class:`~accord.errors.ConfigError` naming t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -87,6 +94,7 @@ from accord.errors import ConfigError, InvalidQuery
 from accord.node.config_audit import AuditConfig, audit_config
 from accord.node.config_datasets import DatasetConfig, answer_seconds, dataset_config
 from accord.query.epsilon import Epsilon
+from accord.query.schema import SecureAggregation
 from accord.rpc.fairness import FairnessConfig, fairness_config
 from accord.rpc.transport import TlsFiles
 
@@ -171,6 +179,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
             "timing",
             "fairness",
             "audit",
+            "secure_aggregation",
         }
     )
 
@@ -213,6 +222,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
     if not datasets_table.table:
         raise datasets_table.error("", "no datasets configured; add a [datasets.NAME] table")
     datasets = tuple(dataset_config(datasets_table.sub(n), n) for n in datasets_table.table)
+    datasets = _secure(top.sub("secure_aggregation"), datasets_table, datasets)
     answer_seconds, report_node_seconds = _timing(top.sub("timing"))
 
     return NodeConfig(
@@ -237,6 +247,32 @@ def load_node_config(path: str | Path) -> NodeConfig:
         report_node_seconds=report_node_seconds,
         audit=audit_config(top.sub("audit"), name),
         source=file,
+    )
+
+
+def _secure(t: Table, tables: Table, datasets: tuple[DatasetConfig, ...]) -> tuple[DatasetConfig, ...]:
+    """``[secure_aggregation]``: the federation's setting (the same at every node), stated in the
+    catalog of every dataset that sets ``secure_aggregation = true``."""
+    t.check_keys({"honest_nodes", "delta"})
+    wanted = [d for d in datasets if d.secure_aggregation]
+    if not t.table:
+        if wanted:
+            name = wanted[0].schema.name
+            raise tables.sub(name).error(
+                "secure_aggregation",
+                "needs the federation's setting: add a [secure_aggregation] table with honest_nodes "
+                '(how many participants are assumed honest) and delta (e.g. "1e-9"), the same at every node',
+            )
+        return datasets
+    t.get("honest_nodes", int, required=True)
+    honest = t.integer("honest_nodes", 1, 1, 64, "the number of participants assumed honest")
+    delta = t.get("delta", str, "1e-9")
+    try:
+        setting = SecureAggregation(honest, delta)
+    except ConfigError as err:
+        raise t.error("delta" if "delta" in err.message else "honest_nodes", err.message) from None
+    return tuple(
+        replace(d, schema=replace(d.schema, secure=setting)) if d.secure_aggregation else d for d in datasets
     )
 
 

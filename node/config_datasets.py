@@ -32,6 +32,7 @@ _DATASET_KEYS = {
     "columns",
     "answer_seconds",
     "grouped_answer_seconds",
+    "secure_aggregation",
 }
 _COLUMN_KEYS = {"type", "lower", "upper", "categories", "description"}
 _MAX_ANSWER_SECONDS = 600.0
@@ -47,6 +48,7 @@ class DatasetConfig:
     on_violation: str = "reject"  # "reject" | "clamp"
     answer_seconds: float | None = None  # this dataset's answer-time budget (the node's otherwise)
     grouped_answer_seconds: float | None = None  # ... of its GROUP BY queries (answer_seconds otherwise)
+    secure_aggregation: bool = False  # answered only by secure aggregation ([secure_aggregation])
 
 
 def dataset_config(t: Table, name: str) -> DatasetConfig:
@@ -110,7 +112,8 @@ def dataset_config(t: Table, name: str) -> DatasetConfig:
     answer, grouped = (
         answer_seconds(t, k, None, 0.001) for k in ("answer_seconds", "grouped_answer_seconds")
     )
-    return DatasetConfig(schema, path, fmt, on_violation, answer, grouped)
+    secure = bool(t.get("secure_aggregation", bool, False))
+    return DatasetConfig(schema, path, fmt, on_violation, answer, grouped, secure)
 
 
 def answer_seconds(t: Table, key: str, default: float | None, low: float) -> float | None:

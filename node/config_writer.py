@@ -86,9 +86,13 @@ def node_config_toml(config: NodeConfig, folder: Path) -> str:
                 "columns": {c.name: _column_table(c) for c in d.schema.columns},
             }
             | _dataset_timing(d)
+            | ({"secure_aggregation": True} if d.secure_aggregation else {})
             for d in config.datasets
         },
     }
+    secure = next((d.schema.secure for d in config.datasets if d.schema.secure is not None), None)
+    if secure is not None:
+        doc["secure_aggregation"] = {"honest_nodes": secure.honest_nodes, "delta": secure.delta}
     return f"# node config of {config.name} (see the README for every key)\n" + tomli_w.dumps(doc)
 
 

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from accord.errors import AccordError, AnswerTimeExceeded, BudgetExhausted, PermissionDenied
+from accord.node.state import Answer
 from accord.policies.decision import Decision
+from accord.policies.verifying import VerifiedQuery
 
-__all__ = ["FAILURES", "Draft", "log_decision", "reason_of"]
+__all__ = ["FAILURES", "Draft", "log_decision", "reason_of", "same_query"]
 
 decisions = logging.getLogger("accord.decisions")
 
@@ -59,6 +61,8 @@ class Draft:
     payload_digest: str = ""
     envelope_digest: str = ""
     known_agreement: bool = False
+    aggregation: str = ""
+    participants: str = ""
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def decide(self, outcome: str, **more: str) -> Decision:
@@ -76,5 +80,19 @@ class Draft:
             uses=self.uses,
             payload_digest=self.payload_digest,
             envelope_digest=self.envelope_digest,
+            aggregation=self.aggregation,
+            participants=self.participants,
             **more,
+        )
+
+
+def same_query(stored: Answer, digest: bytes, verified: VerifiedQuery) -> None:
+    """Refuse an id the analyst already used for another query (another SQL, epsilon or agreement)."""
+    if stored.request_digest != digest:
+        raise PermissionDenied(
+            f"query id {verified.request.query_id!r} was already used by analyst {verified.analyst.name!r} "
+            "for a different query; use a fresh id (a UUID) for every new query and reuse an id only to "
+            "retry the same query",
+            "QUERY_ID_REUSED",
+            {"analyst": verified.analyst.name, "query_id": verified.request.query_id},
         )

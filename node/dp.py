@@ -189,6 +189,30 @@ def add_noise(values: Sequence[int | float], scale: float, integer: bool) -> lis
     return [float(x) for x in noisy]
 
 
+# ---- discrete Gaussian shares (secure aggregation; see accord.node.dp_gaussian) ----------------
+
+
+@functools.lru_cache(maxsize=256)
+def _gaussian(scale: float) -> Any:
+    """OpenDP's discrete Gaussian on ``Vec<i64>`` under the L2 distance, zCDP."""
+    space = dp.vector_domain(dp.atom_domain(T="i64")), dp.l2_distance(T="i64")
+    return dp.m.make_gaussian(*space, scale=scale)
+
+
+def gaussian_rho(scale: float, sensitivity: int) -> Fraction:
+    """The zCDP rho OpenDP's privacy map gives its discrete Gaussian of ``scale`` at L2
+    ``sensitivity`` (conservatively rounded by OpenDP)."""
+    return Fraction(_gaussian(scale).map(sensitivity))
+
+
+def add_gaussian(values: Sequence[int], scale: float) -> list[int]:
+    """``values`` plus OpenDP's discrete Gaussian noise of ``scale``, one draw per entry."""
+    ints = [int(v) for v in values]
+    if scale == 0.0:
+        return ints
+    return [int(x) for x in _gaussian(scale)(ints)]
+
+
 # ---- intervals -------------------------------------------------------------------------------
 
 
@@ -234,9 +258,11 @@ def release_measurement(
 __all__ = [
     "ALPHA",
     "I64_SAFE",
+    "add_gaussian",
     "add_noise",
     "calibrate",
     "epsilon_split",
+    "gaussian_rho",
     "half_width",
     "interval",
     "is_integer_valued",

@@ -51,7 +51,7 @@ def mean_estimate(total: Estimate, count: Estimate, bounds: tuple[float, float])
     )
 
 
-def _columns(query: Query) -> tuple[ReleaseColumn, ...]:
+def release_columns(query: Query) -> tuple[ReleaseColumn, ...]:
     out: list[ReleaseColumn] = []
     for o in query.outputs:
         if isinstance(o, GroupColumn):
@@ -130,7 +130,7 @@ def build_release(
         query_id=query_id,
         node=node_name,
         dataset=query.dataset,
-        columns=_columns(query),
+        columns=release_columns(query),
         rows=tuple(rows),
         epsilon=epsilon,
         execution_seconds=elapsed,
@@ -140,4 +140,4 @@ def build_release(
     )
 
 
-__all__ = ["ExactValues", "build_release", "mean_estimate"]
+__all__ = ["ExactValues", "build_release", "mean_estimate", "release_columns"]

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 
 from accord.errors import ConfigError
 from accord.node.audit_log import Checkpointer, record_startup
@@ -17,6 +19,7 @@ from accord.node.config import NodeConfig
 from accord.node.config_audit import witness_name
 from accord.node.consent import ConsentRegister
 from accord.node.duckdb import open_duckdb
+from accord.node.secure import NodeIdentity
 from accord.node.service import NodeService
 from accord.node.servicer import SERVICE_NAME, NodeServicer, register
 from accord.node.state import NodeState, open_state
@@ -72,6 +75,24 @@ def build_gate(config: NodeConfig) -> PolicyGate:
     return PolicyGate(config.name, config.coordinators, schemas, agreements, config.max_epsilon)
 
 
+def _identity(config: NodeConfig) -> NodeIdentity | None:
+    """The node certificate and key that sign its secure-aggregation messages (None when no dataset
+    is answered by secure aggregation)."""
+    if not any(d.secure_aggregation for d in config.datasets):
+        return None
+    files = config.tls.read()
+    try:
+        key = load_pem_private_key(files.key, password=None)
+        certificate = x509.load_pem_x509_certificate(files.cert)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{config.tls_key}: not an unencrypted PEM private key for [tls] cert") from None
+    if not isinstance(key, (ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey, rsa.RSAPrivateKey)):
+        raise ConfigError(
+            f"{config.tls_key}: a {type(key).__name__} cannot sign; use an EC, Ed25519 or RSA key"
+        )
+    return NodeIdentity(certificate.public_bytes(Encoding.DER), key)
+
+
 def build_service(config: NodeConfig, state: NodeState | None = None) -> NodeService:
     """The node's answer path over its datasets (loaded and checked), its agreements, its consent
     register and its state (opened, and locked against a second node on the same file; ``state``
@@ -103,6 +124,7 @@ def build_service(config: NodeConfig, state: NodeState | None = None) -> NodeSer
         consent,
         budgets=budgets,
         fairness=config.fairness,
+        identity=_identity(config),
     )
 
 

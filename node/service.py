@@ -51,10 +51,11 @@ from accord.errors import NotFound, PermissionDenied
 from accord.node.audit_log import consent_entry
 from accord.node.backend import ExecutionBackend, PersonFilter
 from accord.node.consent import ConsentRegister
-from accord.node.decisions import FAILURES, Draft, log_decision, reason_of
+from accord.node.decisions import FAILURES, Draft, log_decision, reason_of, same_query
 from accord.node.plan import group_keys
 from accord.node.preview import preview_aggregates
 from accord.node.release import build_release
+from accord.node.secure import NodeIdentity, SecureAnswers
 from accord.node.state import Answer, NodeState
 from accord.node.timing import AnswerBudgets, AnswerPace
 from accord.policies.agreements import Agreement
@@ -97,6 +98,7 @@ class NodeService:
         on_decision: Callable[[Decision], None] = log_decision,
         fairness: FairnessConfig | None = None,
         budgets: AnswerBudgets | None = None,
+        identity: NodeIdentity | None = None,
     ) -> None:
         """``budgets``: the answer-time budgets (:func:`accord.node.timing.answer_budgets` of the
         node config; None, for tests that do not time answers, pads nothing)."""
@@ -119,6 +121,8 @@ class NodeService:
         # Query is immutable: repeated texts (dashboards, retries) skip sqlglot. Only successes are
         # cached; a refusal is recomputed (and raised again).
         self._compile = functools.lru_cache(maxsize=_COMPILED_QUERIES)(self._compile_uncached)
+        self.secure = SecureAnswers(self, identity)
+        """Secure aggregation's two rounds (:mod:`accord.node.secure`)."""
 
     @staticmethod
     def _compile_uncached(sql: str, views: tuple[DatasetSchema, ...]) -> Query:
@@ -222,6 +226,14 @@ class NodeService:
             verified = self._verified(draft, caller, signed, "query")
             assert isinstance(verified, VerifiedQuery)
             grant, query = self._granted(draft, verified)
+            if self._schemas[query.dataset].secure is not None:
+                raise PermissionDenied(
+                    f"node {self.name!r} answers dataset {query.dataset!r} only by secure aggregation, so "
+                    "that no one sees its own answer; send it through a coordinator that runs secure "
+                    "aggregation (Accord's does so for every dataset whose holders all declare it)",
+                    "SECURE_AGGREGATION_REQUIRED",
+                    {"dataset": query.dataset},
+                )
             with self._fair.admit(verified.analyst.name):  # the analyst the signature proves
                 recorded, decision = self._answer(draft, verified, signed, grant, query, serialize, pace)
             if decision is None:  # the stored release, sent again: nothing charged
@@ -265,7 +277,7 @@ class NodeService:
         with self._id_locks[hash((analyst, query_id)) % _ID_LOCKS]:
             stored = self._state.find(analyst, query_id)
             if stored is not None:
-                _same_query(stored, digest, verified)
+                same_query(stored, digest, verified)
                 return stored, None
             charge = self._charge(agreement, analyst, epsilon)
             schema = self._schemas[query.dataset]
@@ -300,7 +312,7 @@ class NodeService:
             )
             pace.check()  # ran past the budget: refuse before anything is charged or recorded
             recorded = self._state.record(answer, charge, [decision_entry(decision)])
-            _same_query(recorded, digest, verified)
+            same_query(recorded, digest, verified)
         return recorded, decision if recorded is answer else None
 
     def _charge(self, agreement: Agreement, analyst: str, epsilon: Epsilon) -> Charge | None:
@@ -395,15 +407,3 @@ class NodeService:
             raise
         self._decided(draft.decide("shown"))
         return lines
-
-
-def _same_query(stored: Answer, digest: bytes, verified: VerifiedQuery) -> None:
-    """Refuse an id the analyst already used for another query (another SQL, epsilon or agreement)."""
-    if stored.request_digest != digest:
-        raise PermissionDenied(
-            f"query id {verified.request.query_id!r} was already used by analyst {verified.analyst.name!r} "
-            "for a different query; use a fresh id (a UUID) for every new query and reuse an id only to "
-            "retry the same query",
-            "QUERY_ID_REUSED",
-            {"analyst": verified.analyst.name, "query_id": verified.request.query_id},
-        )

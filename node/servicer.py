@@ -95,6 +95,33 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             context.set_trailing_metadata(((NODE_SECONDS, format_seconds(time.perf_counter() - started)),))
         return payload
 
+    @rpc_boundary
+    def JoinSecureAggregation(
+        self, request: node_pb2.SecureJoinRequest, context: grpc.ServicerContext
+    ) -> node_pb2.SecureKeyShare:
+        caller = peer_identity(context)
+        self._service.gate.admit(caller)
+        signed = convert.signed_query_from_pb(request.query)
+        share = self._service.secure.join(caller, signed, tuple(request.participants))
+        return convert.key_share_to_pb(share)
+
+    @rpc_boundary
+    def AnswerSecure(
+        self, request: node_pb2.SecureAnswerRequest, context: grpc.ServicerContext
+    ) -> common_pb2.SecureShare:
+        caller = peer_identity(context)
+        self._service.gate.admit(caller)
+        signed = convert.signed_query_from_pb(request.query)
+        keys = [convert.key_share_from_pb(k) for k in request.keys]
+        if not self._slots.acquire(blocking=False):
+            busy = f"node {self._service.name!r} is already answering {self._max_in_flight} queries"
+            raise ResourceLimit(f"{busy}; retry shortly", retry_after_seconds=BUSY_RETRY_SECONDS)
+        try:
+            share = self._service.secure.answer(caller, signed, keys)
+        finally:
+            self._slots.release()
+        return convert.secure_share_to_pb(share)
+
 
 def _as_is(payload: bytes) -> bytes:
     return payload
@@ -123,6 +150,16 @@ def register(servicer: NodeServicer, server: grpc.Server) -> None:
             servicer.GetBudget,
             request_deserializer=node_pb2.BudgetRequest.FromString,
             response_serializer=common_pb2.NodeBudget.SerializeToString,
+        ),
+        "JoinSecureAggregation": grpc.unary_unary_rpc_method_handler(
+            servicer.JoinSecureAggregation,
+            request_deserializer=node_pb2.SecureJoinRequest.FromString,
+            response_serializer=node_pb2.SecureKeyShare.SerializeToString,
+        ),
+        "AnswerSecure": grpc.unary_unary_rpc_method_handler(
+            servicer.AnswerSecure,
+            request_deserializer=node_pb2.SecureAnswerRequest.FromString,
+            response_serializer=common_pb2.SecureShare.SerializeToString,
         ),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))

@@ -60,6 +60,7 @@ CSV_HEADER = (
     "agreement",
     "analyst",
     "answered",
+    "secure_aggregated",
     "answered_again",
     "refused",
     "refused_by_reason",
@@ -102,6 +103,9 @@ class ReportLine:
     first: datetime
     last: datetime
     series: tuple[tuple[datetime, Epsilon], ...]
+    secure: int = 0
+    """How many of the answers were secure-aggregated (distributed noise, an (epsilon, delta)
+    guarantee; the node's masked share left it, never its value)."""
 
     @property
     def refusals(self) -> int:
@@ -129,6 +133,7 @@ class _Tally:
     first: datetime
     last: datetime
     answered: int = 0
+    secure: int = 0
     answered_again: int = 0
     refused: dict[str, int] = field(default_factory=dict)
     failed: dict[str, int] = field(default_factory=dict)
@@ -165,6 +170,7 @@ def summarise(
         tally.first, tally.last = min(tally.first, d.at), max(tally.last, d.at)
         if d.outcome == "answered":
             tally.answered += 1
+            tally.secure += d.aggregation == "secure"
             epsilon = recorded_epsilon(d.epsilon)
             if epsilon is None:
                 notes.append(
@@ -182,8 +188,9 @@ def summarise(
             reasons[d.reason] = reasons.get(d.reason, 0) + 1
         elif d.outcome == "previewed":
             tally.previewed += 1
-        else:
+        elif d.outcome == "shown":
             tally.shown += 1
+        # "joined" (a node took part in a secure aggregation) releases and spends nothing by itself
     if agreements is not None:
         missing = sorted({a for _, a, _ in tallies if a and a not in agreements})
         notes += [f"agreement {printable(a)} was not given: its caps are not shown" for a in missing]
@@ -213,6 +220,7 @@ def _line(
         first=t.first,
         last=t.last,
         series=tuple(t.series),
+        secure=t.secure,
     )
 
 
@@ -228,8 +236,8 @@ def _cap(budget: Budget | None, which: str) -> str:
     return "" if budget is None else getattr(budget, which).display()
 
 
-_HEAD = ("node", "agreement", "analyst", "answered", "again", "refused", "failed", "shown", "spent", "of",
-         "agreement spent", "of", "first", "last", "refused/failed by reason")  # fmt: skip
+_HEAD = ("node", "agreement", "analyst", "answered", "secure", "again", "refused", "failed", "shown", "spent",
+         "of", "agreement spent", "of", "first", "last", "refused/failed by reason")  # fmt: skip
 
 
 def render_table(report: Report) -> str:
@@ -242,6 +250,7 @@ def render_table(report: Report) -> str:
                 line.agreement or "-",
                 line.analyst or "-",
                 str(line.answered),
+                str(line.secure),
                 str(line.answered_again),
                 str(line.refusals),
                 str(line.failures),
@@ -264,6 +273,7 @@ def render_table(report: Report) -> str:
             "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in (_HEAD, *rows)
         ]
         out.append("")
+        out.append("secure: answers released by secure aggregation (distributed noise; (epsilon, delta)).")
         out.append("again: retries given the stored answer (charged nothing); shown: previews and budgets.")
         out.append("spent/of: the analyst's epsilon under the agreement at that node (its per_analyst cap);")
         out.append("agreement spent/of: all its analysts together (its total cap); '-': agreement not given.")
@@ -290,6 +300,7 @@ def render_csv(report: Report) -> str:
                 _formula_safe(line.agreement),
                 _formula_safe(line.analyst),
                 line.answered,
+                line.secure,
                 line.answered_again,
                 line.refusals,
                 _formula_safe(_reasons(line.refused)),
@@ -325,6 +336,7 @@ def render_json(report: Report) -> str:
                 "agreement": line.agreement,
                 "analyst": line.analyst,
                 "answered": line.answered,
+                "secure_aggregated": line.secure,
                 "answered_again": line.answered_again,
                 "refused": dict(line.refused),
                 "failed": dict(line.failed),

@@ -16,9 +16,11 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["OUTCOMES", "Decision"]
+__all__ = ["OUTCOMES", "SECURE_FIELDS", "Decision"]
 
-OUTCOMES = ("answered", "answered-again", "refused", "failed", "previewed", "shown")
+OUTCOMES = ("answered", "answered-again", "refused", "failed", "previewed", "shown", "joined")
+SECURE_FIELDS = ("aggregation", "participants", "key_digest", "noise")
+"""A secure-aggregated query's own fields, recorded only when set (older entries never had them)."""
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,13 @@ class Decision:
     field the query reads and how (``("age", "sum")``; ``("*", "count")`` for ``COUNT(*)``);
     ``epsilon`` what was charged (``"0"`` when nothing was); digests are SHA-256 in hex: of the
     signed payload, of the whole signed envelope (payload, signature, certificate) and of the
-    release bytes sent."""
+    release bytes sent (for a secure-aggregated answer: of the noisy share the node keeps, which
+    never leaves it unmasked).
+
+    A secure-aggregated query (``joined``: the node took part and made its key; ``answered``: its
+    masked share was sent) also records ``aggregation`` (``secure``), the ``participants`` (comma
+    separated), the SHA-256 of this node's X25519 public key for the query (``key_digest``) and
+    its noise share's parameters (``noise``); never the node's value, noisy or not."""
 
     node: str
     kind: str
@@ -49,6 +57,10 @@ class Decision:
     payload_digest: str = ""
     envelope_digest: str = ""
     release_digest: str = ""
+    aggregation: str = ""
+    participants: str = ""
+    key_digest: str = ""
+    noise: str = ""
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -67,6 +79,9 @@ class Decision:
         data = asdict(self)
         data["at"] = self.at.astimezone(UTC).isoformat().replace("+00:00", "Z")
         data["uses"] = [list(u) for u in self.uses]
+        for key in SECURE_FIELDS:
+            if not data[key]:
+                del data[key]
         return data
 
     def to_json(self) -> str:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from accord.errors import ConfigError, InternalError, InvalidQuery, Unauthenticated
+from accord.errors import ConfigError, InternalError, InvalidQuery, Unauthenticated, Violation
+from accord.policies.secagg import KeyShare, SignedShare
 from accord.policies.signing import SignedQuery
 from accord.protos.v1 import common_pb2 as pb
 from accord.protos.v1 import coordinator_pb2 as cpb
@@ -25,7 +26,7 @@ from accord.query.release import (
     ReleaseColumn,
     ReleaseRow,
 )
-from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
+from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema, SecureAggregation
 
 __all__ = [
     "MECHANISM_FROM_PB",
@@ -35,11 +36,15 @@ __all__ = [
     "epsilon_from_pb",
     "federated_from_pb",
     "federated_to_pb",
+    "key_share_from_pb",
+    "key_share_to_pb",
     "missing_to_pb",
     "release_from_pb",
     "release_to_pb",
     "schema_from_pb",
     "schema_to_pb",
+    "secure_share_from_pb",
+    "secure_share_to_pb",
     "signed_query_from_pb",
     "signed_query_to_pb",
     "value_from_pb",
@@ -109,6 +114,8 @@ def schema_to_pb(schema: DatasetSchema) -> pb.DatasetSchema:
         privacy_unit=schema.privacy_unit,
         max_rows_per_person=schema.max_rows_per_person,
         description=schema.description,
+        secure_honest_nodes=schema.secure.honest_nodes if schema.secure else 0,
+        secure_delta=schema.secure.delta if schema.secure else "",
         columns=[
             pb.ColumnSpec(
                 name=c.name,
@@ -155,6 +162,9 @@ def schema_from_pb(msg: pb.DatasetSchema) -> DatasetSchema:
             privacy_unit=msg.privacy_unit,
             max_rows_per_person=msg.max_rows_per_person,
             description=msg.description,
+            secure=SecureAggregation(msg.secure_honest_nodes, msg.secure_delta)
+            if msg.secure_honest_nodes
+            else None,
         )
     except ConfigError as err:  # a schema the node itself could never have loaded
         raise InternalError(f"dataset {msg.name!r} arrived with an invalid schema: {err.message}") from None
@@ -174,6 +184,7 @@ MECHANISM_TO_PB = {
     Mechanism.DISCRETE_LAPLACE: pb.DISCRETE_LAPLACE,
     Mechanism.LAPLACE: pb.LAPLACE,
     Mechanism.RATIO: pb.RATIO,
+    Mechanism.DISCRETE_GAUSSIAN: pb.DISCRETE_GAUSSIAN,
 }
 MECHANISM_FROM_PB = {v: k for k, v in MECHANISM_TO_PB.items()}
 _FUNC_TO_PB = {
@@ -340,6 +351,9 @@ def federated_to_pb(release: FederatedRelease) -> cpb.FederatedRelease:
         agreement=release.agreement,
         min_group_size=release.min_group_size,
         suppress_below=release.suppress_below,
+        aggregation=release.aggregation,
+        delta=release.delta,
+        shares=[secure_share_to_pb(SignedShare(*s)) for s in release.shares],
     )
 
 
@@ -360,6 +374,59 @@ def federated_from_pb(msg: cpb.FederatedRelease) -> FederatedRelease:
         agreement=msg.agreement,
         min_group_size=msg.min_group_size,
         suppress_below=msg.suppress_below,
+        aggregation=msg.aggregation or "independent",
+        delta=msg.delta or "0",
+        shares=tuple(_share_parts(secure_share_from_pb(s)) for s in msg.shares),
+    )
+
+
+def _share_parts(share: SignedShare) -> tuple[bytes, bytes, bytes]:
+    return share.body, share.certificate, share.signature
+
+
+# ---- secure aggregation --------------------------------------------------------------------------
+
+
+def secure_share_to_pb(share: SignedShare) -> pb.SecureShare:
+    return pb.SecureShare(
+        body=share.body.decode("ascii"), certificate=share.certificate, signature=share.signature
+    )
+
+
+def secure_share_from_pb(msg: pb.SecureShare) -> SignedShare:
+    try:
+        body = msg.body.encode("ascii")
+    except UnicodeEncodeError:
+        raise InternalError("a secure-aggregation share arrived with a body that is not ASCII JSON") from None
+    return SignedShare(body, msg.certificate, msg.signature)
+
+
+def key_share_to_pb(share: KeyShare) -> npb.SecureKeyShare:
+    return npb.SecureKeyShare(
+        node=share.node,
+        query_id=share.query_id,
+        payload_digest=share.payload_digest,
+        participants=list(share.participants),
+        public_key=share.public_key,
+        certificate=share.certificate,
+        signature=share.signature,
+    )
+
+
+def key_share_from_pb(msg: npb.SecureKeyShare) -> KeyShare:
+    if len(msg.public_key) != 32 or len(msg.payload_digest) != 32:
+        raise InvalidQuery(
+            f"the key share of {msg.node[:63]!r} is malformed (a key and a digest are 32 bytes each)",
+            (Violation("keys", "malformed"),),
+        )
+    return KeyShare(
+        node=msg.node,
+        query_id=msg.query_id,
+        payload_digest=msg.payload_digest,
+        participants=tuple(msg.participants),
+        public_key=msg.public_key,
+        certificate=msg.certificate,
+        signature=msg.signature,
     )
 
 

@@ -25,6 +25,7 @@ from accord.errors import (
     BudgetExhausted,
     DeadlineExceeded,
     Failure,
+    IntegrityError,
     InternalError,
     InvalidQuery,
     NotFound,
@@ -107,6 +108,9 @@ def to_status(err: Failure) -> grpc.Status:
             delay = duration_pb2.Duration()
             delay.FromNanoseconds(max(0, round(err.retry_after_seconds * 1e9)))
             details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
+    elif isinstance(err, IntegrityError):
+        code = code_pb2.ABORTED
+        details.append(_pack(error_details_pb2.ErrorInfo(reason="SHARES_INVALID", domain=DOMAIN)))
     elif isinstance(err, PartialFailure):
         code = code_pb2.UNAVAILABLE
         details.append(
@@ -211,6 +215,8 @@ def error_from_rpc(err: grpc.RpcError, peer: str = "server") -> Failure:
             subject = quota[0].subject if quota else peer
             return BudgetExhausted(message, subject, metadata.get("remaining", "0"))
         return ResourceLimit(message, retry_after)
+    if code is grpc.StatusCode.ABORTED and reason == "SHARES_INVALID":
+        return IntegrityError(f"{peer}: {message}")
     if code is grpc.StatusCode.UNAVAILABLE and reason == "NODES_MISSING":
         return PartialFailure(message, metadata)
     if code is grpc.StatusCode.DEADLINE_EXCEEDED and reason == AnswerTimeExceeded.reason:

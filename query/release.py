@@ -42,6 +42,7 @@ class Mechanism(enum.Enum):
     DISCRETE_LAPLACE = "discrete_laplace"  # integer-valued: counts, sums of integer columns
     LAPLACE = "laplace"  # real-valued: sums of float columns
     RATIO = "ratio"  # a mean: noisy sum / noisy count (post-processing, no noise of its own)
+    DISCRETE_GAUSSIAN = "discrete_gaussian"  # secure aggregation: the sum of the nodes' shares
 
 
 @dataclass(frozen=True)
@@ -144,10 +145,20 @@ class FederatedRelease:
     """The largest minimum group size (people) of the contributing nodes (0: no suppression)."""
     suppress_below: int = 0
     """The combined noisy row count under which a group was suppressed (the nodes' largest)."""
+    aggregation: str = "independent"
+    """``secure``: secure aggregation, one distributed discrete Gaussian noise, an (epsilon,
+    ``delta``) guarantee, the coordinator saw only the sum; ``independent``: each node's own
+    Laplace noise, pure epsilon (``delta`` "0")."""
+    delta: str = "0"
+    shares: tuple[tuple[bytes, bytes, bytes], ...] = ()
+    """Secure aggregation: each participant's signed masked share (body, certificate DER,
+    signature), for the analyst's client to check the sum itself."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.epsilon, Epsilon):
             raise TypeError("a release's epsilon must be an Epsilon")
+        if self.aggregation not in ("secure", "independent"):
+            raise ValueError("aggregation is secure or independent")
 
     @property
     def partial(self) -> bool:

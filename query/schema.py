@@ -7,8 +7,10 @@ by declaration (the operator writes them in the node config); they are never rea
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from fractions import Fraction
 
 from accord.errors import ConfigError
 from accord.query.model import Literal
@@ -19,6 +21,7 @@ __all__ = [
     "ColumnSpec",
     "ColumnType",
     "DatasetSchema",
+    "SecureAggregation",
 ]
 
 DEFAULT_MAX_ROWS = 10**9
@@ -75,6 +78,35 @@ class ColumnSpec:
         return self.lower is not None
 
 
+_DELTA = re.compile(r"(?:0?\.[0-9]{1,30}|[0-9](?:\.[0-9]{1,20})?[eE]-[0-9]{1,2}|1/[0-9]{1,30})")
+MAX_DELTA = Fraction(1, 10**4)
+
+
+@dataclass(frozen=True)
+class SecureAggregation:
+    """A dataset answered by secure aggregation with distributed noise (public, in the catalog):
+    each holder's noise share is calibrated so that any ``honest_nodes`` of the participants
+    together add the noise of the whole guarantee, and each query is (epsilon, ``delta``)-DP."""
+
+    honest_nodes: int
+    delta: str
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.honest_nodes <= 64:
+            raise ConfigError("honest_nodes must be from 1 to 64 (how many participants are assumed honest)")
+        if not _DELTA.fullmatch(self.delta):
+            raise ConfigError(
+                f'delta {self.delta[:40]!r} is not a decimal such as "1e-9" or a fraction such as '
+                '"1/1000000000"'
+            )
+        if not 0 < self.delta_value <= MAX_DELTA:
+            raise ConfigError(f"delta must be above 0 and at most {MAX_DELTA}; 1e-9 or smaller is usual")
+
+    @property
+    def delta_value(self) -> Fraction:
+        return Fraction(self.delta)
+
+
 @dataclass(frozen=True)
 class DatasetSchema:
     """A dataset as analysts see it. ``privacy_unit`` is the person-identifier column; one person
@@ -89,6 +121,8 @@ class DatasetSchema:
     max_rows_per_person: int
     description: str = ""
     max_rows: int = DEFAULT_MAX_ROWS
+    secure: SecureAggregation | None = None
+    """Secure aggregation for this dataset (None: each node adds its own noise)."""
 
     def __post_init__(self) -> None:
         where = f"dataset {self.name!r}"

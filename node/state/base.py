@@ -127,6 +127,16 @@ class NodeState(abc.ABC):
         in the same transaction; return the log's size after it."""
 
     @abc.abstractmethod
+    def take_part(self, analyst: str, query_id: str, participants: str, entries: Sequence[bytes] = ()) -> str:
+        """The participant set of ``analyst``'s secure-aggregated query ``query_id``: the one recorded
+        before, or (the first time) ``participants``; ``entries`` are appended when it is
+        ``participants``, in one
+        transaction that need not wait for the disk (it survives a crash of the process and becomes
+        durable with the next durable commit; joining releases nothing, and the set that binds is
+        the one recorded with the answer's share). A node takes part in one query id with one
+        participant set only."""
+
+    @abc.abstractmethod
     def seen(self, kind: str) -> dict[str, str]:
         """What the log last recorded of ``kind`` (key -> value), as :meth:`append` left it."""
 

@@ -31,6 +31,7 @@ class MemoryState(NodeState):
         self._entries: list[bytes] = []
         self._tree: dict[tuple[int, int], bytes] = {}
         self._seen: dict[tuple[str, str], str] = {}
+        self._parts: dict[tuple[str, str], str] = {}
         self._checkpoints: dict[int, str] = {}
         self._witnessed: dict[str, tuple[int, bytes, str]] = {}
 
@@ -82,6 +83,13 @@ class MemoryState(NodeState):
                 counts[refusal[1]] = counts.get(refusal[1], 0) + 1
             self._seen.update(seen or {})
             return len(self._entries)
+
+    def take_part(self, analyst: str, query_id: str, participants: str, entries: Sequence[bytes] = ()) -> str:
+        with self._lock:
+            known = self._parts.setdefault((analyst, query_id), participants)
+            if known == participants:
+                self._append_locked(entries)
+            return known
 
     def seen(self, kind: str) -> dict[str, str]:
         with self._lock:

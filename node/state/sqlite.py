@@ -314,6 +314,42 @@ class SqliteState(_Reads, NodeState):
             raise InternalError(f"the node could not write its audit log ({kind})") from None
         return size
 
+    def take_part(self, analyst: str, query_id: str, participants: str, entries: Sequence[bytes] = ()) -> str:
+        # Committed without waiting for the disk (write-ahead log, synchronous = NORMAL): the row and
+        # the entry survive a crash of this process, and reach the disk with the next durable commit,
+        # the answer's in round 2, in log order. Joining releases nothing; the participant set that
+        # binds is the one recorded with the share, durably, in the answer's own transaction.
+        try:
+            with self._lock:
+                con = self._con
+                con.execute("PRAGMA synchronous = NORMAL")
+                try:
+                    con.execute("BEGIN IMMEDIATE")
+                    try:
+                        row = con.execute(
+                            "SELECT participants FROM secure_participants WHERE analyst = ? AND query_id = ?",
+                            (analyst, query_id),
+                        ).fetchone()
+                        if row is None:
+                            con.execute(
+                                "INSERT INTO secure_participants (analyst, query_id, participants) "
+                                "VALUES (?, ?, ?)",
+                                (analyst, query_id, participants),
+                            )
+                        if row is None or row[0] == participants:
+                            append_entries(con, entries)
+                        con.execute("COMMIT")
+                    except BaseException:
+                        con.execute("ROLLBACK")
+                        raise
+                finally:
+                    con.execute("PRAGMA synchronous = FULL")
+        except sqlite3.Error as err:
+            kind = type(err).__name__
+            log.error("state %s: recording a secure aggregation failed (%s)", self.path, kind)
+            raise InternalError(f"the node could not record its participation ({kind})") from None
+        return participants if row is None else str(row[0])
+
     def save_checkpoint(self, size: int, note: str) -> None:
         with self._transaction() as con:
             con.execute(

@@ -17,7 +17,7 @@ __all__ = ["SCHEMA_VERSION", "TABLES", "connect"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 TABLES = {
     "meta": "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     "answers": """CREATE TABLE answers (
@@ -45,6 +45,12 @@ TABLES = {
         reason TEXT NOT NULL,
         count INTEGER NOT NULL,
         PRIMARY KEY (agreement, reason)
+    ) WITHOUT ROWID""",
+    "secure_participants": """CREATE TABLE secure_participants (
+        analyst TEXT NOT NULL,
+        query_id TEXT NOT NULL,
+        participants TEXT NOT NULL,
+        PRIMARY KEY (analyst, query_id)
     ) WITHOUT ROWID""",
     **AUDIT_TABLES,
 }
@@ -125,7 +131,10 @@ def _migrate(con: sqlite3.Connection, node: str, where: str, write: bool) -> Non
             con.execute("ALTER TABLE answers ADD COLUMN agreement TEXT NOT NULL DEFAULT ''")
             con.execute(TABLES["spent"])
             con.execute(TABLES["refusals"])
-        for statement in AUDIT_TABLES.values():  # 2 -> 3: the audit log starts empty
-            con.execute(statement)
+        if version < 3:
+            for statement in AUDIT_TABLES.values():  # 2 -> 3: the audit log starts empty
+                con.execute(statement)
+        # 3 -> 4: secure aggregation's participant sets
+        con.execute(TABLES["secure_participants"].replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1))
         con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         log.info("upgraded the node state in %s to schema %d", where, SCHEMA_VERSION)

@@ -14,6 +14,7 @@ class Disclosure(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     AGGREGATE: _ClassVar[Disclosure]
     METADATA: _ClassVar[Disclosure]
     STATUS: _ClassVar[Disclosure]
+    MASKED: _ClassVar[Disclosure]
 
 class ColumnType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -29,6 +30,7 @@ class Mechanism(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DISCRETE_LAPLACE: _ClassVar[Mechanism]
     LAPLACE: _ClassVar[Mechanism]
     RATIO: _ClassVar[Mechanism]
+    DISCRETE_GAUSSIAN: _ClassVar[Mechanism]
 
 class AggregateFunction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -40,6 +42,7 @@ DISCLOSURE_UNSPECIFIED: Disclosure
 AGGREGATE: Disclosure
 METADATA: Disclosure
 STATUS: Disclosure
+MASKED: Disclosure
 COLUMN_TYPE_UNSPECIFIED: ColumnType
 INTEGER: ColumnType
 FLOAT: ColumnType
@@ -49,6 +52,7 @@ MECHANISM_UNSPECIFIED: Mechanism
 DISCRETE_LAPLACE: Mechanism
 LAPLACE: Mechanism
 RATIO: Mechanism
+DISCRETE_GAUSSIAN: Mechanism
 AGGREGATE_FUNCTION_UNSPECIFIED: AggregateFunction
 COUNT: AggregateFunction
 SUM: AggregateFunction
@@ -101,18 +105,32 @@ class ColumnSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[ColumnType, str]] = ..., bounded: _Optional[bool] = ..., lower: _Optional[float] = ..., upper: _Optional[float] = ..., has_categories: _Optional[bool] = ..., categories: _Optional[_Iterable[_Union[Value, _Mapping]]] = ..., description: _Optional[str] = ...) -> None: ...
 
 class DatasetSchema(_message.Message):
-    __slots__ = ("name", "columns", "privacy_unit", "max_rows_per_person", "description")
+    __slots__ = ("name", "columns", "privacy_unit", "max_rows_per_person", "description", "secure_honest_nodes", "secure_delta")
     NAME_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     PRIVACY_UNIT_FIELD_NUMBER: _ClassVar[int]
     MAX_ROWS_PER_PERSON_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    SECURE_HONEST_NODES_FIELD_NUMBER: _ClassVar[int]
+    SECURE_DELTA_FIELD_NUMBER: _ClassVar[int]
     name: str
     columns: _containers.RepeatedCompositeFieldContainer[ColumnSpec]
     privacy_unit: str
     max_rows_per_person: int
     description: str
-    def __init__(self, name: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[ColumnSpec, _Mapping]]] = ..., privacy_unit: _Optional[str] = ..., max_rows_per_person: _Optional[int] = ..., description: _Optional[str] = ...) -> None: ...
+    secure_honest_nodes: int
+    secure_delta: str
+    def __init__(self, name: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[ColumnSpec, _Mapping]]] = ..., privacy_unit: _Optional[str] = ..., max_rows_per_person: _Optional[int] = ..., description: _Optional[str] = ..., secure_honest_nodes: _Optional[int] = ..., secure_delta: _Optional[str] = ...) -> None: ...
+
+class SecureShare(_message.Message):
+    __slots__ = ("body", "certificate", "signature")
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    body: str
+    certificate: bytes
+    signature: bytes
+    def __init__(self, body: _Optional[str] = ..., certificate: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class Estimate(_message.Message):
     __slots__ = ("value", "noise_scale", "ci_low", "ci_high", "mechanism")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from accord.protos.v1 import common_pb2 as accord_dot_protos_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"accord/protos/v1/coordinator.proto\x12\taccord.v1\x1a\x1d\x61\x63\x63ord/protos/v1/common.proto\"K\n\rSubmitRequest\x12%\n\x05query\x18\x01 \x01(\x0b\x32\x16.accord.v1.SignedQuery\x12\x13\n\x0brequire_all\x18\x02 \x01(\x08\"7\n\x0bMissingNode\x12\x12\n\x04node\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x14\n\x06reason\x18\x02 \x01(\tB\x04\xc8\xf3\x18\x03\"\xf1\x02\n\x10\x46\x65\x64\x65ratedRelease\x12\x16\n\x08query_id\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x15\n\x07\x64\x61taset\x18\x02 \x01(\tB\x04\xc8\xf3\x18\x02\x12/\n\x07\x63olumns\x18\x03 \x03(\x0b\x32\x18.accord.v1.ReleaseColumnB\x04\xc8\xf3\x18\x02\x12)\n\x04rows\x18\x04 \x03(\x0b\x32\x15.accord.v1.ReleaseRowB\x04\xc8\xf3\x18\x01\x12\x15\n\x07\x65psilon\x18\x05 \x01(\tB\x04\xc8\xf3\x18\x03\x12 \n\x12\x63ontributing_nodes\x18\x06 \x03(\tB\x04\xc8\xf3\x18\x03\x12-\n\x07missing\x18\x07 \x03(\x0b\x32\x16.accord.v1.MissingNodeB\x04\xc8\xf3\x18\x03\x12\x15\n\x07partial\x18\x08 \x01(\x08\x42\x04\xc8\xf3\x18\x03\x12\x17\n\tagreement\x18\t \x01(\tB\x04\xc8\xf3\x18\x03\x12\x1c\n\x0emin_group_size\x18\n \x01(\rB\x04\xc8\xf3\x18\x02\x12\x1c\n\x0esuppress_below\x18\x0b \x01(\rB\x04\xc8\xf3\x18\x02\"\x12\n\x10ListNodesRequest\"s\n\x08NodeInfo\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x02\x12\x17\n\treachable\x18\x03 \x01(\x08\x42\x04\xc8\xf3\x18\x03\x12\x13\n\x05\x65rror\x18\x04 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x16\n\x08\x64\x61tasets\x18\x05 \x03(\tB\x04\xc8\xf3\x18\x02J\x04\x08\x02\x10\x03R\x07\x61\x64\x64ress\"=\n\x11ListNodesResponse\x12(\n\x05nodes\x18\x01 \x03(\x0b\x32\x13.accord.v1.NodeInfoB\x04\xc8\xf3\x18\x02\",\n\x17\x46\x65\x64\x65ratedCatalogRequest\x12\x11\n\tagreement\x18\x01 \x01(\t\"[\n\x17\x46\x65\x64\x65ratedExplainRequest\x12%\n\x05query\x18\x01 \x01(\x0b\x32\x16.accord.v1.SignedQuery\x12\x19\n\x11target_half_width\x18\x02 \x01(\x01\"\xda\x01\n\x14\x46\x65\x64\x65ratedExplanation\x12\x16\n\x08query_id\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x15\n\x07\x64\x61taset\x18\x02 \x01(\tB\x04\xc8\xf3\x18\x02\x12/\n\x05nodes\x18\x03 \x03(\x0b\x32\x1a.accord.v1.NodeExplanationB\x04\xc8\xf3\x18\x03\x12-\n\x07refused\x18\x04 \x03(\x0b\x32\x16.accord.v1.MissingNodeB\x04\xc8\xf3\x18\x03\x12\x33\n\x08\x63ombined\x18\x05 \x03(\x0b\x32\x1b.accord.v1.AggregatePreviewB\x04\xc8\xf3\x18\x02\"A\n\x16\x46\x65\x64\x65ratedBudgetRequest\x12\'\n\x07request\x18\x01 \x01(\x0b\x32\x16.accord.v1.SignedQuery\"p\n\x0f\x46\x65\x64\x65ratedBudget\x12*\n\x05nodes\x18\x01 \x03(\x0b\x32\x15.accord.v1.NodeBudgetB\x04\xc8\xf3\x18\x03\x12\x31\n\x0bunreachable\x18\x02 \x03(\x0b\x32\x16.accord.v1.MissingNodeB\x04\xc8\xf3\x18\x03\"W\n\x10\x46\x65\x64\x65ratedDataset\x12.\n\x06schema\x18\x01 \x01(\x0b\x32\x18.accord.v1.DatasetSchemaB\x04\xc8\xf3\x18\x02\x12\x13\n\x05nodes\x18\x02 \x03(\tB\x04\xc8\xf3\x18\x02\"\x82\x01\n\x18\x46\x65\x64\x65ratedCatalogResponse\x12\x33\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x1b.accord.v1.FederatedDatasetB\x04\xc8\xf3\x18\x02\x12\x31\n\x0bunreachable\x18\x02 \x03(\x0b\x32\x16.accord.v1.MissingNodeB\x04\xc8\xf3\x18\x03\x32\x90\x03\n\x12\x43oordinatorService\x12?\n\x06Submit\x12\x18.accord.v1.SubmitRequest\x1a\x1b.accord.v1.FederatedRelease\x12\x46\n\tListNodes\x12\x1b.accord.v1.ListNodesRequest\x1a\x1c.accord.v1.ListNodesResponse\x12U\n\nGetCatalog\x12\".accord.v1.FederatedCatalogRequest\x1a#.accord.v1.FederatedCatalogResponse\x12N\n\x07\x45xplain\x12\".accord.v1.FederatedExplainRequest\x1a\x1f.accord.v1.FederatedExplanation\x12J\n\tGetBudget\x12!.accord.v1.FederatedBudgetRequest\x1a\x1a.accord.v1.FederatedBudgetb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"accord/protos/v1/coordinator.proto\x12\taccord.v1\x1a\x1d\x61\x63\x63ord/protos/v1/common.proto\"K\n\rSubmitRequest\x12%\n\x05query\x18\x01 \x01(\x0b\x32\x16.accord.v1.SignedQuery\x12\x13\n\x0brequire_all\x18\x02 \x01(\x08\"7\n\x0bMissingNode\x12\x12\n\x04node\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x14\n\x06reason\x18\x02 \x01(\tB\x04\xc8\xf3\x18\x03\"\xcf\x03\n\x10\x46\x65\x64\x65ratedRelease\x12\x16\n\x08query_id\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x15\n\x07\x64\x61taset\x18\x02 \x01(\tB\x04\xc8\xf3\x18\x02\x12/\n\x07\x63olumns\x18\x03 \x03(\x0b\x32\x18.accord.v1.ReleaseColumnB\x04\xc8\xf3\x18\x02\x12)\n\x04rows\x18\x04 \x03(\x0b\x32\x15.accord.v1.ReleaseRowB\x04\xc8\xf3\x18\x01\x12\x15\n\x07\x65psilon\x18\x05 \x01(\tB\x04\xc8\xf3\x18\x03\x12 \n\x12\x63ontributing_nodes\x18\x06 \x03(\tB\x04\xc8\xf3\x18\x03\x12-\n\x07missing\x18\x07 \x03(\x0b\x32\x16.accord.v1.MissingNodeB\x04\xc8\xf3\x18\x03\x12\x15\n\x07partial\x18\x08 \x01(\x08\x42\x04\xc8\xf3\x18\x03\x12\x17\n\tagreement\x18\t \x01(\tB\x04\xc8\xf3\x18\x03\x12\x1c\n\x0emin_group_size\x18\n \x01(\rB\x04\xc8\xf3\x18\x02\x12\x1c\n\x0esuppress_below\x18\x0b \x01(\rB\x04\xc8\xf3\x18\x02\x12\x19\n\x0b\x61ggregation\x18\x0c \x01(\tB\x04\xc8\xf3\x18\x03\x12\x13\n\x05\x64\x65lta\x18\r \x01(\tB\x04\xc8\xf3\x18\x03\x12,\n\x06shares\x18\x0e \x03(\x0b\x32\x16.accord.v1.SecureShareB\x04\xc8\xf3\x18\x04\"\x12\n\x10ListNodesRequest\"s\n\x08NodeInfo\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x02\x12\x17\n\treachable\x18\x03 \x01(\x08\x42\x04\xc8\xf3\x18\x03\x12\x13\n\x05\x65rror\x18\x04 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x16\n\x08\x64\x61tasets\x18\x05 \x03(\tB\x04\xc8\xf3\x18\x02J\x04\x08\x02\x10\x03R\x07\x61\x64\x64ress\"=\n\x11ListNodesResponse\x12(\n\x05nodes\x18\x01 \x03(\x0b\x32\x13.accord.v1.NodeInfoB\x04\xc8\xf3\x18\x02\",\n\x17\x46\x65\x64\x65ratedCatalogRequest\x12\x11\n\tagreement\x18\x01 \x01(\t\"[\n\x17\x46\x65\x64\x65ratedExplainRequest\x12%\n\x05query\x18\x01 \x01(\x0b\x32\x16.accord.v1.SignedQuery\x12\x19\n\x11target_half_width\x18\x02 \x01(\x01\"\xda\x01\n\x14\x46\x65\x64\x65ratedExplanation\x12\x16\n\x08query_id\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x15\n\x07\x64\x61taset\x18\x02 \x01(\tB\x04\xc8\xf3\x18\x02\x12/\n\x05nodes\x18\x03 \x03(\x0b\x32\x1a.accord.v1.NodeExplanationB\x04\xc8\xf3\x18\x03\x12-\n\x07refused\x18\x04 \x03(\x0b\x32\x16.accord.v1.MissingNodeB\x04\xc8\xf3\x18\x03\x12\x33\n\x08\x63ombined\x18\x05 \x03(\x0b\x32\x1b.accord.v1.AggregatePreviewB\x04\xc8\xf3\x18\x02\"A\n\x16\x46\x65\x64\x65ratedBudgetRequest\x12\'\n\x07request\x18\x01 \x01(\x0b\x32\x16.accord.v1.SignedQuery\"p\n\x0f\x46\x65\x64\x65ratedBudget\x12*\n\x05nodes\x18\x01 \x03(\x0b\x32\x15.accord.v1.NodeBudgetB\x04\xc8\xf3\x18\x03\x12\x31\n\x0bunreachable\x18\x02 \x03(\x0b\x32\x16.accord.v1.MissingNodeB\x04\xc8\xf3\x18\x03\"W\n\x10\x46\x65\x64\x65ratedDataset\x12.\n\x06schema\x18\x01 \x01(\x0b\x32\x18.accord.v1.DatasetSchemaB\x04\xc8\xf3\x18\x02\x12\x13\n\x05nodes\x18\x02 \x03(\tB\x04\xc8\xf3\x18\x02\"\x82\x01\n\x18\x46\x65\x64\x65ratedCatalogResponse\x12\x33\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x1b.accord.v1.FederatedDatasetB\x04\xc8\xf3\x18\x02\x12\x31\n\x0bunreachable\x18\x02 \x03(\x0b\x32\x16.accord.v1.MissingNodeB\x04\xc8\xf3\x18\x03\x32\x90\x03\n\x12\x43oordinatorService\x12?\n\x06Submit\x12\x18.accord.v1.SubmitRequest\x1a\x1b.accord.v1.FederatedRelease\x12\x46\n\tListNodes\x12\x1b.accord.v1.ListNodesRequest\x1a\x1c.accord.v1.ListNodesResponse\x12U\n\nGetCatalog\x12\".accord.v1.FederatedCatalogRequest\x1a#.accord.v1.FederatedCatalogResponse\x12N\n\x07\x45xplain\x12\".accord.v1.FederatedExplainRequest\x1a\x1f.accord.v1.FederatedExplanation\x12J\n\tGetBudget\x12!.accord.v1.FederatedBudgetRequest\x1a\x1a.accord.v1.FederatedBudgetb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -58,6 +58,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FEDERATEDRELEASE'].fields_by_name['min_group_size']._serialized_options = b'\310\363\030\002'
   _globals['_FEDERATEDRELEASE'].fields_by_name['suppress_below']._loaded_options = None
   _globals['_FEDERATEDRELEASE'].fields_by_name['suppress_below']._serialized_options = b'\310\363\030\002'
+  _globals['_FEDERATEDRELEASE'].fields_by_name['aggregation']._loaded_options = None
+  _globals['_FEDERATEDRELEASE'].fields_by_name['aggregation']._serialized_options = b'\310\363\030\003'
+  _globals['_FEDERATEDRELEASE'].fields_by_name['delta']._loaded_options = None
+  _globals['_FEDERATEDRELEASE'].fields_by_name['delta']._serialized_options = b'\310\363\030\003'
+  _globals['_FEDERATEDRELEASE'].fields_by_name['shares']._loaded_options = None
+  _globals['_FEDERATEDRELEASE'].fields_by_name['shares']._serialized_options = b'\310\363\030\004'
   _globals['_NODEINFO'].fields_by_name['name']._loaded_options = None
   _globals['_NODEINFO'].fields_by_name['name']._serialized_options = b'\310\363\030\002'
   _globals['_NODEINFO'].fields_by_name['reachable']._loaded_options = None
@@ -95,27 +101,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MISSINGNODE']._serialized_start=157
   _globals['_MISSINGNODE']._serialized_end=212
   _globals['_FEDERATEDRELEASE']._serialized_start=215
-  _globals['_FEDERATEDRELEASE']._serialized_end=584
-  _globals['_LISTNODESREQUEST']._serialized_start=586
-  _globals['_LISTNODESREQUEST']._serialized_end=604
-  _globals['_NODEINFO']._serialized_start=606
-  _globals['_NODEINFO']._serialized_end=721
-  _globals['_LISTNODESRESPONSE']._serialized_start=723
-  _globals['_LISTNODESRESPONSE']._serialized_end=784
-  _globals['_FEDERATEDCATALOGREQUEST']._serialized_start=786
-  _globals['_FEDERATEDCATALOGREQUEST']._serialized_end=830
-  _globals['_FEDERATEDEXPLAINREQUEST']._serialized_start=832
-  _globals['_FEDERATEDEXPLAINREQUEST']._serialized_end=923
-  _globals['_FEDERATEDEXPLANATION']._serialized_start=926
-  _globals['_FEDERATEDEXPLANATION']._serialized_end=1144
-  _globals['_FEDERATEDBUDGETREQUEST']._serialized_start=1146
-  _globals['_FEDERATEDBUDGETREQUEST']._serialized_end=1211
-  _globals['_FEDERATEDBUDGET']._serialized_start=1213
-  _globals['_FEDERATEDBUDGET']._serialized_end=1325
-  _globals['_FEDERATEDDATASET']._serialized_start=1327
-  _globals['_FEDERATEDDATASET']._serialized_end=1414
-  _globals['_FEDERATEDCATALOGRESPONSE']._serialized_start=1417
-  _globals['_FEDERATEDCATALOGRESPONSE']._serialized_end=1547
-  _globals['_COORDINATORSERVICE']._serialized_start=1550
-  _globals['_COORDINATORSERVICE']._serialized_end=1950
+  _globals['_FEDERATEDRELEASE']._serialized_end=678
+  _globals['_LISTNODESREQUEST']._serialized_start=680
+  _globals['_LISTNODESREQUEST']._serialized_end=698
+  _globals['_NODEINFO']._serialized_start=700
+  _globals['_NODEINFO']._serialized_end=815
+  _globals['_LISTNODESRESPONSE']._serialized_start=817
+  _globals['_LISTNODESRESPONSE']._serialized_end=878
+  _globals['_FEDERATEDCATALOGREQUEST']._serialized_start=880
+  _globals['_FEDERATEDCATALOGREQUEST']._serialized_end=924
+  _globals['_FEDERATEDEXPLAINREQUEST']._serialized_start=926
+  _globals['_FEDERATEDEXPLAINREQUEST']._serialized_end=1017
+  _globals['_FEDERATEDEXPLANATION']._serialized_start=1020
+  _globals['_FEDERATEDEXPLANATION']._serialized_end=1238
+  _globals['_FEDERATEDBUDGETREQUEST']._serialized_start=1240
+  _globals['_FEDERATEDBUDGETREQUEST']._serialized_end=1305
+  _globals['_FEDERATEDBUDGET']._serialized_start=1307
+  _globals['_FEDERATEDBUDGET']._serialized_end=1419
+  _globals['_FEDERATEDDATASET']._serialized_start=1421
+  _globals['_FEDERATEDDATASET']._serialized_end=1508
+  _globals['_FEDERATEDCATALOGRESPONSE']._serialized_start=1511
+  _globals['_FEDERATEDCATALOGRESPONSE']._serialized_end=1641
+  _globals['_COORDINATORSERVICE']._serialized_start=1644
+  _globals['_COORDINATORSERVICE']._serialized_end=2044
 # @@protoc_insertion_point(module_scope)

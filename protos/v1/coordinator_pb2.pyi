@@ -24,7 +24,7 @@ class MissingNode(_message.Message):
     def __init__(self, node: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class FederatedRelease(_message.Message):
-    __slots__ = ("query_id", "dataset", "columns", "rows", "epsilon", "contributing_nodes", "missing", "partial", "agreement", "min_group_size", "suppress_below")
+    __slots__ = ("query_id", "dataset", "columns", "rows", "epsilon", "contributing_nodes", "missing", "partial", "agreement", "min_group_size", "suppress_below", "aggregation", "delta", "shares")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,9 @@ class FederatedRelease(_message.Message):
     AGREEMENT_FIELD_NUMBER: _ClassVar[int]
     MIN_GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
     SUPPRESS_BELOW_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATION_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    SHARES_FIELD_NUMBER: _ClassVar[int]
     query_id: str
     dataset: str
     columns: _containers.RepeatedCompositeFieldContainer[_common_pb2.ReleaseColumn]
@@ -47,7 +50,10 @@ class FederatedRelease(_message.Message):
     agreement: str
     min_group_size: int
     suppress_below: int
-    def __init__(self, query_id: _Optional[str] = ..., dataset: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[_common_pb2.ReleaseColumn, _Mapping]]] = ..., rows: _Optional[_Iterable[_Union[_common_pb2.ReleaseRow, _Mapping]]] = ..., epsilon: _Optional[str] = ..., contributing_nodes: _Optional[_Iterable[str]] = ..., missing: _Optional[_Iterable[_Union[MissingNode, _Mapping]]] = ..., partial: _Optional[bool] = ..., agreement: _Optional[str] = ..., min_group_size: _Optional[int] = ..., suppress_below: _Optional[int] = ...) -> None: ...
+    aggregation: str
+    delta: str
+    shares: _containers.RepeatedCompositeFieldContainer[_common_pb2.SecureShare]
+    def __init__(self, query_id: _Optional[str] = ..., dataset: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[_common_pb2.ReleaseColumn, _Mapping]]] = ..., rows: _Optional[_Iterable[_Union[_common_pb2.ReleaseRow, _Mapping]]] = ..., epsilon: _Optional[str] = ..., contributing_nodes: _Optional[_Iterable[str]] = ..., missing: _Optional[_Iterable[_Union[MissingNode, _Mapping]]] = ..., partial: _Optional[bool] = ..., agreement: _Optional[str] = ..., min_group_size: _Optional[int] = ..., suppress_below: _Optional[int] = ..., aggregation: _Optional[str] = ..., delta: _Optional[str] = ..., shares: _Optional[_Iterable[_Union[_common_pb2.SecureShare, _Mapping]]] = ...) -> None: ...
 
 class ListNodesRequest(_message.Message):
     __slots__ = ()

@@ -25,13 +25,27 @@ _sym_db = _symbol_database.Default()
 from accord.protos.v1 import common_pb2 as accord_dot_protos_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x61\x63\x63ord/protos/v1/node.proto\x12\taccord.v1\x1a\x1d\x61\x63\x63ord/protos/v1/common.proto\"6\n\rAnswerRequest\x12%\n\x05query\x18\x01 \x01(\x0b\x32\x16.accord.v1.SignedQuery\"&\n\x11GetCatalogRequest\x12\x11\n\tagreement\x18\x01 \x01(\t\"R\n\x0e\x45xplainRequest\x12%\n\x05query\x18\x01 \x01(\x0b\x32\x16.accord.v1.SignedQuery\x12\x19\n\x11target_half_width\x18\x02 \x01(\x01\"8\n\rBudgetRequest\x12\'\n\x07request\x18\x01 \x01(\x0b\x32\x16.accord.v1.SignedQuery\"Z\n\x12GetCatalogResponse\x12\x12\n\x04node\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x02\x12\x30\n\x08\x64\x61tasets\x18\x02 \x03(\x0b\x32\x18.accord.v1.DatasetSchemaB\x04\xc8\xf3\x18\x02\"\xb9\x02\n\x0bNodeRelease\x12\x16\n\x08query_id\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x12\n\x04node\x18\x02 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x15\n\x07\x64\x61taset\x18\x03 \x01(\tB\x04\xc8\xf3\x18\x02\x12/\n\x07\x63olumns\x18\x04 \x03(\x0b\x32\x18.accord.v1.ReleaseColumnB\x04\xc8\xf3\x18\x02\x12)\n\x04rows\x18\x05 \x03(\x0b\x32\x15.accord.v1.ReleaseRowB\x04\xc8\xf3\x18\x01\x12\x15\n\x07\x65psilon\x18\x06 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x1f\n\x11\x65xecution_seconds\x18\x07 \x01(\x01\x42\x04\xc8\xf3\x18\x03\x12\x17\n\tagreement\x18\x08 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x1c\n\x0emin_group_size\x18\t \x01(\rB\x04\xc8\xf3\x18\x02\x12\x1c\n\x0esuppress_below\x18\n \x01(\rB\x04\xc8\xf3\x18\x02\x32\x94\x02\n\x0bNodeService\x12I\n\nGetCatalog\x12\x1c.accord.v1.GetCatalogRequest\x1a\x1d.accord.v1.GetCatalogResponse\x12:\n\x06\x41nswer\x12\x18.accord.v1.AnswerRequest\x1a\x16.accord.v1.NodeRelease\x12@\n\x07\x45xplain\x12\x19.accord.v1.ExplainRequest\x1a\x1a.accord.v1.NodeExplanation\x12<\n\tGetBudget\x12\x18.accord.v1.BudgetRequest\x1a\x15.accord.v1.NodeBudgetb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x61\x63\x63ord/protos/v1/node.proto\x12\taccord.v1\x1a\x1d\x61\x63\x63ord/protos/v1/common.proto\"P\n\x11SecureJoinRequest\x12%\n\x05query\x18\x01 \x01(\x0b\x32\x16.accord.v1.SignedQuery\x12\x14\n\x0cparticipants\x18\x02 \x03(\t\"\xc4\x01\n\x0eSecureKeyShare\x12\x12\n\x04node\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x02\x12\x16\n\x08query_id\x18\x02 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x1c\n\x0epayload_digest\x18\x03 \x01(\x0c\x42\x04\xc8\xf3\x18\x03\x12\x1a\n\x0cparticipants\x18\x04 \x03(\tB\x04\xc8\xf3\x18\x03\x12\x18\n\npublic_key\x18\x05 \x01(\x0c\x42\x04\xc8\xf3\x18\x03\x12\x19\n\x0b\x63\x65rtificate\x18\x06 \x01(\x0c\x42\x04\xc8\xf3\x18\x02\x12\x17\n\tsignature\x18\x07 \x01(\x0c\x42\x04\xc8\xf3\x18\x03\"e\n\x13SecureAnswerRequest\x12%\n\x05query\x18\x01 \x01(\x0b\x32\x16.accord.v1.SignedQuery\x12\'\n\x04keys\x18\x02 \x03(\x0b\x32\x19.accord.v1.SecureKeyShare\"6\n\rAnswerRequest\x12%\n\x05query\x18\x01 \x01(\x0b\x32\x16.accord.v1.SignedQuery\"&\n\x11GetCatalogRequest\x12\x11\n\tagreement\x18\x01 \x01(\t\"R\n\x0e\x45xplainRequest\x12%\n\x05query\x18\x01 \x01(\x0b\x32\x16.accord.v1.SignedQuery\x12\x19\n\x11target_half_width\x18\x02 \x01(\x01\"8\n\rBudgetRequest\x12\'\n\x07request\x18\x01 \x01(\x0b\x32\x16.accord.v1.SignedQuery\"Z\n\x12GetCatalogResponse\x12\x12\n\x04node\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x02\x12\x30\n\x08\x64\x61tasets\x18\x02 \x03(\x0b\x32\x18.accord.v1.DatasetSchemaB\x04\xc8\xf3\x18\x02\"\xb9\x02\n\x0bNodeRelease\x12\x16\n\x08query_id\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x12\n\x04node\x18\x02 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x15\n\x07\x64\x61taset\x18\x03 \x01(\tB\x04\xc8\xf3\x18\x02\x12/\n\x07\x63olumns\x18\x04 \x03(\x0b\x32\x18.accord.v1.ReleaseColumnB\x04\xc8\xf3\x18\x02\x12)\n\x04rows\x18\x05 \x03(\x0b\x32\x15.accord.v1.ReleaseRowB\x04\xc8\xf3\x18\x01\x12\x15\n\x07\x65psilon\x18\x06 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x1f\n\x11\x65xecution_seconds\x18\x07 \x01(\x01\x42\x04\xc8\xf3\x18\x03\x12\x17\n\tagreement\x18\x08 \x01(\tB\x04\xc8\xf3\x18\x03\x12\x1c\n\x0emin_group_size\x18\t \x01(\rB\x04\xc8\xf3\x18\x02\x12\x1c\n\x0esuppress_below\x18\n \x01(\rB\x04\xc8\xf3\x18\x02\x32\xae\x03\n\x0bNodeService\x12I\n\nGetCatalog\x12\x1c.accord.v1.GetCatalogRequest\x1a\x1d.accord.v1.GetCatalogResponse\x12:\n\x06\x41nswer\x12\x18.accord.v1.AnswerRequest\x1a\x16.accord.v1.NodeRelease\x12@\n\x07\x45xplain\x12\x19.accord.v1.ExplainRequest\x1a\x1a.accord.v1.NodeExplanation\x12<\n\tGetBudget\x12\x18.accord.v1.BudgetRequest\x1a\x15.accord.v1.NodeBudget\x12P\n\x15JoinSecureAggregation\x12\x1c.accord.v1.SecureJoinRequest\x1a\x19.accord.v1.SecureKeyShare\x12\x46\n\x0c\x41nswerSecure\x12\x1e.accord.v1.SecureAnswerRequest\x1a\x16.accord.v1.SecureShareb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'accord.protos.v1.node_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_SECUREKEYSHARE'].fields_by_name['node']._loaded_options = None
+  _globals['_SECUREKEYSHARE'].fields_by_name['node']._serialized_options = b'\310\363\030\002'
+  _globals['_SECUREKEYSHARE'].fields_by_name['query_id']._loaded_options = None
+  _globals['_SECUREKEYSHARE'].fields_by_name['query_id']._serialized_options = b'\310\363\030\003'
+  _globals['_SECUREKEYSHARE'].fields_by_name['payload_digest']._loaded_options = None
+  _globals['_SECUREKEYSHARE'].fields_by_name['payload_digest']._serialized_options = b'\310\363\030\003'
+  _globals['_SECUREKEYSHARE'].fields_by_name['participants']._loaded_options = None
+  _globals['_SECUREKEYSHARE'].fields_by_name['participants']._serialized_options = b'\310\363\030\003'
+  _globals['_SECUREKEYSHARE'].fields_by_name['public_key']._loaded_options = None
+  _globals['_SECUREKEYSHARE'].fields_by_name['public_key']._serialized_options = b'\310\363\030\003'
+  _globals['_SECUREKEYSHARE'].fields_by_name['certificate']._loaded_options = None
+  _globals['_SECUREKEYSHARE'].fields_by_name['certificate']._serialized_options = b'\310\363\030\002'
+  _globals['_SECUREKEYSHARE'].fields_by_name['signature']._loaded_options = None
+  _globals['_SECUREKEYSHARE'].fields_by_name['signature']._serialized_options = b'\310\363\030\003'
   _globals['_GETCATALOGRESPONSE'].fields_by_name['node']._loaded_options = None
   _globals['_GETCATALOGRESPONSE'].fields_by_name['node']._serialized_options = b'\310\363\030\002'
   _globals['_GETCATALOGRESPONSE'].fields_by_name['datasets']._loaded_options = None
@@ -56,18 +70,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NODERELEASE'].fields_by_name['min_group_size']._serialized_options = b'\310\363\030\002'
   _globals['_NODERELEASE'].fields_by_name['suppress_below']._loaded_options = None
   _globals['_NODERELEASE'].fields_by_name['suppress_below']._serialized_options = b'\310\363\030\002'
-  _globals['_ANSWERREQUEST']._serialized_start=73
-  _globals['_ANSWERREQUEST']._serialized_end=127
-  _globals['_GETCATALOGREQUEST']._serialized_start=129
-  _globals['_GETCATALOGREQUEST']._serialized_end=167
-  _globals['_EXPLAINREQUEST']._serialized_start=169
-  _globals['_EXPLAINREQUEST']._serialized_end=251
-  _globals['_BUDGETREQUEST']._serialized_start=253
-  _globals['_BUDGETREQUEST']._serialized_end=309
-  _globals['_GETCATALOGRESPONSE']._serialized_start=311
-  _globals['_GETCATALOGRESPONSE']._serialized_end=401
-  _globals['_NODERELEASE']._serialized_start=404
-  _globals['_NODERELEASE']._serialized_end=717
-  _globals['_NODESERVICE']._serialized_start=720
-  _globals['_NODESERVICE']._serialized_end=996
+  _globals['_SECUREJOINREQUEST']._serialized_start=73
+  _globals['_SECUREJOINREQUEST']._serialized_end=153
+  _globals['_SECUREKEYSHARE']._serialized_start=156
+  _globals['_SECUREKEYSHARE']._serialized_end=352
+  _globals['_SECUREANSWERREQUEST']._serialized_start=354
+  _globals['_SECUREANSWERREQUEST']._serialized_end=455
+  _globals['_ANSWERREQUEST']._serialized_start=457
+  _globals['_ANSWERREQUEST']._serialized_end=511
+  _globals['_GETCATALOGREQUEST']._serialized_start=513
+  _globals['_GETCATALOGREQUEST']._serialized_end=551
+  _globals['_EXPLAINREQUEST']._serialized_start=553
+  _globals['_EXPLAINREQUEST']._serialized_end=635
+  _globals['_BUDGETREQUEST']._serialized_start=637
+  _globals['_BUDGETREQUEST']._serialized_end=693
+  _globals['_GETCATALOGRESPONSE']._serialized_start=695
+  _globals['_GETCATALOGRESPONSE']._serialized_end=785
+  _globals['_NODERELEASE']._serialized_start=788
+  _globals['_NODERELEASE']._serialized_end=1101
+  _globals['_NODESERVICE']._serialized_start=1104
+  _globals['_NODESERVICE']._serialized_end=1534
 # @@protoc_insertion_point(module_scope)

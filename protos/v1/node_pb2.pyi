@@ -7,6 +7,40 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SecureJoinRequest(_message.Message):
+    __slots__ = ("query", "participants")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
+    query: _common_pb2.SignedQuery
+    participants: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, query: _Optional[_Union[_common_pb2.SignedQuery, _Mapping]] = ..., participants: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SecureKeyShare(_message.Message):
+    __slots__ = ("node", "query_id", "payload_digest", "participants", "public_key", "certificate", "signature")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    query_id: str
+    payload_digest: bytes
+    participants: _containers.RepeatedScalarFieldContainer[str]
+    public_key: bytes
+    certificate: bytes
+    signature: bytes
+    def __init__(self, node: _Optional[str] = ..., query_id: _Optional[str] = ..., payload_digest: _Optional[bytes] = ..., participants: _Optional[_Iterable[str]] = ..., public_key: _Optional[bytes] = ..., certificate: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class SecureAnswerRequest(_message.Message):
+    __slots__ = ("query", "keys")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    query: _common_pb2.SignedQuery
+    keys: _containers.RepeatedCompositeFieldContainer[SecureKeyShare]
+    def __init__(self, query: _Optional[_Union[_common_pb2.SignedQuery, _Mapping]] = ..., keys: _Optional[_Iterable[_Union[SecureKeyShare, _Mapping]]] = ...) -> None: ...
+
 class AnswerRequest(_message.Message):
     __slots__ = ("query",)
     QUERY_FIELD_NUMBER: _ClassVar[int]

@@ -55,6 +55,16 @@ class NodeServiceStub:
                 request_serializer=accord_dot_protos_dot_v1_dot_node__pb2.BudgetRequest.SerializeToString,
                 response_deserializer=accord_dot_protos_dot_v1_dot_common__pb2.NodeBudget.FromString,
                 _registered_method=True)
+        self.JoinSecureAggregation = channel.unary_unary(
+                '/accord.v1.NodeService/JoinSecureAggregation',
+                request_serializer=accord_dot_protos_dot_v1_dot_node__pb2.SecureJoinRequest.SerializeToString,
+                response_deserializer=accord_dot_protos_dot_v1_dot_node__pb2.SecureKeyShare.FromString,
+                _registered_method=True)
+        self.AnswerSecure = channel.unary_unary(
+                '/accord.v1.NodeService/AnswerSecure',
+                request_serializer=accord_dot_protos_dot_v1_dot_node__pb2.SecureAnswerRequest.SerializeToString,
+                response_deserializer=accord_dot_protos_dot_v1_dot_common__pb2.SecureShare.FromString,
+                _registered_method=True)
 
 
 class NodeServiceServicer:
@@ -88,6 +98,21 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def JoinSecureAggregation(self, request, context):
+        """Secure aggregation, round 1: check the query and take part in it with these participants;
+        returns this node's fresh X25519 key for the query, signed with its node certificate.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AnswerSecure(self, request, context):
+        """Round 2: given every participant's signed key, answer with this node's masked, signed share.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +135,16 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.GetBudget,
                     request_deserializer=accord_dot_protos_dot_v1_dot_node__pb2.BudgetRequest.FromString,
                     response_serializer=accord_dot_protos_dot_v1_dot_common__pb2.NodeBudget.SerializeToString,
+            ),
+            'JoinSecureAggregation': grpc.unary_unary_rpc_method_handler(
+                    servicer.JoinSecureAggregation,
+                    request_deserializer=accord_dot_protos_dot_v1_dot_node__pb2.SecureJoinRequest.FromString,
+                    response_serializer=accord_dot_protos_dot_v1_dot_node__pb2.SecureKeyShare.SerializeToString,
+            ),
+            'AnswerSecure': grpc.unary_unary_rpc_method_handler(
+                    servicer.AnswerSecure,
+                    request_deserializer=accord_dot_protos_dot_v1_dot_node__pb2.SecureAnswerRequest.FromString,
+                    response_serializer=accord_dot_protos_dot_v1_dot_common__pb2.SecureShare.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +255,60 @@ class NodeService:
             '/accord.v1.NodeService/GetBudget',
             accord_dot_protos_dot_v1_dot_node__pb2.BudgetRequest.SerializeToString,
             accord_dot_protos_dot_v1_dot_common__pb2.NodeBudget.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def JoinSecureAggregation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.v1.NodeService/JoinSecureAggregation',
+            accord_dot_protos_dot_v1_dot_node__pb2.SecureJoinRequest.SerializeToString,
+            accord_dot_protos_dot_v1_dot_node__pb2.SecureKeyShare.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AnswerSecure(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.v1.NodeService/AnswerSecure',
+            accord_dot_protos_dot_v1_dot_node__pb2.SecureAnswerRequest.SerializeToString,
+            accord_dot_protos_dot_v1_dot_common__pb2.SecureShare.FromString,
             options,
             channel_credentials,
             insecure,

@@ -141,7 +141,7 @@ def test_the_table_is_aligned_and_escapes_the_log(tmp_path: Path) -> None:
     for name, value in (("spent", "0.3"), ("first", "2026-03-01T09:01:00Z"), ("agreement", "dsa-1")):
         assert alice.index(value) == header.index(name)
     assert bob.split()[:4] == ["county", "dsa-1", "bob", "1"] and "UNAVAILABLE=1" in bob
-    assert carol.split()[8:10] == ["2/3", "-"]  # spent, and no cap: dsa-9 was not given
+    assert carol.split()[9:11] == ["2/3", "-"]  # spent, and no cap: dsa-9 was not given
     assert "agreement dsa-9 was not given" in text
     hostile = render_table(summarise(entries(answer(1, "eve\x1b[2J"))))
     assert "\x1b" not in hostile and "eve\\x1b[2J" in hostile

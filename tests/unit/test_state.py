@@ -255,3 +255,21 @@ def test_a_failed_group_commit_returns_no_answer_at_all(tmp_path: Path) -> None:
     assert state.find("alice", "q-good") is None and state.find("alice", "q-bad") is None
     assert state.record(good) == good  # the state is usable afterwards
     state.close()
+
+
+def test_a_query_id_takes_one_participant_set(state: NodeState) -> None:
+    """Property: the first participant set recorded for an analyst's query id stays; another set is
+    answered with the recorded one (and its entries are not appended); ids are per analyst."""
+    before = state.log_size()
+    assert state.take_part("alice", "q1", "a,b,c", [b'{"x":1}']) == "a,b,c"
+    assert state.take_part("alice", "q1", "a,b", [b'{"x":2}']) == "a,b,c"
+    assert state.take_part("alice", "q1", "a,b,c", [b'{"x":3}']) == "a,b,c"
+    assert state.take_part("bob", "q1", "a,b", []) == "a,b"
+    assert state.log_entries(before, state.log_size()) == [b'{"x":1}', b'{"x":3}']
+
+
+def test_sqlite_keeps_participant_sets_across_a_reopen(tmp_path: Path) -> None:
+    with SqliteState(tmp_path / "s.db", "n") as state:
+        state.take_part("alice", "q1", "a,b,c")
+    with SqliteState(tmp_path / "s.db", "n") as state:
+        assert state.take_part("alice", "q1", "a,b") == "a,b,c"

@@ -131,4 +131,7 @@ def test_text_table() -> None:
 def test_text_table_complete_has_no_partial_line() -> None:
     text = format_release(_release(), "table")
     assert "PARTIAL" not in text
-    assert text.endswith("nodes: district-a, district-c\n")
+    assert text.endswith(
+        "nodes: district-a, district-c\n"
+        "independent: each node added its own noise; epsilon 0.5 at each node\n"
+    )
