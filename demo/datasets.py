@@ -12,7 +12,7 @@ from types import MappingProxyType
 
 import pyarrow as pa
 
-from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema
+from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema, SecureAggregation
 
 __all__ = [
     "AGE_BANDS",
@@ -47,6 +47,8 @@ class DemoDataset:
 
     schema: DatasetSchema
     on_violation: str = "reject"
+    secure: SecureAggregation | None = None
+    """Answered only by secure aggregation (every holder declares the same setting)."""
 
     @property
     def name(self) -> str:
@@ -88,7 +90,10 @@ CITIZENS = DemoDataset(
                 )
             ),
         ),
-    )
+    ),
+    # Held by all three authorities: the coordinator learns only the combined answer, whose noise is
+    # that of one trusted curator (each node adds a third of it, assuming all three honest).
+    secure=SecureAggregation(honest_nodes=3, delta="1e-9"),
 )
 SERVICE_CONTACTS = DemoDataset(
     DatasetSchema(

@@ -174,7 +174,13 @@ def demo_node_config(
         tls_crl=root / CERTS / CRL_FILE,
         coordinators=tuple(coordinators),
         datasets=tuple(
-            DatasetConfig(ds.schema, root / data_path(node, ds.name), "parquet", ds.on_violation)
+            DatasetConfig(
+                dataclasses.replace(ds.schema, secure=ds.secure),
+                root / data_path(node, ds.name),
+                "parquet",
+                ds.on_violation,
+                secure_aggregation=ds.secure is not None,
+            )
             for ds in DATASETS[node]
         ),
         state=StateConfig("sqlite", root / "state" / f"{node}.sqlite3"),

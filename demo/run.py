@@ -167,11 +167,16 @@ def run_demo(people: int, epsilon: str, workdir: Path | None, seed: int) -> int:
                 lines, unreachable = client.budget()
                 _say(budget_table(lines, unreachable))
                 _audit(root, layout)
-                _say("== Stopping node district-b (SIGKILL) to show a partial answer:")
+                _say("== Stopping node district-b (SIGKILL):")
                 victim = next(p for p in processes if p.name == "district-b")
                 victim.stop(signal.SIGKILL)
                 _ask(
-                    client, "Records by district, one node down", QUESTIONS[0][1], epsilon, HOUSING_AGREEMENT
+                    client,
+                    "Records by district, one node down (secure aggregation needs every holder: it fails "
+                    "cleanly, nothing is released, and the same query id can be retried)",
+                    QUESTIONS[0][1],
+                    epsilon,
+                    HOUSING_AGREEMENT,
                 )
             _say("== Shutting down")
             if workdir is not None:
