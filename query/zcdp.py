@@ -9,6 +9,7 @@ The proof is written down in ``docs/secure-aggregation.md``.
 
 from __future__ import annotations
 
+import functools
 import math
 from fractions import Fraction
 
@@ -19,9 +20,11 @@ __all__ = ["rho_for", "to_epsilon"]
 _ROUND = Fraction(1, 10**12)
 
 
+@functools.lru_cache(maxsize=1024)
 def rho_for(epsilon: Fraction, delta: Fraction) -> Fraction:
     """The largest zCDP ``rho`` (rounded down to a fraction) with ``rho + 2 sqrt(rho ln(1/delta))
-    <= epsilon``: ``sqrt(rho) = sqrt(epsilon + L) - sqrt(L)``, ``L = ln(1/delta)``."""
+    <= epsilon``: ``sqrt(rho) = sqrt(epsilon + L) - sqrt(L)``, ``L = ln(1/delta)``. Cached: a node
+    sees the same few (epsilon, delta) again and again."""
     if epsilon <= 0 or not 0 < delta < 1:
         raise InternalError("secure aggregation needs epsilon > 0 and 0 < delta < 1")
     big_l = -math.log(float(delta))
