@@ -260,6 +260,13 @@ class CoordinatorService:
         if require_all and unknown:
             raise PartialFailure(self._missing_message(unknown), unknown)
         if secure_setting(found) is not None:
+            if len(found) + len(unknown) < 2:
+                raise Unavailable(
+                    f"dataset {query.dataset!r} is declared for secure aggregation, but only node "
+                    f"{next(iter(found))} holds it, and secure aggregation needs at least two holders; its "
+                    "operator should set secure_aggregation = false for a dataset it alone holds (it is then "
+                    "answered with pure epsilon)"
+                )
             if unknown:
                 raise PartialFailure(
                     "secure aggregation needs every holder, and these could not be asked: "

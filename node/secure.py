@@ -219,6 +219,7 @@ class SecureAnswers:
                 service._decided(
                     draft.decide(
                         "answered-again",
+                        release_digest=hashlib.sha256(share.encode()).hexdigest(),  # the recorded share's
                         key_digest=session.own.key_digest(),
                         noise=noise_summary(share),
                     )

@@ -4,6 +4,7 @@ the integration tests of secure aggregation)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,15 @@ NODES = ("county", "district-a", "district-b")
 DATASET = "census"
 
 
-def secure_node_configs(root: Path, honest: int = 3, delta: str = "1e-9", **settings: Any) -> dict[str, Path]:
-    """Node configs (written as files) whose ``census`` dataset is secure-aggregated."""
+def secure_node_configs(
+    root: Path,
+    honest: int = 3,
+    delta: str = "1e-9",
+    listen_for: Mapping[str, int] | None = None,
+    **settings: Any,
+) -> dict[str, Path]:
+    """Node configs (written as files) whose ``census`` dataset is secure-aggregated (``listen_for``:
+    the port each node listens on, for nodes run as processes)."""
     copy_census(root, PUMS_PID)
     setting = SecureAggregation(honest, delta)
     paths: dict[str, Path] = {}
@@ -36,7 +44,8 @@ def secure_node_configs(root: Path, honest: int = 3, delta: str = "1e-9", **sett
         dataset = dataclasses.replace(
             dataset, schema=dataclasses.replace(dataset.schema, secure=setting), secure_aggregation=True
         )
-        paths[name] = write_node(root, node_config(root, name, [dataset], **settings))
+        listen = {"listen": f"127.0.0.1:{listen_for[name]}"} if listen_for else {}
+        paths[name] = write_node(root, node_config(root, name, [dataset], **listen, **settings))
     return paths
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 import sqlite3
 import time
 import uuid
@@ -20,11 +21,13 @@ import pytest
 
 from accord.coordinator.secure import node_verifier
 from accord.coordinator.secure_combine import combine_shares
-from accord.errors import IntegrityError, PartialFailure, PermissionDenied
+from accord.errors import IntegrityError, PartialFailure, PermissionDenied, Unavailable
 from accord.node.config import load_node_config
 from accord.node.server import start_node
 from accord.node.state.sqlite import StateReader
+from accord.policies.audit_check import check_entries, load_agreements_for_check
 from accord.policies.audit_entry import decode
+from accord.policies.audit_report import summarise
 from accord.policies.secagg import KeyShare, SignedShare, transcript
 from accord.policies.signing import QueryPayload, SignedQuery
 from accord.protos import convert
@@ -33,8 +36,8 @@ from accord.protos.v1 import node_pb2
 from accord.query.release import Cell
 from accord.query.share import Share
 from tests.conftest import TestPki
-from tests.integration.federation import Federation
-from tests.integration.secure_federation import NODES, recorded_share, start_secure
+from tests.integration.federation import Federation, link_certs, start_federation
+from tests.integration.secure_federation import NODES, recorded_share, secure_node_configs, start_secure
 from tests.signing import sign
 
 RECOVERY_SECONDS = 10.0
@@ -142,6 +145,53 @@ def test_each_node_logs_its_participation_but_never_its_value(fed: Federation, t
         assert "discrete-gaussian honest=3 delta=1e-9" in mine[1]["noise"]
         value = recorded_share(tmp_path, node, "alice", query_id).vector[0]
         assert str(value) not in json.dumps(mine[1]).replace(mine[1]["noise"], "")
+
+
+def test_the_auditors_check_accepts_a_secure_log_and_counts_its_secure_releases(
+    fed: Federation, tmp_path: Path
+) -> None:
+    """Property: a node's log of secure-aggregated queries (joins, answers, a retry) passes the
+    auditor's compliance check against the agreement, and the report counts the secure releases."""
+    client = fed.client()
+    query_id = str(uuid.uuid4())
+    client.query_release("SELECT COUNT(*) AS n FROM census", "1/4", query_id=query_id)
+    client.query_release("SELECT COUNT(*) AS n FROM census", "1/4", query_id=query_id)  # a retry
+    client.query_release(SQL, "1/4")
+    held = tmp_path / "auditor"
+    held.mkdir()
+    shutil.copyfile(tmp_path / "agreements" / "open-county.toml", held / "open.toml")
+    agreements = load_agreements_for_check(held)
+    with StateReader(tmp_path / "state" / "county.sqlite3", "county") as reader:
+        entries = [(i, decode(e)) for i, e in enumerate(reader.log_entries(0, reader.log_size()))]
+    result = check_entries(entries, agreements, node="county")
+    assert result.ok and result.answered == 2, result.violations
+    outcomes = [e.fields.get("outcome") for _, e in entries]
+    assert outcomes.count("joined") == 3 and outcomes.count("answered-again") == 1
+    line = next(li for li in summarise(entries).lines if li.analyst == "alice")
+    assert (line.answered, line.secure, line.answered_again) == (2, 2, 1)
+
+
+def test_secure_aggregation_needs_two_holders_and_one_setting(tmp_path: Path, pki: TestPki) -> None:
+    """Property: a dataset only one node holds cannot be secure-aggregated (the analyst is told
+    what its operator must change), and holders declaring different settings are not combined."""
+    link_certs(tmp_path, pki)
+    configs = secure_node_configs(tmp_path)
+    alone = start_federation(tmp_path, pki, {"county": configs["county"]})
+    try:
+        with pytest.raises(Unavailable, match="needs at least two holders"):
+            alone.client().query_release("SELECT COUNT(*) AS n FROM census", "1")
+    finally:
+        alone.stop()
+    other = tmp_path / "other"
+    link_certs(other, pki)
+    mixed = secure_node_configs(other, honest=2)
+    mixed["county"] = configs["county"]
+    fed = start_federation(other, pki, mixed)
+    try:
+        with pytest.raises(Unavailable, match="different secure aggregation settings"):
+            fed.client(retries=0).query_release("SELECT COUNT(*) AS n FROM census", "1")
+    finally:
+        fed.stop()
 
 
 def test_a_plain_answer_of_a_secure_dataset_is_refused(fed: Federation, pki: TestPki) -> None:
