@@ -151,7 +151,7 @@ def stop_all(processes: Sequence[Process]) -> None:
 
 
 @contextlib.contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
+def sigterm_unwinds() -> Iterator[None]:
     """While the block runs, SIGTERM raises SystemExit in the main thread, so ``finally`` blocks
     (which stop the servers) run even when the benchmark itself is terminated."""
     if threading.current_thread() is not threading.main_thread():
@@ -184,7 +184,7 @@ def federation(
     root = Path(tempfile.mkdtemp(prefix="federation-", dir=cfg.work))
     cluster = Cluster(root, {}, tuple(analyst_name(i) for i in range(analysts)))
     names = [node_name(i) for i in range(nodes)]
-    with _sigterm_unwinds():
+    with sigterm_unwinds():
         try:
             init_federation(root / "certs", COORDINATOR, names, cluster.analysts)
             for i, name in enumerate(names):

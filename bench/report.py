@@ -261,6 +261,33 @@ def accuracy_verdicts(rows: list[Row]) -> list[Verdict]:
     return out
 
 
+def secure_verdicts(rows: list[Row]) -> list[Verdict]:
+    """Secure aggregation: its error against a central curator's (same query and guarantee), and the
+    latency it adds to a query at each node count measured."""
+    out: list[Verdict] = []
+    for r in _by(rows, "secure"):
+        ratio = r.extra.get("ratio_to_central")
+        if r.system == "accord-secure" and r.task == "count" and ratio is not None:
+            out.append(
+                Verdict(
+                    f"secure aggregation at {r.nodes} nodes: RMSE at most 1.1x a central curator's",
+                    f"{ratio:.3f}x",
+                    ratio <= 1.1,
+                )
+            )
+        added = r.extra.get("added_p50_ms")
+        if r.system == "accord-secure" and r.task == "count_latency" and added is not None:
+            cpu = r.extra.get("added_cpu_per_node_ms", float("nan"))
+            out.append(
+                Verdict(
+                    f"secure aggregation at {r.nodes} nodes: adds at most 5 ms p50",
+                    f"+{added:.1f} ms (+{cpu:.1f} ms CPU per node)",
+                    added <= 5.0 if r.nodes == 8 else None,
+                )
+            )
+    return out
+
+
 def verdicts(rows: list[Row]) -> list[Verdict]:
     return [
         *local_verdicts(rows),
@@ -271,6 +298,7 @@ def verdicts(rows: list[Row]) -> list[Verdict]:
         *federated_verdicts(rows),
         *memory_verdicts(rows),
         *accuracy_verdicts(rows),
+        *secure_verdicts(rows),
     ]
 
 

@@ -31,6 +31,7 @@ SUITES: dict[str, str] = {
     "peers": "bench.peers_suite",
     "memory": "bench.memory",
     "accuracy": "bench.accuracy",
+    "secure": "bench.secure",
     "federated": "bench.federated",
     "throughput": "bench.throughput",
 }

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.bench.secure_rows import assert_secure_rows
+
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = {
     "suite",
@@ -44,7 +46,18 @@ def test_every_suite_runs_on_small_data_and_writes_the_report(tmp_path: Path) ->
     for row in rows:
         assert row.keys() >= REQUIRED, row
     suites = {r["suite"] for r in rows}
-    assert {"local", "answer_path", "governance", "memory", "accuracy", "federated", "throughput"} <= suites
+    assert {
+        "local",
+        "answer_path",
+        "governance",
+        "memory",
+        "accuracy",
+        "secure",
+        "federated",
+        "throughput",
+    } <= suites
+    assert_secure_rows(rows)
+    assert (out / "secure_error_vs_nodes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     measured = {(r["suite"], r["system"]) for r in rows if r["median_s"] is not None}
     assert ("local", "accord") in measured and ("local", "duckdb") in measured
     assert ("federated", "accord") in measured
