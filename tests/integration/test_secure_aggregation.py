@@ -113,6 +113,25 @@ def test_the_answer_is_the_exact_sum_of_the_nodes_noisy_shares_and_says_its_mode
     assert 1.9 * sigma * math.sqrt(3) < estimate.ci_high - estimate.value < 2.1 * sigma * math.sqrt(3)
 
 
+def test_a_preview_gives_the_noise_the_secure_answer_gets(fed: Federation, tmp_path: Path) -> None:
+    """Property: previewing a secure-aggregated query (spending nothing) gives each node's share and
+    the combined noise the answer then has: the same scale and the same 95% half-width; a target
+    half-width gives an epsilon whose answer meets it."""
+    client = fed.client()
+    sql = "SELECT COUNT(*) AS n FROM census"
+    preview = client.explain(sql, "1", target_half_width=10)
+    combined = preview.combined[0].estimate
+    assert combined is not None and combined.mechanism.value == "discrete_gaussian"
+    release = client.query_release(sql, "1")
+    estimate = release.rows[0].cells[0].estimate
+    assert combined.noise_scale == pytest.approx(estimate.noise_scale)
+    assert combined.half_width == estimate.ci_high - estimate.value
+    needed = preview.combined[0].epsilon_for_target
+    assert needed is not None and needed.value > 1
+    wider = client.query_release(sql, str(needed.value)).rows[0].cells[0].estimate
+    assert wider.ci_high - wider.value <= 10
+
+
 def test_a_retry_returns_the_same_answer_and_charges_once(fed: Federation, tmp_path: Path) -> None:
     """Property: retrying a secure-aggregated query id runs both rounds again under fresh keys but
     over the shares recorded the first time: the same combined answer, one charge per node."""
