@@ -60,16 +60,21 @@ def sensitivity(m: Measurement, schema: DatasetSchema) -> int | float:
     A SUM over an INTEGER column returns an ``int``; over a FLOAT column a ``float`` rounded
     *up* from the exact product, so it is never an underestimate.
     """
-    k = schema.max_rows_per_person
     if m.kind is MeasureKind.COUNT:
-        return k
+        return schema.max_rows_per_person
+    exact = sum_reach(m, schema)
+    if is_integer_valued(m, schema):
+        return int(exact)
+    return _float_up(exact)
+
+
+def sum_reach(m: Measurement, schema: DatasetSchema) -> Fraction:
+    """``k * max(|lower|, |upper|)``, exactly: how far one person's (at most ``k``) clamped rows can
+    move a SUM of ``m``'s column in all (the L1 sensitivity; with the engine's exact arithmetic)."""
     spec = schema.column(m.column) if m.column is not None else None
     if spec is None or spec.lower is None or spec.upper is None:
         raise InternalError(f"SUM over {m.column!r} reached the DP layer without declared bounds")
-    exact = k * max(abs(Fraction(spec.lower)), abs(Fraction(spec.upper)))
-    if spec.type is ColumnType.INTEGER:
-        return int(exact)
-    return _float_up(exact)
+    return schema.max_rows_per_person * max(abs(Fraction(spec.lower)), abs(Fraction(spec.upper)))
 
 
 def is_integer_valued(m: Measurement, schema: DatasetSchema) -> bool:
@@ -268,4 +273,5 @@ __all__ = [
     "is_integer_valued",
     "release_measurement",
     "sensitivity",
+    "sum_reach",
 ]

@@ -37,7 +37,7 @@ from fractions import Fraction
 from accord.errors import InternalError
 from accord.node import dp
 from accord.node.plan import MeasureKind, Measurement
-from accord.query.schema import ColumnType, DatasetSchema
+from accord.query.schema import DatasetSchema
 from accord.query.zcdp import rho_for, to_epsilon
 
 MAX_SCALE_BITS = 20
@@ -66,14 +66,9 @@ def scale_bits(m: Measurement, schema: DatasetSchema) -> int:
     """Fixed-point bits of ``m``: 0 for integer-valued measurements; for a float sum, the most bits
     (up to :data:`MAX_SCALE_BITS`) that keep ``k B 2^f`` under :data:`ENCODED_LIMIT`. Public
     metadata only (bounds and rows per person)."""
-    if m.kind is MeasureKind.COUNT:
+    if dp.is_integer_valued(m, schema):
         return 0
-    spec = schema.column(m.column) if m.column is not None else None
-    if spec is None or spec.lower is None or spec.upper is None:
-        raise InternalError(f"SUM over {m.column!r} reached the DP layer without declared bounds")
-    if spec.type is ColumnType.INTEGER:
-        return 0
-    reach = schema.max_rows_per_person * max(abs(Fraction(spec.lower)), abs(Fraction(spec.upper)))
+    reach = dp.sum_reach(m, schema)
     bits = MAX_SCALE_BITS
     while bits > 0 and reach * 2**bits > ENCODED_LIMIT:
         bits -= 1
@@ -90,11 +85,8 @@ def l2_sensitivity(m: Measurement, schema: DatasetSchema, bits: int) -> int:
     k = schema.max_rows_per_person
     if m.kind is MeasureKind.COUNT:
         return k
-    spec = schema.column(m.column) if m.column is not None else None
-    if spec is None or spec.lower is None or spec.upper is None:
-        raise InternalError(f"SUM over {m.column!r} reached the DP layer without declared bounds")
-    reach = k * max(abs(Fraction(spec.lower)), abs(Fraction(spec.upper)))
-    if spec.type is ColumnType.INTEGER:
+    reach = dp.sum_reach(m, schema)
+    if dp.is_integer_valued(m, schema):
         return int(reach)
     ceiling: int = math.ceil(reach * 2**bits)
     return ceiling + k
