@@ -324,11 +324,13 @@ def _node_config(root: Path, name: str, data: Path, nodes: int, analysts: tuple[
     )
     base = load_node_config(path)
     (plain,) = base.datasets
-    setting = SecureAggregation(nodes, DELTA_TEXT)
+    holders = tuple(sorted(node_name(i) for i in range(nodes)))
+    setting = SecureAggregation(nodes, DELTA_TEXT, holders)
     secure = dataclasses.replace(
         plain,
         schema=dataclasses.replace(plain.schema, name=SECURE_DATASET, secure=setting),
         secure_aggregation=True,
+        holders=holders,
     )
     write_node_config(dataclasses.replace(base, datasets=(plain, secure)), path)
     # the same agreement, its terms for the plain dataset repeated for the secure one

@@ -154,6 +154,11 @@ def register_query(sub: Any) -> None:
     parser.add_argument(
         "--require-all", action="store_true", help="fail instead of answering when a node does not answer"
     )
+    parser.add_argument(
+        "--require-secure",
+        action="store_true",
+        help="refuse an answer that did not come by secure aggregation (for a dataset you know is secure)",
+    )
     parser.add_argument("--query-id", help="reuse an id to retry a query without spending budget twice")
     _add_connection_args(parser)
     parser.set_defaults(func=_query)
@@ -186,7 +191,12 @@ def _query(args: argparse.Namespace) -> int:
         return 0
     with _connect(args) as client:
         release = client.query_release(
-            sql, args.epsilon, require_all=args.require_all, query_id=args.query_id, timeout=args.timeout
+            sql,
+            args.epsilon,
+            require_all=args.require_all,
+            query_id=args.query_id,
+            timeout=args.timeout,
+            require_secure=args.require_secure,
         )
     text = format_release(release, args.format)
     _write(text if text.endswith("\n") else text + "\n")

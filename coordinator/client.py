@@ -36,7 +36,7 @@ from accord.coordinator.table import to_arrow
 from accord.errors import ConfigError, DeadlineExceeded, IntegrityError, PermissionDenied, Unavailable
 from accord.policies.identity import Identity
 from accord.policies.secagg import SignedShare
-from accord.policies.signing import AGREEMENT_ID, QuerySigner
+from accord.policies.signing import AGREEMENT_ID, QueryPayload, QuerySigner
 from accord.policies.verifying import QueryVerifier
 from accord.protos import convert, convert_previews
 from accord.protos.rpcstatus import error_from_rpc
@@ -202,13 +202,21 @@ class AccordClient:
         query_id: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         agreement: str | None = None,
+        require_secure: bool = False,
     ) -> FederatedRelease:
         """Run ``sql`` under ``agreement`` (default: the client's), spending ``epsilon`` at each
-        node; the combined release.
+        node; the combined release. A secure-aggregated answer is checked here against the nodes'
+        signed shares; with ``require_secure`` any other answer is refused (``IntegrityError``).
 
         ``epsilon`` is best given as text (``"0.5"``, ``"1/3"``): it is signed exactly as written."""
         return self.query_release_timed(
-            sql, epsilon, require_all=require_all, query_id=query_id, timeout=timeout, agreement=agreement
+            sql,
+            epsilon,
+            require_all=require_all,
+            query_id=query_id,
+            timeout=timeout,
+            agreement=agreement,
+            require_secure=require_secure,
         )[0]
 
     def query_release_timed(
@@ -220,17 +228,20 @@ class AccordClient:
         query_id: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         agreement: str | None = None,
+        require_secure: bool = False,
     ) -> tuple[FederatedRelease, ServerTiming]:
         """Like :meth:`query_release`, with the coordinator's own time and the slowest node's time
         for this query (see :mod:`accord.rpc.timing`): what benchmarks need to tell the federation's
         overhead from the nodes' work."""
         text = epsilon if isinstance(epsilon, str) else str(epsilon)
         request = self._request(sql, text, query_id, agreement)
+        digests: list[bytes] = []
 
         def signed() -> coordinator_pb2.SubmitRequest:
             envelope = self._signer.sign(
                 request.query_id, sql, text, request.agreement, coordinator=self._coordinator_name
             )
+            digests.append(QueryPayload.decode(envelope.payload).request_digest())
             return coordinator_pb2.SubmitRequest(
                 query=convert.signed_query_to_pb(envelope), require_all=require_all
             )
@@ -242,29 +253,44 @@ class AccordClient:
         )
         release = convert.federated_from_pb(reply)
         if release.aggregation == "secure":
-            release = self._checked_secure(release)
+            release = self._checked_secure(release, request, digests[-1].hex())
+        elif require_secure:
+            raise IntegrityError(
+                f"the answer to query {request.query_id} did not come by secure aggregation, and "
+                "require_secure was asked: refusing it"
+            )
         return release, timing
 
-    def _checked_secure(self, release: FederatedRelease) -> FederatedRelease:
-        """The combination of the nodes' signed shares, done again here: a coordinator that dropped,
-        altered, replayed or invented a share, or reported another sum, is caught."""
+    def _checked_secure(
+        self, release: FederatedRelease, request: QueryRequest, digest: str
+    ) -> FederatedRelease:
+        """The combination of the nodes' signed shares, done again here, for ``request`` (whose
+        signed request digest is ``digest``): a coordinator that dropped, altered, replayed or
+        invented a share, answered another query, or reports another sum, is caught."""
         if self._node_verifier is None:
             self._node_verifier = node_verifier(self._tls)
+        asked = (request.query_id, request.epsilon, request.agreement)
+        if (release.query_id, release.epsilon, release.agreement) != asked:
+            raise IntegrityError(
+                f"the coordinator answered query {release.query_id[:64]!r} (epsilon {release.epsilon}, "
+                f"agreement {release.agreement[:64]!r}), not the query asked; tell the coordinator's operator"
+            )
         try:
             own = combine_shares(
                 [SignedShare(*s) for s in release.shares],
                 self._node_verifier,
-                release.query_id,
+                request.query_id,
                 release.contributing_nodes,
+                request=digest,
             )
         except (IntegrityError, PermissionDenied) as err:
             raise IntegrityError(
-                f"the coordinator's answer to query {release.query_id} fails the check of the nodes' "
+                f"the coordinator's answer to query {request.query_id} fails the check of the nodes' "
                 f"signed shares: {err.message}; tell the coordinator's operator"
             ) from None
         if own != release:
             raise IntegrityError(
-                f"the coordinator's answer to query {release.query_id} differs from the sum of the nodes' "
+                f"the coordinator's answer to query {request.query_id} differs from the sum of the nodes' "
                 "signed shares; tell the coordinator's operator"
             )
         return own

@@ -34,7 +34,7 @@ from accord.errors import (
     Unavailable,
 )
 from accord.policies.secagg import KeyShare, SignedShare, transcript
-from accord.policies.signing import SignedQuery
+from accord.policies.signing import QueryPayload, SignedQuery
 from accord.policies.verifying import QueryVerifier
 from accord.query.release import FederatedRelease
 from accord.query.schema import DatasetSchema, SecureAggregation
@@ -111,6 +111,7 @@ def run_secure(
     if errors:
         _fail("answering", errors, query_id)
     signed_shares: list[SignedShare] = [shares[n] for n in participants]
-    release = combine_shares(signed_shares, verifier, query_id, participants, transcript(key_list))
+    request = QueryPayload.decode(signed.payload).request_digest().hex()
+    release = combine_shares(signed_shares, verifier, query_id, participants, transcript(key_list), request)
     log.info("query %s: secure aggregation over %d node(s)", query_id, len(participants))
     return release

@@ -7,7 +7,9 @@ the shares give, is caught by the analyst (:func:`combine_shares` raises; nothin
 What is checked, for the participants ``P`` of the query:
 
 * every share is signed by the node certificate of the node it names (the federation's CA, role
-  ``node``, not revoked), is masked, is for this query id, and names the participants ``P``;
+  ``node``, not revoked), is masked, is for this query id and this very request (the digest of
+  what the analyst signed: SQL, epsilon, agreement, analyst, query id), and names the participants
+  ``P``;
 * there is exactly one share per participant;
 * all were masked under one key-exchange transcript (the coordinator, which handed out the keys,
   also checks it is the transcript of those keys);
@@ -54,10 +56,17 @@ SecureCombineError = IntegrityError
 
 
 def open_shares(
-    signed: Sequence[SignedShare], verifier: QueryVerifier, query_id: str, participants: Sequence[str]
+    signed: Sequence[SignedShare],
+    verifier: QueryVerifier,
+    query_id: str,
+    participants: Sequence[str],
+    request: str | None = None,
 ) -> list[Share]:
-    """The shares of ``signed``, each checked as the module docstring says, in participant order."""
+    """The shares of ``signed``, each checked as the module docstring says, in participant order;
+    with ``request`` (the hex SHA-256 of the analyst's request), each must answer that request."""
     expected = tuple(participants)
+    if len(expected) < 2 or len(signed) < 2:
+        raise IntegrityError("a secure-aggregated answer needs the shares of at least two participants")
     by_node: dict[str, Share] = {}
     for item in signed:
         try:
@@ -71,6 +80,8 @@ def open_shares(
             raise SecureCombineError(f"the share of node {share.node!r} is not signed by it")
         if not share.masked or share.query_id != query_id or share.participants != expected:
             raise SecureCombineError(f"the share of node {share.node!r} is not a masked share of this query")
+        if request is not None and not hmac.compare_digest(share.request, request):
+            raise SecureCombineError(f"the share of node {share.node!r} answers another request than this")
         by_node[share.node] = share
     if tuple(sorted(by_node)) != expected:
         missing = ", ".join(sorted(set(expected) - set(by_node))) or "none"
@@ -105,10 +116,12 @@ def combine_shares(
     query_id: str,
     participants: Sequence[str],
     transcript: bytes | None = None,
+    request: str | None = None,
 ) -> FederatedRelease:
     """The combined release of ``signed`` (see the module docstring); with ``transcript`` (the
-    coordinator's, of the keys it handed out) the shares must have been masked under it."""
-    shares = open_shares(signed, verifier, query_id, participants)
+    coordinator's, of the keys it handed out) the shares must have been masked under it, and with
+    ``request`` they must answer it (:func:`open_shares`)."""
+    shares = open_shares(signed, verifier, query_id, participants, request)
     first, n = shares[0], len(shares)
     if transcript is not None and not hmac.compare_digest(first.transcript, transcript.hex()):
         raise SecureCombineError("the shares were masked under other keys than the ones handed out")

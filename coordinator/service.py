@@ -259,23 +259,25 @@ class CoordinatorService:
         query, found, unknown = self._route(request.sql)
         if require_all and unknown:
             raise PartialFailure(self._missing_message(unknown), unknown)
-        if secure_setting(found) is not None:
-            if len(found) + len(unknown) < 2:
+        setting = secure_setting(found)
+        if setting is not None:
+            strangers = [n for n in setting.holders if n not in self.clients]
+            if strangers:
                 raise Unavailable(
-                    f"dataset {query.dataset!r} is declared for secure aggregation, but only node "
-                    f"{next(iter(found))} holds it, and secure aggregation needs at least two holders; its "
-                    "operator should set secure_aggregation = false for a dataset it alone holds (it is then "
-                    "answered with pure epsilon)"
+                    f"dataset {query.dataset!r} is secure-aggregated by its holders "
+                    f"{', '.join(setting.holders)}, and this coordinator does not know "
+                    f"{', '.join(strangers)}; its operator must add them to [[nodes]]"
                 )
-            if unknown:
+            down = {n: r for n, r in unknown.items() if n in setting.holders}
+            if down:
                 raise PartialFailure(
                     "secure aggregation needs every holder, and these could not be asked: "
-                    + ", ".join(f"{n} ({r})" for n, r in sorted(unknown.items()))
+                    + ", ".join(f"{n} ({r})" for n, r in sorted(down.items()))
                     + f"; retry query {request.query_id} with the same id later",
-                    unknown,
+                    down,
                 )
             secure = run_secure(
-                {n: self.clients[n] for n in found},
+                {n: self.clients[n] for n in setting.holders},
                 signed,
                 request.query_id,
                 self.config.deadline_seconds,

@@ -93,7 +93,7 @@ CITIZENS = DemoDataset(
     ),
     # Held by all three authorities: the coordinator learns only the combined answer, whose noise is
     # that of one trusted curator (each node adds a third of it, assuming all three honest).
-    secure=SecureAggregation(honest_nodes=3, delta="1e-9"),
+    secure=SecureAggregation(honest_nodes=3, delta="1e-9", holders=("county", "district-a", "district-b")),
 )
 SERVICE_CONTACTS = DemoDataset(
     DatasetSchema(

@@ -159,9 +159,11 @@ def demo_node_config(
     host: str = HOST,
     coordinators: Sequence[str] = (COORDINATOR,),
     answer_seconds: float = 1.0,
+    secure_aggregation: bool = True,
 ) -> NodeConfig:
     """The config of one demo node in ``root`` (its state in ``root/state/<node>.sqlite3``;
-    ``answer_seconds``: its answer-time budget, 0 for tests that do not time answers)."""
+    ``answer_seconds``: its answer-time budget, 0 for tests that do not time answers;
+    ``secure_aggregation`` false: no dataset is secure-aggregated)."""
     if node not in DATASETS:
         raise ValueError(f"unknown node {node!r}; expected one of {', '.join(NODES)}")
     cert, key = leaf_paths(root / CERTS, "node", node)
@@ -175,13 +177,15 @@ def demo_node_config(
         coordinators=tuple(coordinators),
         datasets=tuple(
             DatasetConfig(
-                dataclasses.replace(ds.schema, secure=ds.secure),
+                dataclasses.replace(ds.schema, secure=secure),
                 root / data_path(node, ds.name),
                 "parquet",
                 ds.on_violation,
-                secure_aggregation=ds.secure is not None,
+                secure_aggregation=secure is not None,
+                holders=secure.holders if secure is not None else (),
             )
             for ds in DATASETS[node]
+            for secure in [ds.secure if secure_aggregation else None]
         ),
         state=StateConfig("sqlite", root / "state" / f"{node}.sqlite3"),
         agreements_dir=root / AGREEMENTS,
@@ -266,10 +270,13 @@ def write_demo_federation(
     seed: int = 7,
     ports: Mapping[str, int] | None = None,
     answer_seconds: float = 1.0,
+    secure_aggregation: bool = True,
 ) -> DemoLayout:
     """Write ``data/<node>/*.parquet``, ``<node>.toml`` and ``coordinator.toml`` under ``out_dir``.
     ``ports`` may name any of the nodes and "coordinator" (0 = let the server pick); missing ones
-    take :data:`DEFAULT_PORTS`; ``answer_seconds`` is every node's answer-time budget. When a
+    take :data:`DEFAULT_PORTS`; ``answer_seconds`` is every node's answer-time budget;
+    ``secure_aggregation`` false answers every dataset with independent noise (tests of that mode).
+    When a
     node's port is 0, ``coordinator.toml`` is not written (the caller writes it once the node has
     its port). Certificates are expected under ``out_dir/certs``."""
     out_dir = Path(out_dir)
@@ -293,7 +300,13 @@ def write_demo_federation(
             held["service_contacts"]["person_id"].unique().to_pylist() if "service_contacts" in held else []
         )
         consent[node] = _write_consent(out_dir, node, held["citizens"]["person_id"].to_pylist(), contacts)
-        config = demo_node_config(out_dir, node, all_ports[node], answer_seconds=answer_seconds)
+        config = demo_node_config(
+            out_dir,
+            node,
+            all_ports[node],
+            answer_seconds=answer_seconds,
+            secure_aggregation=secure_aggregation,
+        )
         node_configs[node] = write_node_config(
             dataclasses.replace(config, audit=audit[node]), out_dir / f"{node}.toml"
         )

@@ -62,6 +62,8 @@ answer_seconds = 2.0              # optional: this dataset's answer-time budget 
 grouped_answer_seconds = 3.0      # optional: the budget of its GROUP BY queries (answer_seconds otherwise)
 secure_aggregation = true         # optional (default false): answer only by secure aggregation with
                                   # distributed noise (needs [secure_aggregation] below)
+holders = ["county", "north"]     # with secure_aggregation: every node holding this dataset (this
+                                  # one too): the participants of every query, exactly
 
 [datasets.residents.columns.age]  # every column analysts may use; others are not exposed
 type = "integer"                  # integer | float | boolean | string
@@ -222,7 +224,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
     if not datasets_table.table:
         raise datasets_table.error("", "no datasets configured; add a [datasets.NAME] table")
     datasets = tuple(dataset_config(datasets_table.sub(n), n) for n in datasets_table.table)
-    datasets = _secure(top.sub("secure_aggregation"), datasets_table, datasets)
+    datasets = _secure(top.sub("secure_aggregation"), datasets_table, datasets, name)
     answer_seconds, report_node_seconds = _timing(top.sub("timing"))
 
     return NodeConfig(
@@ -250,9 +252,11 @@ def load_node_config(path: str | Path) -> NodeConfig:
     )
 
 
-def _secure(t: Table, tables: Table, datasets: tuple[DatasetConfig, ...]) -> tuple[DatasetConfig, ...]:
-    """``[secure_aggregation]``: the federation's setting (the same at every node), stated in the
-    catalog of every dataset that sets ``secure_aggregation = true``."""
+def _secure(
+    t: Table, tables: Table, datasets: tuple[DatasetConfig, ...], node: str
+) -> tuple[DatasetConfig, ...]:
+    """``[secure_aggregation]``: the federation's setting (the same at every node), stated with the
+    dataset's ``holders`` in the catalog of every dataset that sets ``secure_aggregation = true``."""
     t.check_keys({"honest_nodes", "delta"})
     wanted = [d for d in datasets if d.secure_aggregation]
     if not t.table:
@@ -268,12 +272,23 @@ def _secure(t: Table, tables: Table, datasets: tuple[DatasetConfig, ...]) -> tup
     honest = t.integer("honest_nodes", 1, 1, 64, "the number of participants assumed honest")
     delta = t.get("delta", str, "1e-9")
     try:
-        setting = SecureAggregation(honest, delta)
+        SecureAggregation(honest, delta, tuple(f"n{i:02d}" for i in range(64)))  # checked per dataset below
     except ConfigError as err:
         raise t.error("delta" if "delta" in err.message else "honest_nodes", err.message) from None
-    return tuple(
-        replace(d, schema=replace(d.schema, secure=setting)) if d.secure_aggregation else d for d in datasets
-    )
+    out: list[DatasetConfig] = []
+    for d in datasets:
+        if not d.secure_aggregation:
+            out.append(d)
+            continue
+        table = tables.sub(d.schema.name)
+        if node not in d.holders:
+            raise table.error("holders", f"must list this node ({node!r}) among the dataset's holders")
+        try:
+            setting = SecureAggregation(honest, delta, d.holders)
+        except ConfigError as err:
+            raise table.error("holders", err.message) from None
+        out.append(replace(d, schema=replace(d.schema, secure=setting)))
+    return tuple(out)
 
 
 def _state(t: Table, node: str) -> StateConfig:

@@ -33,6 +33,7 @@ _DATASET_KEYS = {
     "answer_seconds",
     "grouped_answer_seconds",
     "secure_aggregation",
+    "holders",
 }
 _COLUMN_KEYS = {"type", "lower", "upper", "categories", "description"}
 _MAX_ANSWER_SECONDS = 600.0
@@ -49,6 +50,7 @@ class DatasetConfig:
     answer_seconds: float | None = None  # this dataset's answer-time budget (the node's otherwise)
     grouped_answer_seconds: float | None = None  # ... of its GROUP BY queries (answer_seconds otherwise)
     secure_aggregation: bool = False  # answered only by secure aggregation ([secure_aggregation])
+    holders: tuple[str, ...] = ()  # with secure_aggregation: every node holding it (this one too)
 
 
 def dataset_config(t: Table, name: str) -> DatasetConfig:
@@ -113,7 +115,13 @@ def dataset_config(t: Table, name: str) -> DatasetConfig:
         answer_seconds(t, k, None, 0.001) for k in ("answer_seconds", "grouped_answer_seconds")
     )
     secure = bool(t.get("secure_aggregation", bool, False))
-    return DatasetConfig(schema, path, fmt, on_violation, answer, grouped, secure)
+    holders: tuple[str, ...] = ()
+    if secure:
+        named = t.names("holders", '["county", "district-a"]', "every node holding this dataset")
+        holders = tuple(sorted(named))
+    elif t.has("holders"):
+        raise t.error("holders", "is for secure aggregation only; set secure_aggregation = true or remove it")
+    return DatasetConfig(schema, path, fmt, on_violation, answer, grouped, secure, holders)
 
 
 def answer_seconds(t: Table, key: str, default: float | None, low: float) -> float | None:

@@ -86,7 +86,7 @@ def node_config_toml(config: NodeConfig, folder: Path) -> str:
                 "columns": {c.name: _column_table(c) for c in d.schema.columns},
             }
             | _dataset_timing(d)
-            | ({"secure_aggregation": True} if d.secure_aggregation else {})
+            | ({"secure_aggregation": True, "holders": list(d.holders)} if d.secure_aggregation else {})
             for d in config.datasets
         },
     }

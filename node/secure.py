@@ -1,8 +1,9 @@
 """The node's side of secure aggregation (:mod:`accord.policies.secagg`), free of gRPC.
 
 Round 1, :meth:`SecureAnswers.join`: every check a query gets (caller, signature, agreement,
-fields, budget), then the participant set: sorted, this node among them, at least the
-federation's ``honest_nodes``, and the same set every time this query id is asked (recorded
+fields, budget), then the participant set: exactly the dataset's declared ``holders`` (so the
+coordinator can neither leave honest holders out nor bring in nodes of its choosing), and the same
+set every time this query id is asked (recorded
 with a ``joined`` audit entry before the key leaves: a node never takes part in one query id with
 two participant sets, which could be differenced to isolate one node's answer; the set that binds,
 durably, is the one recorded with the node's share in round 2, checked on every retry). A fresh
@@ -36,7 +37,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from accord.errors import InternalError, InvalidQuery, PermissionDenied, Violation
+from accord.errors import InternalError, PermissionDenied
 from accord.node.decisions import Draft, same_query
 from accord.node.secure_release import build_share, check_range, noise_summary
 from accord.node.state import Answer
@@ -50,7 +51,7 @@ from accord.policies.signing import SignedQuery
 from accord.policies.verifying import VerifiedQuery, signature_valid
 from accord.query.model import Query
 from accord.query.schema import DatasetSchema
-from accord.query.share import Share
+from accord.query.share import Share, is_share
 
 if TYPE_CHECKING:
     from accord.node.service import NodeService
@@ -109,19 +110,18 @@ class SecureAnswers:
         draft.aggregation = "secure"
         return verified, grant, query, schema
 
-    def _participants(self, names: Sequence[str], honest: int) -> tuple[str, ...]:
+    def _participants(self, names: Sequence[str], schema: DatasetSchema) -> tuple[str, ...]:
+        """``names`` if they are exactly the dataset's holders: the coordinator cannot leave honest
+        holders out, nor bring in nodes that hold nothing (whose masks it could remove with them)."""
+        assert schema.secure is not None
         participants = secagg.check_participants(names)
-        if self._service.name not in participants:
-            raise InvalidQuery(
-                f"node {self._service.name!r} is not among the participants it was asked to join",
-                (Violation("participants", "missing"),),
-            )
-        if len(participants) < honest:
+        holders = schema.secure.holders
+        if participants != holders:
             raise PermissionDenied(
-                f"secure aggregation here assumes {honest} honest participants, but only "
-                f"{len(participants)} take part; the query needs at least {honest} holders that answer",
-                "TOO_FEW_PARTICIPANTS",
-                {"participants": str(len(participants)), "honest_nodes": str(honest)},
+                f"the participants named ({', '.join(participants)[:300]}) are not dataset {schema.name!r}'s "
+                f"holders ({', '.join(holders)}); secure aggregation runs with every holder, exactly",
+                "PARTICIPANTS_NOT_HOLDERS",
+                {"dataset": schema.name},
             )
         return participants
 
@@ -132,7 +132,8 @@ class SecureAnswers:
         try:
             verified, grant, query, schema = self._checked(draft, caller, signed)
             assert self._identity is not None and schema.secure is not None
-            participants = self._participants(names, schema.secure.honest_nodes)
+            service._fair.count(verified.analyst.name)  # a join is a call of the analyst's too
+            participants = self._participants(names, schema)
             draft.participants = ",".join(participants)
             analyst, query_id = verified.analyst.name, verified.request.query_id
             agreement = grant.agreement
@@ -304,6 +305,7 @@ class SecureAnswers:
                 session.participants,
                 min_group_size=minimum,
                 agreement=agreement.id,
+                request=digest.hex(),
             )
             body = share.encode()
             answer = Answer(
@@ -352,7 +354,7 @@ def _recorded_for(stored: Answer, participants: tuple[str, ...], query_id: str) 
 
 def _check_same(stored: Answer, verified: VerifiedQuery) -> None:
     same_query(stored, verified.payload.request_digest(), verified)
-    if not stored.release.startswith(b"{"):
+    if not is_share(stored.release):
         raise PermissionDenied(
             f"query id {verified.request.query_id!r} was answered before without secure aggregation; use a "
             "fresh id",

@@ -88,6 +88,7 @@ def build_share(
     participants: tuple[str, ...],
     min_group_size: int = 0,
     agreement: str = "",
+    request: str = "",
 ) -> Share:
     """Encode ``exact`` in fixed point and add this node's noise share to every measurement."""
     if schema.secure is None:
@@ -109,6 +110,7 @@ def build_share(
     cells = tuple(tuple(index[m] for m in parts) for parts in measurements_for(query))
     return Share(
         query_id=query_id,
+        request=request,
         node=node_name,
         dataset=query.dataset,
         agreement=agreement,

@@ -71,6 +71,7 @@ from accord.query.model import Query
 from accord.query.preview import BudgetLine, NodeExplanation
 from accord.query.release import Release
 from accord.query.schema import DatasetSchema
+from accord.query.share import is_share
 from accord.query.sql import compile_query
 from accord.rpc.fairness import AnalystLimits, FairnessConfig
 
@@ -278,6 +279,13 @@ class NodeService:
             stored = self._state.find(analyst, query_id)
             if stored is not None:
                 same_query(stored, digest, verified)
+                if is_share(stored.release):  # never the unmasked share, even with the setting off now
+                    raise PermissionDenied(
+                        f"query id {query_id!r} was answered by secure aggregation; ask again with a fresh "
+                        "id",
+                        "QUERY_ID_REUSED",
+                        {"analyst": analyst, "query_id": query_id},
+                    )
                 return stored, None
             charge = self._charge(agreement, analyst, epsilon)
             schema = self._schemas[query.dataset]

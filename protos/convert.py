@@ -116,6 +116,7 @@ def schema_to_pb(schema: DatasetSchema) -> pb.DatasetSchema:
         description=schema.description,
         secure_honest_nodes=schema.secure.honest_nodes if schema.secure else 0,
         secure_delta=schema.secure.delta if schema.secure else "",
+        secure_holders=list(schema.secure.holders) if schema.secure else [],
         columns=[
             pb.ColumnSpec(
                 name=c.name,
@@ -162,7 +163,7 @@ def schema_from_pb(msg: pb.DatasetSchema) -> DatasetSchema:
             privacy_unit=msg.privacy_unit,
             max_rows_per_person=msg.max_rows_per_person,
             description=msg.description,
-            secure=SecureAggregation(msg.secure_honest_nodes, msg.secure_delta)
+            secure=SecureAggregation(msg.secure_honest_nodes, msg.secure_delta, tuple(msg.secure_holders))
             if msg.secure_honest_nodes
             else None,
         )

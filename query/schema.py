@@ -85,15 +85,28 @@ MAX_DELTA = Fraction(1, 10**4)
 @dataclass(frozen=True)
 class SecureAggregation:
     """A dataset answered by secure aggregation with distributed noise (public, in the catalog):
-    each holder's noise share is calibrated so that any ``honest_nodes`` of the participants
+    each of its ``holders``' noise share is calibrated so that any ``honest_nodes`` of them
     together add the noise of the whole guarantee, and each query is (epsilon, ``delta``)-DP."""
 
     honest_nodes: int
     delta: str
+    holders: tuple[str, ...] = ()
+    """Every node that holds the dataset, in name order: the participants of every query, exactly
+    (a node takes part only with these, so the honest holders are never left out)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.honest_nodes <= 64:
-            raise ConfigError("honest_nodes must be from 1 to 64 (how many participants are assumed honest)")
+            raise ConfigError("honest_nodes must be from 1 to 64 (how many holders are assumed honest)")
+        if len(self.holders) < 2 or list(self.holders) != sorted(set(self.holders)):
+            raise ConfigError(
+                "holders must list every node holding the dataset, at least two, each once (secure "
+                "aggregation needs two or more holders; a dataset one node holds is answered with pure "
+                "epsilon)"
+            )
+        if self.honest_nodes > len(self.holders):
+            raise ConfigError(
+                f"honest_nodes ({self.honest_nodes}) is more than the dataset's {len(self.holders)} holders"
+            )
         if not _DELTA.fullmatch(self.delta):
             raise ConfigError(
                 f'delta {self.delta[:40]!r} is not a decimal such as "1e-9" or a fraction such as '

@@ -24,7 +24,7 @@ from accord.query.epsilon import Epsilon
 from accord.query.model import AggregateFunction, Literal
 from accord.query.release import ReleaseColumn
 
-__all__ = ["MODULUS", "Measure", "Share"]
+__all__ = ["MODULUS", "Measure", "Share", "is_share"]
 
 MODULUS = 1 << 64
 """Masked vectors live in the ring of integers modulo 2**64."""
@@ -60,6 +60,9 @@ class Share:
     nodes the shares were calibrated to assume honest."""
 
     query_id: str
+    request: str
+    """SHA-256 (hex) of the analyst's request (:meth:`accord.policies.signing.QueryPayload.request_digest`:
+    what they asked, whenever it was signed): the analyst's client checks every share answers its own."""
     node: str
     dataset: str
     agreement: str
@@ -116,6 +119,7 @@ class Share:
     def _fields(self) -> dict[str, Any]:
         return {
             "query_id": self.query_id,
+            "request": self.request,
             "node": self.node,
             "dataset": self.dataset,
             "agreement": self.agreement,
@@ -149,6 +153,7 @@ class Share:
             raw = json.loads(data)
             share = Share(
                 query_id=_str(raw["query_id"]),
+                request=_str(raw["request"]),
                 node=_str(raw["node"]),
                 dataset=_str(raw["dataset"]),
                 agreement=_str(raw["agreement"]),
@@ -182,6 +187,13 @@ class Share:
         if set(raw) != set(share._fields()) or share.encode() != data:
             raise InternalError("a secure-aggregation share is not in canonical form")
         return share
+
+
+def is_share(release: bytes) -> bool:
+    """Whether recorded release bytes are a share (canonical JSON, always starting ``{``) rather
+    than a plain release (a serialized ``NodeRelease``, whose first byte is a field tag, never
+    ``{``: that would be field 15 as a group, which the message does not have)."""
+    return release[:1] == b"{"
 
 
 def _str(value: object) -> str:

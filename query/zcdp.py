@@ -13,11 +13,12 @@ import functools
 import math
 from fractions import Fraction
 
-from accord.errors import InternalError
+from accord.errors import InternalError, InvalidQuery, Violation
 
 __all__ = ["rho_for", "to_epsilon"]
 
 _ROUND = Fraction(1, 10**12)
+_UNIT = 10**30
 
 
 @functools.lru_cache(maxsize=1024)
@@ -30,9 +31,16 @@ def rho_for(epsilon: Fraction, delta: Fraction) -> Fraction:
     big_l = -math.log(float(delta))
     root = math.sqrt(float(epsilon) + big_l) - math.sqrt(big_l)
     # Float error is ~1e-15 relative; 1e-9 below is always on the safe side, and to_epsilon checks.
-    rho = (Fraction(root * root) * (1 - Fraction(1, 10**9))).limit_denominator(10**15)
+    # Rounded down to a multiple of 10^-30 (a short exact text in the shares and the log).
+    rho = Fraction(math.floor(Fraction(root * root) * (1 - Fraction(1, 10**9)) * _UNIT), _UNIT)
+    if rho <= 0:
+        raise InvalidQuery(
+            f"epsilon {epsilon} is too small for secure aggregation at delta {delta} (no zCDP budget is left "
+            "after the conversion); ask with a larger epsilon",
+            (Violation("epsilon", "too small"),),
+        )
     while to_epsilon(rho, delta) > epsilon:  # pragma: no cover - the margin above makes this rare
-        rho *= 1 - Fraction(1, 10**6)
+        rho = Fraction(math.floor(rho * (1 - Fraction(1, 10**6)) * _UNIT), _UNIT)
     return rho
 
 

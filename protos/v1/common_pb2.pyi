@@ -105,7 +105,7 @@ class ColumnSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[ColumnType, str]] = ..., bounded: _Optional[bool] = ..., lower: _Optional[float] = ..., upper: _Optional[float] = ..., has_categories: _Optional[bool] = ..., categories: _Optional[_Iterable[_Union[Value, _Mapping]]] = ..., description: _Optional[str] = ...) -> None: ...
 
 class DatasetSchema(_message.Message):
-    __slots__ = ("name", "columns", "privacy_unit", "max_rows_per_person", "description", "secure_honest_nodes", "secure_delta")
+    __slots__ = ("name", "columns", "privacy_unit", "max_rows_per_person", "description", "secure_honest_nodes", "secure_delta", "secure_holders")
     NAME_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     PRIVACY_UNIT_FIELD_NUMBER: _ClassVar[int]
@@ -113,6 +113,7 @@ class DatasetSchema(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     SECURE_HONEST_NODES_FIELD_NUMBER: _ClassVar[int]
     SECURE_DELTA_FIELD_NUMBER: _ClassVar[int]
+    SECURE_HOLDERS_FIELD_NUMBER: _ClassVar[int]
     name: str
     columns: _containers.RepeatedCompositeFieldContainer[ColumnSpec]
     privacy_unit: str
@@ -120,7 +121,8 @@ class DatasetSchema(_message.Message):
     description: str
     secure_honest_nodes: int
     secure_delta: str
-    def __init__(self, name: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[ColumnSpec, _Mapping]]] = ..., privacy_unit: _Optional[str] = ..., max_rows_per_person: _Optional[int] = ..., description: _Optional[str] = ..., secure_honest_nodes: _Optional[int] = ..., secure_delta: _Optional[str] = ...) -> None: ...
+    secure_holders: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[ColumnSpec, _Mapping]]] = ..., privacy_unit: _Optional[str] = ..., max_rows_per_person: _Optional[int] = ..., description: _Optional[str] = ..., secure_honest_nodes: _Optional[int] = ..., secure_delta: _Optional[str] = ..., secure_holders: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SecureShare(_message.Message):
     __slots__ = ("body", "certificate", "signature")

@@ -37,12 +37,15 @@ def secure_node_configs(
     """Node configs (written as files) whose ``census`` dataset is secure-aggregated (``listen_for``:
     the port each node listens on, for nodes run as processes)."""
     copy_census(root, PUMS_PID)
-    setting = SecureAggregation(honest, delta)
+    setting = SecureAggregation(honest, delta, NODES)
     paths: dict[str, Path] = {}
     for name in NODES:
         dataset = pums_dataset(root, DATASET, PUMS_PID)
         dataset = dataclasses.replace(
-            dataset, schema=dataclasses.replace(dataset.schema, secure=setting), secure_aggregation=True
+            dataset,
+            schema=dataclasses.replace(dataset.schema, secure=setting),
+            secure_aggregation=True,
+            holders=NODES,
         )
         listen = {"listen": f"127.0.0.1:{listen_for[name]}"} if listen_for else {}
         paths[name] = write_node(root, node_config(root, name, [dataset], **listen, **settings))

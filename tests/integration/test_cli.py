@@ -138,6 +138,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliFederati
             seed=11,
             ports={**dict.fromkeys(NODES, 0), "coordinator": 0},
             answer_seconds=0.0,
+            secure_aggregation=False,  # these tests are of independent noise and partial answers
         )
         for node in NODES:
             _start(node, ["node", "serve", "--config", str(layout.node_configs[node])], root, processes)
@@ -444,7 +445,7 @@ def wounded(federation: CliFederation) -> Iterator[Wounded]:
     try:
         # its own state file: the federation's district-b holds the lock on district-b.sqlite3
         spare_config = dataclasses.replace(
-            demo_node_config(root, "district-b", 0),
+            demo_node_config(root, "district-b", 0, secure_aggregation=False),
             state=StateConfig("sqlite", root / "state" / "district-b-spare.sqlite3"),
         )
         spare = write_node_config(spare_config, root / "district-b-spare.toml")
@@ -526,7 +527,11 @@ def test_demo_smoke(tmp_path: Path) -> None:
     assert "nodes: county, district-a, district-b" in stdout
     assert re.search(r"Northbrook\s+\d+\s+\[\d+, \d+\]", stdout)
     assert "refused: " in stdout
-    assert "PARTIAL: missing district-b" in stdout
+    # citizens is secure-aggregated: every answer says so, and with district-b killed the query fails
+    # cleanly, naming it (the county-only dataset keeps independent noise)
+    assert "secure aggregation: the coordinator saw only the sum" in stdout
+    assert "independent: each node added its own noise" in stdout
+    assert "refused: secure aggregation needs every holder, and joining failed at district-b" in stdout
     assert "still running" not in stdout
     assert [(p.pid, p.info["cmdline"]) for p in survivors] == []
     # the folder it leaves can be served again as it is: the configs check, and a node comes back

@@ -125,6 +125,7 @@ def demo_fed(
         seed=11,
         ports=dict.fromkeys((*DEMO_NODES, "coordinator"), 0),
         answer_seconds=0.0,
+        secure_aggregation=False,  # these tests are of independent noise and partial answers
     )
     link_certs(root, pki)
     open_demo_nodes(layout.node_configs)

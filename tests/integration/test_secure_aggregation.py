@@ -6,7 +6,6 @@ certificate and raw gRPC stubs (what a compromised coordinator holds)."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import shutil
 import sqlite3
@@ -23,24 +22,38 @@ from accord.coordinator.secure import node_verifier
 from accord.coordinator.secure_combine import combine_shares
 from accord.errors import IntegrityError, PartialFailure, PermissionDenied, Unavailable
 from accord.node.config import load_node_config
+from accord.node.config_writer import write_node_config
+from accord.node.secure_release import noise_summary
 from accord.node.server import start_node
 from accord.node.state.sqlite import StateReader
 from accord.policies.audit_check import check_entries, load_agreements_for_check
 from accord.policies.audit_entry import decode
 from accord.policies.audit_report import summarise
+from accord.policies.decision import Decision
 from accord.policies.secagg import KeyShare, SignedShare, transcript
 from accord.policies.signing import QueryPayload, SignedQuery
 from accord.protos import convert
 from accord.protos.rpcstatus import error_from_rpc
 from accord.protos.v1 import node_pb2
+from accord.query.epsilon import Epsilon
 from accord.query.release import Cell
 from accord.query.share import Share
 from tests.conftest import TestPki
-from tests.integration.federation import Federation, link_certs, start_federation
+from tests.integration.federation import (
+    PUMS_PID,
+    Federation,
+    copy_census,
+    link_certs,
+    node_config,
+    pums_dataset,
+    start_federation,
+    write_node,
+)
 from tests.integration.secure_federation import NODES, recorded_share, secure_node_configs, start_secure
 from tests.signing import sign
 
 RECOVERY_SECONDS = 10.0
+DECISION_MEMBERS = {f.name for f in dataclasses.fields(Decision)} | {"type", "v"}
 SQL = "SELECT race, COUNT(*) AS n, AVG(age) AS mean_age FROM census GROUP BY race"
 
 
@@ -163,7 +176,11 @@ def test_each_node_logs_its_participation_but_never_its_value(fed: Federation, t
         assert mine[0]["key_digest"] == mine[1]["key_digest"]
         assert "discrete-gaussian honest=3 delta=1e-9" in mine[1]["noise"]
         value = recorded_share(tmp_path, node, "alice", query_id).vector[0]
-        assert str(value) not in json.dumps(mine[1]).replace(mine[1]["noise"], "")
+        for entry in mine:  # no member is the value, as a number or as text (digests aside)
+            assert set(entry) <= DECISION_MEMBERS, set(entry) - DECISION_MEMBERS
+            assert value not in entry.values() and str(value) not in entry.values()
+        # the noise member is the share's parameters (scales, sensitivities, bits), nothing else
+        assert mine[1]["noise"] == noise_summary(recorded_share(tmp_path, node, "alice", query_id))
 
 
 def test_the_auditors_check_accepts_a_secure_log_and_counts_its_secure_releases(
@@ -190,17 +207,41 @@ def test_the_auditors_check_accepts_a_secure_log_and_counts_its_secure_releases(
     assert (line.answered, line.secure, line.answered_again) == (2, 2, 1)
 
 
-def test_secure_aggregation_needs_two_holders_and_one_setting(tmp_path: Path, pki: TestPki) -> None:
-    """Property: a dataset only one node holds cannot be secure-aggregated (the analyst is told
-    what its operator must change), and holders declaring different settings are not combined."""
+def test_turning_secure_aggregation_off_never_hands_out_a_recorded_share(
+    fed: Federation, pki: TestPki, tmp_path: Path
+) -> None:
+    """Property: after an operator turns secure aggregation off for a dataset, a coordinator asking
+    the node for a plain answer under an id answered by secure aggregation (the analyst's request,
+    signed again) gets a refusal, never the node's recorded, unmasked noisy share."""
+    query_id = str(uuid.uuid4())
+    fed.client().query_release("SELECT COUNT(*) AS n FROM census", "1", query_id=query_id)
+    port = fed.nodes["county"].port
+    fed.stop_node("county")
+    path = tmp_path / "county.toml"
+    config = load_node_config(path)
+    (census,) = config.datasets
+    plain = dataclasses.replace(
+        census, secure_aggregation=False, holders=(), schema=dataclasses.replace(census.schema, secure=None)
+    )
+    write_node_config(dataclasses.replace(config, datasets=(plain,)), path)
+    running = start_node(load_node_config(path), listen=f"127.0.0.1:{port}")
+    try:
+        channel, stub = fed.node_stub("county")
+        again = sign(pki.analyst("alice"), "SELECT COUNT(*) AS n FROM census", "1", query_id)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Answer(node_pb2.AnswerRequest(query=convert.signed_query_to_pb(again)), timeout=20)
+        channel.close()
+        assert _reason(caught.value) == "QUERY_ID_REUSED"
+        assert b'"vector"' not in (caught.value.details() or "").encode()
+    finally:
+        running.stop(grace=0)
+
+
+def test_holders_that_disagree_are_not_combined(tmp_path: Path, pki: TestPki) -> None:
+    """Property: holders declaring different settings (here honest_nodes) are not combined: the
+    analyst is told each one's setting."""
     link_certs(tmp_path, pki)
     configs = secure_node_configs(tmp_path)
-    alone = start_federation(tmp_path, pki, {"county": configs["county"]})
-    try:
-        with pytest.raises(Unavailable, match="needs at least two holders"):
-            alone.client().query_release("SELECT COUNT(*) AS n FROM census", "1")
-    finally:
-        alone.stop()
     other = tmp_path / "other"
     link_certs(other, pki)
     mixed = secure_node_configs(other, honest=2)
@@ -222,36 +263,62 @@ def test_a_plain_answer_of_a_secure_dataset_is_refused(fed: Federation, pki: Tes
     assert _reason(caught.value) == "SECURE_AGGREGATION_REQUIRED"
 
 
-def test_a_query_id_is_never_run_with_another_participant_set(fed: Federation, pki: TestPki) -> None:
-    """Property: once a node took part in a query id with some participants, a coordinator that
-    asks it again with a different set (which could be differenced to isolate one node) is refused,
-    also for a subset that still meets honest_nodes; too few participants are refused outright."""
+def test_the_participants_are_exactly_the_holders(fed: Federation, pki: TestPki, tmp_path: Path) -> None:
+    """Property: a node takes part only with exactly the dataset's declared holders: a coordinator
+    can neither leave an honest holder out (a subset) nor bring in nodes of its choosing, even nodes
+    with real federation certificates whose key shares it signs itself (it could then remove their
+    masks and isolate the node's share)."""
     mallory = Mallory(fed)
     signed = sign(pki.analyst("alice"), "SELECT COUNT(*) AS n FROM census")
-    mallory.join(signed, "county", NODES)
-    with pytest.raises(grpc.RpcError) as caught:
-        mallory.join(signed, "county", ("county", "district-a"))
-    assert _reason(caught.value) == "TOO_FEW_PARTICIPANTS"
-    with pytest.raises(grpc.RpcError) as caught:
-        mallory.join(signed, "county", ("county", "district-a", "district-c"))
-    assert _reason(caught.value) == "PARTICIPANTS_CHANGED"
-    assert mallory.join(signed, "county", NODES).node == "county"  # the same set is still fine
+    for participants in (
+        ("county", "district-a"),
+        ("county", "evil-1", "evil-2"),
+        ("county", "district-a", "district-b", "evil-1"),
+    ):
+        with pytest.raises(grpc.RpcError) as caught:
+            mallory.join(signed, "county", participants)
+        assert _reason(caught.value) == "PARTICIPANTS_NOT_HOLDERS", participants
+    assert mallory.join(signed, "county", NODES).node == "county"
 
 
-def test_the_participant_set_recorded_with_the_share_binds_even_if_the_join_record_is_lost(
+def test_a_query_id_keeps_its_participants_when_the_holders_change(
     fed: Federation, pki: TestPki, tmp_path: Path
 ) -> None:
-    """Property: the join's record is not waited for on disk; what binds durably is the participant
-    set recorded with the node's share. With the join records gone (as a power cut could leave
-    them), a node that answered still refuses the query id for another participant set."""
+    """Property: a node never sends shares of one query id for two participant sets: after an
+    operator changes the dataset's holders, a retry of a query answered before is refused
+    (PARTICIPANTS_CHANGED), by the join's record and, with that record lost (a power cut can lose
+    it: it is not waited for on disk), by the participant set recorded durably with the share."""
     mallory = Mallory(fed)
     signed = sign(pki.analyst("alice"), "SELECT COUNT(*) AS n FROM census")
     mallory.round(signed)
-    with sqlite3.connect(tmp_path / "state" / "county.sqlite3") as con:
-        con.execute("DELETE FROM secure_participants")
-    with pytest.raises(grpc.RpcError) as caught:
-        mallory.join(signed, "county", ("county", "district-a", "district-c"))
-    assert _reason(caught.value) == "PARTICIPANTS_CHANGED"
+    port = fed.nodes["county"].port
+    fed.stop_node("county")
+    path = tmp_path / "county.toml"
+    config = load_node_config(path)
+    (census,) = config.datasets
+    assert census.schema.secure is not None
+    holders = (*NODES, "district-c")
+    secure = dataclasses.replace(census.schema.secure, holders=holders)
+    widened = dataclasses.replace(
+        census, holders=holders, schema=dataclasses.replace(census.schema, secure=secure)
+    )
+    write_node_config(dataclasses.replace(config, datasets=(widened,)), path)
+    for lose_the_join in (False, True):
+        if lose_the_join:
+            with sqlite3.connect(tmp_path / "state" / "county.sqlite3") as con:
+                con.execute("DELETE FROM secure_participants")
+        running = start_node(load_node_config(path), listen=f"127.0.0.1:{port}")
+        try:
+            channel, stub = fed.node_stub("county")
+            request = node_pb2.SecureJoinRequest(
+                query=convert.signed_query_to_pb(signed), participants=holders
+            )
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.JoinSecureAggregation(request, timeout=20)
+            channel.close()
+            assert _reason(caught.value) == "PARTICIPANTS_CHANGED", lose_the_join
+        finally:
+            running.stop(grace=0)
 
 
 def test_keys_that_are_altered_swapped_or_not_the_nodes_own_are_refused(
@@ -314,14 +381,60 @@ def test_dropped_altered_or_replayed_shares_give_an_error_never_an_answer(
         with pytest.raises((IntegrityError, PermissionDenied)):
             combine_shares(attack, verifier, query_id, NODES)
             pytest.fail(f"{name} was combined")
-    # The analyst's client checks the coordinator's arithmetic itself.
+
+
+def test_the_analysts_client_accepts_only_the_sum_of_its_own_querys_shares(
+    fed: Federation, pki: TestPki, tmp_path: Path
+) -> None:
+    """Property: the analyst's client redoes the combination from the signed shares and refuses
+    (IntegrityError, never an answer) a reported sum they do not give, an answer to another query
+    id, epsilon or agreement, shares answering another request, and an answer without shares; with
+    require_secure it refuses an answer that did not come by secure aggregation."""
+    mallory = Mallory(fed)
+    verifier = node_verifier(pki.coordinator)
+    signed = sign(pki.analyst("alice"), "SELECT COUNT(*) AS n FROM census")
+    payload = QueryPayload.decode(signed.payload)
+    request, digest = payload.request(), payload.request_digest().hex()
+    keys, shares = mallory.round(signed)
+    good = combine_shares(shares, verifier, payload.query_id, NODES, transcript(keys), digest)
     client = fed.client()
+    assert client._checked_secure(good, request, digest) == good
     estimate = good.rows[0].cells[0].estimate
     changed = Cell(dataclasses.replace(estimate, value=estimate.value + 1))
-    forged = dataclasses.replace(good, rows=(dataclasses.replace(good.rows[0], cells=(changed,)),))
-    with pytest.raises(IntegrityError):
-        client._checked_secure(forged)
-    assert client._checked_secure(good) == good
+    other = sign(pki.analyst("alice"), "SELECT COUNT(*) AS n FROM census WHERE age > 60")
+    other_payload = QueryPayload.decode(other.payload)
+    forgeries = {
+        "another sum": (
+            dataclasses.replace(good, rows=(dataclasses.replace(good.rows[0], cells=(changed,)),)),
+            request,
+        ),
+        "another query id": (dataclasses.replace(good, query_id="another"), request),
+        "another epsilon": (good, dataclasses.replace(request, epsilon=Epsilon.parse("1/2"))),
+        "no shares": (dataclasses.replace(good, shares=()), request),
+    }
+    for name, (release, asked) in forgeries.items():
+        with pytest.raises(IntegrityError):
+            client._checked_secure(release, asked, digest)
+            pytest.fail(name)
+    with pytest.raises(IntegrityError, match="another request"):  # another query's shares, same id
+        client._checked_secure(good, request, other_payload.request_digest().hex())
+
+    plain_root = tmp_path / "plain"
+    copy_census(plain_root, PUMS_PID)
+    link_certs(plain_root, pki)
+    configs = {
+        n: write_node(plain_root, node_config(plain_root, n, [pums_dataset(plain_root, "census", PUMS_PID)]))
+        for n in NODES
+    }
+    plain = start_federation(plain_root, pki, configs)
+    try:
+        assert (
+            plain.client().query_release("SELECT COUNT(*) AS n FROM census", "1").aggregation == "independent"
+        )
+        with pytest.raises(IntegrityError, match="require_secure"):
+            plain.client().query_release("SELECT COUNT(*) AS n FROM census", "1", require_secure=True)
+    finally:
+        plain.stop()
 
 
 def test_a_node_that_dies_mid_protocol_fails_the_query_cleanly_and_a_retry_succeeds(
@@ -338,8 +451,9 @@ def test_a_node_that_dies_mid_protocol_fails_the_query_cleanly_and_a_retry_succe
     county = mallory.answer(signed, "county", keys)
     port = fed.nodes["district-b"].port
     fed.stop_node("district-b")
-    with pytest.raises(IntegrityError, match="missing: district-a, district-b"):
-        combine_shares([county], node_verifier(fed.pki.coordinator), query_id, NODES)
+    district_a = mallory.answer(signed, "district-a", keys)
+    with pytest.raises(IntegrityError, match="missing: district-b"):
+        combine_shares([county, district_a], node_verifier(fed.pki.coordinator), query_id, NODES)
     with pytest.raises(PartialFailure, match="district-b"):
         client.query_release("SELECT COUNT(*) AS n FROM census", "1", query_id=query_id)
     fed.nodes["district-b"] = start_node(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from accord.errors import ConfigError
 from accord.node.config import NodeConfig, StateConfig, load_node_config
 from accord.node.config_writer import write_node_config
-from accord.query.schema import ColumnType
+from accord.query.schema import ColumnType, SecureAggregation
 
 VALID = """
 [node]
@@ -269,3 +270,48 @@ def test_writer_round_trips(tmp_path: Path) -> None:
     again = load_node_config(moved / "copy.toml")
     assert again.dataset("residents") is not None
     assert again.tls_cert == moved / "certs/nodes/county.pem"
+
+
+SECURE = 'on_violation = "clamp"\nsecure_aggregation = true\nholders = ["county", "north"]'
+SECURE_TABLE = '\n[secure_aggregation]\nhonest_nodes = 2\ndelta = "1e-9"\n'
+NO_HONEST = SECURE_TABLE.replace("honest_nodes = 2", "")
+
+
+def test_secure_aggregation_config(tmp_path: Path) -> None:
+    """Property: a dataset with secure_aggregation and its holders, under the federation's
+    [secure_aggregation], states the setting (holders sorted) in its schema; others do not."""
+    text = VALID.replace('on_violation = "clamp"', SECURE, 1) + SECURE_TABLE
+    cfg = load_node_config(write(tmp_path, text))
+    residents = cfg.dataset("residents")
+    contacts = cfg.dataset("contacts")
+    assert residents is not None and contacts is not None
+    assert residents.schema.secure == SecureAggregation(2, "1e-9", ("county", "north"))
+    assert contacts.schema.secure is None and not contacts.secure_aggregation
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "fix"),
+    [
+        (lambda t: t.replace('on_violation = "clamp"', SECURE, 1), "datasets.residents.secure_aggregation",
+         "add a [secure_aggregation] table"),
+        (lambda t: t.replace('on_violation = "clamp"', 'secure_aggregation = true', 1) + SECURE_TABLE,
+         "datasets.residents.holders", "is required"),
+        (lambda t: t.replace('on_violation = "clamp"', SECURE.replace('"county", ', ""), 1) + SECURE_TABLE,
+         "datasets.residents.holders", "must list this node"),
+        (lambda t: t.replace('on_violation = "clamp"', SECURE, 1) + SECURE_TABLE.replace("= 2", "= 3"),
+         "datasets.residents.holders", "more than the dataset's 2 holders"),
+        (lambda t: t.replace('on_violation = "clamp"', 'holders = ["county", "north"]', 1),
+         "datasets.residents.holders", "secure aggregation only"),
+        (lambda t: t.replace('on_violation = "clamp"', SECURE, 1) + SECURE_TABLE.replace('"1e-9"', '"0.5"'),
+         "secure_aggregation.delta", "at most"),
+        (lambda t: t.replace('on_violation = "clamp"', SECURE, 1) + NO_HONEST,
+         "secure_aggregation.honest_nodes", "is required"),
+    ],
+)  # fmt: skip
+def test_secure_aggregation_mistakes_name_key_and_fix(
+    tmp_path: Path, change: Callable[[str], str], key: str, fix: str
+) -> None:
+    path = write(tmp_path, change(VALID))
+    with pytest.raises(ConfigError) as info:
+        load_node_config(path)
+    assert key in info.value.message and fix in info.value.message, info.value.message

@@ -9,7 +9,7 @@ from fractions import Fraction
 
 import pytest
 
-from accord.errors import InternalError, InvalidQuery
+from accord.errors import ConfigError, InternalError, InvalidQuery
 from accord.node import dp_gaussian
 from accord.node.backend import ExactAnswer
 from accord.node.plan import SUPPORT, MeasureKind, Measurement, distinct_measurements, group_keys
@@ -19,7 +19,7 @@ from accord.query.schema import ColumnSpec, ColumnType, DatasetSchema, SecureAgg
 from accord.query.sql import compile_query
 from accord.query.zcdp import rho_for, to_epsilon
 
-SECURE = SecureAggregation(3, "1e-9")
+SECURE = SecureAggregation(3, "1e-9", ("a", "b", "c"))
 SCHEMA = DatasetSchema(
     "d",
     (
@@ -50,6 +50,24 @@ def test_rho_is_the_largest_budget_whose_conversion_fits_epsilon(epsilon: str, d
     assert to_epsilon(rho, d) <= eps
     assert _bs_epsilon(float(rho), float(d)) <= float(eps)
     assert _bs_epsilon(float(rho) * (1 + 1e-8), float(d)) > float(eps) * (1 - 1e-15)
+
+
+def test_an_epsilon_too_small_for_the_conversion_is_refused_as_the_analysts() -> None:
+    """Property: an epsilon so small that no zCDP budget survives the rounding is refused as an
+    invalid query saying what to change, never an internal error at the node."""
+    assert rho_for(Fraction(1, 10**6), Fraction(1, 10**9)) > 0
+    with pytest.raises(InvalidQuery, match="too small for secure aggregation"):
+        rho_for(Fraction(1, 10**20), Fraction(1, 10**9))
+
+
+def test_secure_settings_need_the_holders() -> None:
+    """Property: a secure-aggregation setting names at least two holders, each once, in order, and
+    no more honest nodes than holders."""
+    for holders in ((), ("a",), ("b", "a"), ("a", "a")):
+        with pytest.raises(ConfigError, match="holders must list"):
+            SecureAggregation(2, "1e-9", holders)
+    with pytest.raises(ConfigError, match="more than the dataset's 2 holders"):
+        SecureAggregation(3, "1e-9", ("a", "b"))
 
 
 def _tau(sigma: float, t: int) -> float:

@@ -161,6 +161,7 @@ def test_signed_key_shares_verify_only_unchanged_and_only_as_their_node(pki: Tes
 def _share(**changes: object) -> Share:
     base = Share(
         query_id="q-1",
+        request="ab" * 32,
         node="county",
         dataset="census",
         agreement="open",
