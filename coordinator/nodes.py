@@ -27,7 +27,7 @@ from accord.policies.identity import Identity
 from accord.policies.revocation import CrlFile
 from accord.policies.secagg import KeyShare, SignedShare
 from accord.policies.signing import SignedQuery
-from accord.protos import convert, convert_previews
+from accord.protos import convert, convert_previews, convert_secure
 from accord.protos.rpcstatus import error_from_rpc
 from accord.protos.v1 import node_pb2, node_pb2_grpc
 from accord.query.preview import BudgetLine, NodeExplanation
@@ -264,7 +264,7 @@ class NodeClient:
         request = node_pb2.SecureJoinRequest(
             query=convert.signed_query_to_pb(signed), participants=list(participants)
         )
-        share = convert.key_share_from_pb(
+        share = convert_secure.key_share_from_pb(
             self._stub.JoinSecureAggregation(request, timeout=_left(deadline_at, self.name))
         )
         if share.node != self.name:
@@ -275,9 +275,9 @@ class NodeClient:
         """Secure aggregation round 2 at this node: its signed masked share. Raises ``grpc.RpcError``."""
         self.refuse_if_revoked()
         request = node_pb2.SecureAnswerRequest(
-            query=convert.signed_query_to_pb(signed), keys=[convert.key_share_to_pb(k) for k in keys]
+            query=convert.signed_query_to_pb(signed), keys=[convert_secure.key_share_to_pb(k) for k in keys]
         )
-        return convert.secure_share_from_pb(
+        return convert_secure.secure_share_from_pb(
             self._stub.AnswerSecure(request, timeout=_left(deadline_at, self.name))
         )
 

@@ -14,7 +14,7 @@ import grpc
 
 from accord.errors import ResourceLimit
 from accord.node.service import NodeService
-from accord.protos import convert, convert_previews
+from accord.protos import convert, convert_previews, convert_secure
 from accord.protos.rpcstatus import rpc_boundary
 from accord.protos.v1 import common_pb2, node_pb2, node_pb2_grpc
 from accord.query.release import Release
@@ -103,7 +103,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         self._service.gate.admit(caller)
         signed = convert.signed_query_from_pb(request.query)
         share = self._service.secure.join(caller, signed, tuple(request.participants))
-        return convert.key_share_to_pb(share)
+        return convert_secure.key_share_to_pb(share)
 
     @rpc_boundary
     def AnswerSecure(
@@ -112,7 +112,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         caller = peer_identity(context)
         self._service.gate.admit(caller)
         signed = convert.signed_query_from_pb(request.query)
-        keys = [convert.key_share_from_pb(k) for k in request.keys]
+        keys = [convert_secure.key_share_from_pb(k) for k in request.keys]
         if not self._slots.acquire(blocking=False):
             busy = f"node {self._service.name!r} is already answering {self._max_in_flight} queries"
             raise ResourceLimit(f"{busy}; retry shortly", retry_after_seconds=BUSY_RETRY_SECONDS)
@@ -120,7 +120,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             share = self._service.secure.answer(caller, signed, keys)
         finally:
             self._slots.release()
-        return convert.secure_share_to_pb(share)
+        return convert_secure.secure_share_to_pb(share)
 
 
 def _as_is(payload: bytes) -> bytes:

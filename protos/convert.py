@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from accord.errors import ConfigError, InternalError, InvalidQuery, Unauthenticated, Violation
-from accord.policies.secagg import KeyShare, SignedShare
+from accord.errors import ConfigError, InternalError, InvalidQuery, Unauthenticated
+from accord.policies.secagg import SignedShare
 from accord.policies.signing import SignedQuery
+from accord.protos.convert_secure import secure_share_from_pb, secure_share_to_pb
 from accord.protos.v1 import common_pb2 as pb
 from accord.protos.v1 import coordinator_pb2 as cpb
 from accord.protos.v1 import node_pb2 as npb
@@ -36,15 +37,11 @@ __all__ = [
     "epsilon_from_pb",
     "federated_from_pb",
     "federated_to_pb",
-    "key_share_from_pb",
-    "key_share_to_pb",
     "missing_to_pb",
     "release_from_pb",
     "release_to_pb",
     "schema_from_pb",
     "schema_to_pb",
-    "secure_share_from_pb",
-    "secure_share_to_pb",
     "signed_query_from_pb",
     "signed_query_to_pb",
     "value_from_pb",
@@ -383,52 +380,6 @@ def federated_from_pb(msg: cpb.FederatedRelease) -> FederatedRelease:
 
 def _share_parts(share: SignedShare) -> tuple[bytes, bytes, bytes]:
     return share.body, share.certificate, share.signature
-
-
-# ---- secure aggregation --------------------------------------------------------------------------
-
-
-def secure_share_to_pb(share: SignedShare) -> pb.SecureShare:
-    return pb.SecureShare(
-        body=share.body.decode("ascii"), certificate=share.certificate, signature=share.signature
-    )
-
-
-def secure_share_from_pb(msg: pb.SecureShare) -> SignedShare:
-    try:
-        body = msg.body.encode("ascii")
-    except UnicodeEncodeError:
-        raise InternalError("a secure-aggregation share arrived with a body that is not ASCII JSON") from None
-    return SignedShare(body, msg.certificate, msg.signature)
-
-
-def key_share_to_pb(share: KeyShare) -> npb.SecureKeyShare:
-    return npb.SecureKeyShare(
-        node=share.node,
-        query_id=share.query_id,
-        payload_digest=share.payload_digest,
-        participants=list(share.participants),
-        public_key=share.public_key,
-        certificate=share.certificate,
-        signature=share.signature,
-    )
-
-
-def key_share_from_pb(msg: npb.SecureKeyShare) -> KeyShare:
-    if len(msg.public_key) != 32 or len(msg.payload_digest) != 32:
-        raise InvalidQuery(
-            f"the key share of {msg.node[:63]!r} is malformed (a key and a digest are 32 bytes each)",
-            (Violation("keys", "malformed"),),
-        )
-    return KeyShare(
-        node=msg.node,
-        query_id=msg.query_id,
-        payload_digest=msg.payload_digest,
-        participants=tuple(msg.participants),
-        public_key=msg.public_key,
-        certificate=msg.certificate,
-        signature=msg.signature,
-    )
 
 
 def missing_to_pb(missing: Mapping[str, str]) -> list[cpb.MissingNode]:

@@ -32,7 +32,7 @@ from accord.policies.audit_report import summarise
 from accord.policies.decision import Decision
 from accord.policies.secagg import KeyShare, SignedShare, transcript
 from accord.policies.signing import QueryPayload, SignedQuery
-from accord.protos import convert
+from accord.protos import convert, convert_secure
 from accord.protos.rpcstatus import error_from_rpc
 from accord.protos.v1 import node_pb2
 from accord.query.epsilon import Epsilon
@@ -81,14 +81,14 @@ class Mallory:
         request = node_pb2.SecureJoinRequest(
             query=convert.signed_query_to_pb(signed), participants=participants
         )
-        return convert.key_share_from_pb(self.stubs[node].JoinSecureAggregation(request, timeout=20))
+        return convert_secure.key_share_from_pb(self.stubs[node].JoinSecureAggregation(request, timeout=20))
 
     def answer(self, signed: SignedQuery, node: str, keys: list[KeyShare]) -> SignedShare:
         request = node_pb2.SecureAnswerRequest(
             query=convert.signed_query_to_pb(signed),
-            keys=[convert.key_share_to_pb(k) for k in keys],
+            keys=[convert_secure.key_share_to_pb(k) for k in keys],
         )
-        return convert.secure_share_from_pb(self.stubs[node].AnswerSecure(request, timeout=20))
+        return convert_secure.secure_share_from_pb(self.stubs[node].AnswerSecure(request, timeout=20))
 
     def round(
         self, signed: SignedQuery, nodes: tuple[str, ...] = NODES

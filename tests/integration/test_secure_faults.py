@@ -21,7 +21,7 @@ from accord.errors import IntegrityError, PartialFailure, PermissionDenied
 from accord.node.state import StateReader
 from accord.policies.identity import Identity
 from accord.policies.secagg import KeyShare, SignedShare
-from accord.protos import convert
+from accord.protos import convert, convert_secure
 from accord.protos.rpcstatus import error_from_rpc
 from accord.protos.v1 import node_pb2, node_pb2_grpc
 from accord.rpc.transport import secure_channel
@@ -66,7 +66,7 @@ def test_a_participant_killed_between_the_rounds_fails_the_query_cleanly_and_a_r
         signed = sign(pki.analyst("alice"), SQL, "1", query_id)
         query = convert.signed_query_to_pb(signed)
         keys: list[KeyShare] = [
-            convert.key_share_from_pb(
+            convert_secure.key_share_from_pb(
                 stubs[n].JoinSecureAggregation(
                     node_pb2.SecureJoinRequest(query=query, participants=NODES), timeout=20
                 )
@@ -74,9 +74,11 @@ def test_a_participant_killed_between_the_rounds_fails_the_query_cleanly_and_a_r
             for n in NODES
         ]
         processes["district-b"].stop(signal.SIGKILL)
-        request = node_pb2.SecureAnswerRequest(query=query, keys=[convert.key_share_to_pb(k) for k in keys])
+        request = node_pb2.SecureAnswerRequest(
+            query=query, keys=[convert_secure.key_share_to_pb(k) for k in keys]
+        )
         shares: list[SignedShare] = [
-            convert.secure_share_from_pb(stubs[n].AnswerSecure(request, timeout=20))
+            convert_secure.secure_share_from_pb(stubs[n].AnswerSecure(request, timeout=20))
             for n in ("county", "district-a")
         ]
         with pytest.raises(IntegrityError, match="missing: district-b"):

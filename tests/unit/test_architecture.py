@@ -119,6 +119,7 @@ def test_generated_types_stay_at_the_edges() -> None:
     edge = {
         "protos/convert.py",
         "protos/convert_previews.py",
+        "protos/convert_secure.py",
         "protos/rpcstatus.py",
         "rpc/serving.py",
         "node/servicer.py",
