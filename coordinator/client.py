@@ -235,13 +235,13 @@ class AccordClient:
         overhead from the nodes' work."""
         text = epsilon if isinstance(epsilon, str) else str(epsilon)
         request = self._request(sql, text, query_id, agreement)
-        digests: list[bytes] = []
+        payloads: list[bytes] = []
 
         def signed() -> coordinator_pb2.SubmitRequest:
             envelope = self._signer.sign(
                 request.query_id, sql, text, request.agreement, coordinator=self._coordinator_name
             )
-            digests.append(QueryPayload.decode(envelope.payload).request_digest())
+            payloads.append(envelope.payload)
             return coordinator_pb2.SubmitRequest(
                 query=convert.signed_query_to_pb(envelope), require_all=require_all
             )
@@ -253,7 +253,8 @@ class AccordClient:
         )
         release = convert.federated_from_pb(reply)
         if release.aggregation == "secure":
-            release = self._checked_secure(release, request, digests[-1].hex())
+            digest = QueryPayload.decode(payloads[-1]).request_digest().hex()
+            release = self._checked_secure(release, request, digest)
         elif require_secure:
             raise IntegrityError(
                 f"the answer to query {request.query_id} did not come by secure aggregation, and "
