@@ -29,27 +29,20 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
-from fractions import Fraction
+from datetime import UTC
 from pathlib import Path
 from typing import IO
 
 from accord.errors import BudgetExhausted, ConfigError, InternalError
-from accord.node.state.base import Answer, LedgerLine, NodeState, StateInUse, Usage, usage_from
-from accord.node.state.sqlite_audit import append_entries, block_hash, log_size, remember
+from accord.node.state.base import Answer, NodeState, StateInUse
+from accord.node.state.sqlite_audit import append_entries, remember
+from accord.node.state.sqlite_reads import COLUMNS, Reads, StateReader, answer_row, spent_in
 from accord.node.state.sqlite_schema import SCHEMA_VERSION, connect
-from accord.policies.budget import Charge, Spent, check_fits
-from accord.policies.merkle_tree import tree_root
-from accord.query.epsilon import Epsilon
+from accord.policies.budget import Charge, check_fits
 
 __all__ = ["SCHEMA_VERSION", "SqliteState", "StateReader"]
 
 log = logging.getLogger(__name__)
-
-_COLUMNS = (
-    "analyst, query_id, request_digest, payload_digest, envelope, dataset, epsilon, answered_at, release, "
-    "agreement"
-)
 
 
 class _Pending:
@@ -70,85 +63,7 @@ class _Pending:
         return self.result
 
 
-class _Reads:
-    """What both the node and operators' tools read from a state connection."""
-
-    path: Path
-    _con: sqlite3.Connection
-    _lock: threading.Lock
-
-    def find(self, analyst: str, query_id: str) -> Answer | None:
-        with self._lock:
-            row = self._con.execute(
-                f"SELECT {_COLUMNS} FROM answers WHERE analyst = ? AND query_id = ?", (analyst, query_id)
-            ).fetchone()
-        return None if row is None else _answer(row)
-
-    def spent(self, agreement: str, analyst: str) -> Spent:
-        with self._lock:
-            return _spent(self._con, agreement, analyst)
-
-    def ledger(self) -> list[LedgerLine]:
-        with self._lock:
-            rows = self._con.execute(
-                "SELECT agreement, analyst, epsilon, answered FROM spent ORDER BY agreement, analyst"
-            ).fetchall()
-        return [LedgerLine(a, n, _epsilon(e), int(k)) for a, n, e, k in rows]
-
-    def usage(self) -> dict[str, Usage]:
-        lines = self.ledger()
-        with self._lock:
-            rows = self._con.execute("SELECT agreement, reason, count FROM refusals").fetchall()
-        refusals: dict[str, dict[str, int]] = {}
-        for agreement, reason, count in rows:
-            refusals.setdefault(agreement, {})[reason] = int(count)
-        return usage_from(lines, refusals)
-
-    def seen(self, kind: str) -> dict[str, str]:
-        with self._lock:
-            rows = self._con.execute("SELECT key, value FROM audit_seen WHERE kind = ?", (kind,)).fetchall()
-        return {str(k): str(v) for k, v in rows}
-
-    def log_size(self) -> int:
-        with self._lock:
-            return log_size(self._con)
-
-    def log_entries(self, start: int, end: int) -> list[bytes]:
-        with self._lock:
-            rows = self._con.execute(
-                "SELECT entry FROM audit_log WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
-            ).fetchall()
-        return [_blob(r[0]) for r in rows]
-
-    def log_hash(self, level: int, index: int) -> bytes:
-        with self._lock:
-            return block_hash(self._con, level, index)
-
-    def log_root(self, size: int) -> bytes:
-        """The Merkle root of the first ``size`` entries."""
-        return tree_root(size, self.log_hash)
-
-    def checkpoints(self, since: int = 0, limit: int = 1000) -> list[tuple[int, str]]:
-        with self._lock:
-            rows = self._con.execute(
-                "SELECT size, note FROM checkpoints WHERE size >= ? ORDER BY size LIMIT ?", (since, limit)
-            ).fetchall()
-        return [(int(s), str(n)) for s, n in rows]
-
-    def latest_checkpoint(self) -> tuple[int, str] | None:
-        with self._lock:
-            row = self._con.execute(
-                "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1"
-            ).fetchone()
-        return None if row is None else (int(row[0]), str(row[1]))
-
-    def witnessed(self, log: str) -> tuple[int, bytes, str] | None:
-        with self._lock:
-            row = self._con.execute("SELECT size, root, note FROM witnessed WHERE log = ?", (log,)).fetchone()
-        return None if row is None else (int(row[0]), _blob(row[1]), str(row[2]))
-
-
-class SqliteState(_Reads, NodeState):
+class SqliteState(Reads, NodeState):
     """The state of node ``node`` in the SQLite file ``path`` (created with its folder if missing)."""
 
     def __init__(self, path: Path, node: str) -> None:
@@ -244,12 +159,12 @@ class SqliteState(_Reads, NodeState):
         """Inside the transaction: what is recorded for ``a``'s key, after inserting and charging
         ``a`` if nothing was (:class:`BudgetExhausted`, writing nothing, if the charge does not fit)."""
         row = con.execute(
-            f"SELECT {_COLUMNS} FROM answers WHERE analyst = ? AND query_id = ?", (a.analyst, a.query_id)
+            f"SELECT {COLUMNS} FROM answers WHERE analyst = ? AND query_id = ?", (a.analyst, a.query_id)
         ).fetchone()
         if row is not None:  # recorded before (first writer wins): what is recorded is the answer
-            return _answer(row)
+            return answer_row(row)
         if charge is not None:
-            spent = _spent(con, charge.agreement, a.analyst)
+            spent = spent_in(con, charge.agreement, a.analyst)
             check_fits(charge, spent, a.analyst, self.node)
             con.execute(
                 "INSERT INTO spent (agreement, analyst, epsilon, answered) VALUES (?, ?, ?, 1) "
@@ -262,7 +177,7 @@ class SqliteState(_Reads, NodeState):
                 ),
             )
         con.execute(
-            f"INSERT INTO answers ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO answers ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 a.analyst,
                 a.query_id,
@@ -370,75 +285,3 @@ class SqliteState(_Reads, NodeState):
         with self._lock:
             self._con.close()
         self._lockfile.close()  # releases the flock
-
-
-class StateReader(_Reads):
-    """A node's state read by an operator's tool (the ledger, the register), also while the node
-    runs; never writes."""
-
-    def __init__(self, path: Path, node: str) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise ConfigError(
-                f"state file {self.path} does not exist; has the node ever run with this config?"
-            )
-        self._lock = threading.Lock()
-        self._con = connect(self.path, node, write=False)
-
-    def close(self) -> None:
-        with self._lock:
-            self._con.close()
-
-    def __enter__(self) -> StateReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _epsilon(text: object) -> Epsilon:
-    return Epsilon(Fraction(str(text)))
-
-
-def _spent(con: sqlite3.Connection, agreement: str, analyst: str) -> Spent:
-    total, mine, answered = Epsilon.zero(), Epsilon.zero(), 0
-    for who, text, count in con.execute(
-        "SELECT analyst, epsilon, answered FROM spent WHERE agreement = ?", (agreement,)
-    ):
-        total = total + _epsilon(text)
-        if who == analyst:
-            mine, answered = _epsilon(text), int(count)
-    return Spent(mine, total, answered)
-
-
-def _blob(value: object) -> bytes:
-    if not isinstance(value, bytes):
-        raise InternalError("the node state holds a malformed answer (a text where bytes belong)")
-    return value
-
-
-def _answer(row: tuple[object, ...]) -> Answer:
-    (
-        analyst,
-        query_id,
-        request_digest,
-        payload_digest,
-        envelope,
-        dataset,
-        epsilon,
-        answered_at,
-        release,
-        agreement,
-    ) = row
-    return Answer(
-        analyst=str(analyst),
-        query_id=str(query_id),
-        request_digest=_blob(request_digest),
-        payload_digest=_blob(payload_digest),
-        envelope=_blob(envelope),
-        dataset=str(dataset),
-        epsilon=str(epsilon),
-        answered_at=datetime.fromisoformat(str(answered_at)),
-        release=_blob(release),
-        agreement=str(agreement),
-    )
