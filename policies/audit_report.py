@@ -31,18 +31,15 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
-from accord.errors import ConfigError, printable
+from accord.errors import printable
 from accord.policies.agreements import Agreement, Budget
+from accord.policies.audit_chart import write_chart
 from accord.policies.audit_check import PROGRESS_EVERY, recorded_epsilon
 from accord.policies.audit_entry import AuditEntry, timestamp
 from accord.query.epsilon import Epsilon
-
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
 
 __all__ = [
     "CSV_HEADER",
@@ -355,69 +352,3 @@ def render_json(report: Report) -> str:
         ],
     }
     return json.dumps(doc, sort_keys=True, indent=2) + "\n"
-
-
-def _label(text: str) -> str:
-    """``text`` as matplotlib shows it verbatim (``$`` would start mathematics)."""
-    return printable(text or "-").replace("$", r"\$")
-
-
-def write_chart(report: Report, path: Path) -> None:
-    """A PNG at ``path`` of each line's cumulative epsilon over time (a step at each answer), with
-    its agreement's per-analyst cap as a dashed line of the same colour when the cap is known.
-    Raises :class:`~accord.errors.ConfigError` without matplotlib or when ``path`` cannot be
-    written."""
-    try:  # imported here: the rest of Accord runs without matplotlib
-        import matplotlib
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise ConfigError(
-            "drawing the chart needs matplotlib, which is not installed; install it with "
-            "pip install 'accord[audit]', or leave out the chart"
-        ) from None
-    with matplotlib.rc_context({"date.converter": "concise"}):
-        figure = Figure(figsize=(10, 5.5), dpi=100, layout="constrained")
-        FigureCanvasAgg(figure)  # the non-interactive Agg backend, leaving pyplot's global state alone
-        _draw(figure.add_subplot(), report)
-        try:
-            figure.savefig(path, format="png")
-        except OSError as err:
-            raise ConfigError(
-                f"{path}: cannot write the chart ({err.__class__.__name__}); pass a writable path"
-            ) from None
-
-
-def _draw(axes: Axes, report: Report) -> None:
-    """Draw ``report`` on ``axes``."""
-    drawn = [line for line in report.lines if line.series]
-    several_nodes = len({line.node for line in drawn}) > 1
-    end = max(line.last for line in report.lines) if report.lines else None
-    caps_drawn: set[tuple[str, str]] = set()
-    for i, line in enumerate(drawn):
-        colour = f"C{i % 10}"
-        where = f" at {_label(line.node)}" if several_nodes else ""
-        label = f"{_label(line.agreement)} / {_label(line.analyst)}{where}"
-        times = [line.series[0][0], *(at for at, _ in line.series), end or line.series[-1][0]]
-        spent = [0.0, *(float(e) for _, e in line.series), float(line.spent)]  # floats only to draw
-        # matplotlib converts datetimes itself, though its stubs list only arrays of numbers
-        axes.step(cast(Any, times), spent, where="post", color=colour, label=label)
-        if line.budget is not None and (line.node, line.agreement) not in caps_drawn:
-            caps_drawn.add((line.node, line.agreement))
-            cap = line.budget.per_analyst
-            axes.axhline(
-                float(cap),
-                color=colour,
-                linestyle="--",
-                linewidth=1,
-                label=f"{_label(line.agreement)}{where}: per-analyst cap {cap.display()}",
-            )
-    if drawn:
-        axes.legend(fontsize="small", loc="upper left", ncols=1 + len(drawn) // 12)
-    else:
-        axes.text(0.5, 0.5, "no answers in the log", ha="center", va="center", transform=axes.transAxes)
-    axes.set_title("Epsilon spent over time, per agreement and analyst")
-    axes.set_xlabel("time (UTC)")
-    axes.set_ylabel("cumulative epsilon")
-    axes.set_ylim(bottom=0)
-    axes.grid(alpha=0.3)
