@@ -11,9 +11,10 @@ from datetime import UTC, datetime
 from accord.errors import AccordError, AnswerTimeExceeded, BudgetExhausted, PermissionDenied
 from accord.node.state import Answer
 from accord.policies.decision import Decision
+from accord.policies.signing import SignedQuery
 from accord.policies.verifying import VerifiedQuery
 
-__all__ = ["FAILURES", "Draft", "log_decision", "reason_of", "same_query"]
+__all__ = ["FAILURES", "Draft", "answer_record", "log_decision", "reason_of", "same_query"]
 
 decisions = logging.getLogger("accord.decisions")
 
@@ -96,3 +97,21 @@ def same_query(stored: Answer, digest: bytes, verified: VerifiedQuery) -> None:
             "QUERY_ID_REUSED",
             {"analyst": verified.analyst.name, "query_id": verified.request.query_id},
         )
+
+
+def answer_record(
+    verified: VerifiedQuery, signed: SignedQuery, dataset: str, release: bytes, agreement: str
+) -> Answer:
+    """What the state records of an answer to ``signed`` (a release, or a secure-aggregation share)."""
+    return Answer(
+        analyst=verified.analyst.name,
+        query_id=verified.request.query_id,
+        request_digest=verified.payload.request_digest(),
+        payload_digest=signed.payload_digest(),
+        envelope=signed.to_bytes(),
+        dataset=dataset,
+        epsilon=str(verified.request.epsilon),
+        answered_at=datetime.now(UTC),
+        release=release,
+        agreement=agreement,
+    )

@@ -30,7 +30,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from cryptography import x509
@@ -38,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from accord.errors import InternalError, PermissionDenied
-from accord.node.decisions import Draft, same_query
+from accord.node.decisions import Draft, answer_record, same_query
 from accord.node.secure_release import build_share, check_range, noise_summary
 from accord.node.state import Answer
 from accord.node.timing import AnswerPace
@@ -308,18 +307,7 @@ class SecureAnswers:
                 request=digest.hex(),
             )
             body = share.encode()
-            answer = Answer(
-                analyst=analyst,
-                query_id=query_id,
-                request_digest=digest,
-                payload_digest=signed.payload_digest(),
-                envelope=signed.to_bytes(),
-                dataset=share.dataset,
-                epsilon=str(epsilon),
-                answered_at=datetime.now(UTC),
-                release=body,
-                agreement=agreement.id,
-            )
+            answer = answer_record(verified, signed, share.dataset, body, agreement.id)
             decision = draft.decide(
                 "answered",
                 epsilon=answer.epsilon,

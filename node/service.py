@@ -45,13 +45,12 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from accord.errors import NotFound, PermissionDenied
 from accord.node.audit_log import consent_entry
 from accord.node.backend import ExecutionBackend, PersonFilter
 from accord.node.consent import ConsentRegister
-from accord.node.decisions import FAILURES, Draft, log_decision, reason_of, same_query
+from accord.node.decisions import FAILURES, Draft, answer_record, log_decision, reason_of, same_query
 from accord.node.plan import group_keys
 from accord.node.preview import preview_aggregates
 from accord.node.release import build_release
@@ -303,18 +302,7 @@ class NodeService:
                 min_group_size=minimum,
                 agreement=agreement.id,
             )
-            answer = Answer(
-                analyst=analyst,
-                query_id=query_id,
-                request_digest=digest,
-                payload_digest=signed.payload_digest(),
-                envelope=signed.to_bytes(),
-                dataset=query.dataset,
-                epsilon=str(epsilon),
-                answered_at=datetime.now(UTC),
-                release=serialize(release),
-                agreement=agreement.id,
-            )
+            answer = answer_record(verified, signed, query.dataset, serialize(release), agreement.id)
             decision = draft.decide(
                 "answered", epsilon=answer.epsilon, release_digest=hashlib.sha256(answer.release).hexdigest()
             )
