@@ -31,11 +31,10 @@ import grpc
 from accord.config import Table, read_toml
 from accord.coordinator.nodes import RECONNECT_BACKOFF_MS
 from accord.coordinator.secure import node_verifier
-from accord.coordinator.secure_combine import combine_shares
+from accord.coordinator.secure_combine import check_answer
 from accord.coordinator.table import to_arrow
-from accord.errors import ConfigError, DeadlineExceeded, IntegrityError, PermissionDenied, Unavailable
+from accord.errors import ConfigError, DeadlineExceeded, IntegrityError, Unavailable
 from accord.policies.identity import Identity
-from accord.policies.secagg import SignedShare
 from accord.policies.signing import AGREEMENT_ID, QueryPayload, QuerySigner
 from accord.policies.verifying import QueryVerifier
 from accord.protos import convert, convert_previews
@@ -270,31 +269,7 @@ class AccordClient:
         invented a share, answered another query, or reports another sum, is caught."""
         if self._node_verifier is None:
             self._node_verifier = node_verifier(self._tls)
-        asked = (request.query_id, request.epsilon, request.agreement)
-        if (release.query_id, release.epsilon, release.agreement) != asked:
-            raise IntegrityError(
-                f"the coordinator answered query {release.query_id[:64]!r} (epsilon {release.epsilon}, "
-                f"agreement {release.agreement[:64]!r}), not the query asked; tell the coordinator's operator"
-            )
-        try:
-            own = combine_shares(
-                [SignedShare(*s) for s in release.shares],
-                self._node_verifier,
-                request.query_id,
-                release.contributing_nodes,
-                request=digest,
-            )
-        except (IntegrityError, PermissionDenied) as err:
-            raise IntegrityError(
-                f"the coordinator's answer to query {request.query_id} fails the check of the nodes' "
-                f"signed shares: {err.message}; tell the coordinator's operator"
-            ) from None
-        if own != release:
-            raise IntegrityError(
-                f"the coordinator's answer to query {request.query_id} differs from the sum of the nodes' "
-                "signed shares; tell the coordinator's operator"
-            )
-        return own
+        return check_answer(release, request, digest, self._node_verifier)
 
     def query(
         self,

@@ -32,11 +32,11 @@ import hmac
 import math
 from collections.abc import Sequence
 
-from accord.errors import IntegrityError, InternalError
+from accord.errors import IntegrityError, InternalError, PermissionDenied
 from accord.policies.secagg import SignedShare, sum_masked
 from accord.policies.verifying import QueryVerifier, signature_valid
 from accord.query import gaussian_sum
-from accord.query.model import AggregateFunction
+from accord.query.model import AggregateFunction, QueryRequest
 from accord.query.release import (
     ALPHA,
     RATIO_PART_ALPHA,
@@ -50,7 +50,7 @@ from accord.query.release import (
 )
 from accord.query.share import Share
 
-__all__ = ["combine_shares", "open_shares"]
+__all__ = ["check_answer", "combine_shares", "open_shares"]
 
 SecureCombineError = IntegrityError
 
@@ -175,3 +175,37 @@ def combine_shares(
         delta=first.delta,
         shares=tuple((s.body, s.certificate, s.signature) for s in signed),
     )
+
+
+def check_answer(
+    release: FederatedRelease, request: QueryRequest, digest: str, verifier: QueryVerifier
+) -> FederatedRelease:
+    """The analyst's check of a secure-aggregated ``release`` for ``request`` (whose signed request
+    digest is ``digest``): the combination of the nodes' signed shares done again. A coordinator
+    that dropped, altered, replayed or invented a share, answered another query, or reports another
+    sum, gives an :class:`~accord.errors.IntegrityError`; otherwise the release, as combined here."""
+    asked = (request.query_id, request.epsilon, request.agreement)
+    if (release.query_id, release.epsilon, release.agreement) != asked:
+        raise IntegrityError(
+            f"the coordinator answered query {release.query_id[:64]!r} (epsilon {release.epsilon}, "
+            f"agreement {release.agreement[:64]!r}), not the query asked; tell the coordinator's operator"
+        )
+    try:
+        own = combine_shares(
+            [SignedShare(*s) for s in release.shares],
+            verifier,
+            request.query_id,
+            release.contributing_nodes,
+            request=digest,
+        )
+    except (IntegrityError, PermissionDenied) as err:
+        raise IntegrityError(
+            f"the coordinator's answer to query {request.query_id} fails the check of the nodes' "
+            f"signed shares: {err.message}; tell the coordinator's operator"
+        ) from None
+    if own != release:
+        raise IntegrityError(
+            f"the coordinator's answer to query {request.query_id} differs from the sum of the nodes' "
+            "signed shares; tell the coordinator's operator"
+        )
+    return own

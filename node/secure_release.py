@@ -13,10 +13,8 @@ participants could leave the signed 64-bit range the masked sum is decoded in.
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 from accord.errors import InternalError, InvalidQuery, Violation
-from accord.node import dp_gaussian
+from accord.node import dp, dp_gaussian
 from accord.node.plan import (
     SUPPORT,
     MeasureKind,
@@ -38,13 +36,11 @@ _LIMIT = (1 << 63) - 1
 
 
 def _reach(m: Measurement, schema: DatasetSchema, bits: int) -> int:
-    """The largest magnitude one node's exact encoded value of ``m`` can have (public metadata)."""
+    """The largest magnitude one node's exact encoded value of ``m`` can have (public metadata): a
+    count of at most ``max_rows``; a sum of at most ``max_rows`` rows of magnitude ``B`` each."""
     if m.kind is MeasureKind.COUNT:
         return schema.max_rows
-    spec = schema.column(m.column) if m.column is not None else None
-    if spec is None or spec.lower is None or spec.upper is None:
-        raise InternalError(f"SUM over {m.column!r} reached the share without declared bounds")
-    bound = max(abs(Fraction(spec.lower)), abs(Fraction(spec.upper)))
+    bound = dp.sum_reach(m, schema) / schema.max_rows_per_person  # B = max(|lower|, |upper|)
     return int(schema.max_rows * bound * 2**bits) + schema.max_rows
 
 
