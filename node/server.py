@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from accord.errors import ConfigError
 from accord.node.audit_log import Checkpointer, record_startup
@@ -83,14 +83,14 @@ def _identity(config: NodeConfig) -> NodeIdentity | None:
     files = config.tls.read()
     try:
         key = load_pem_private_key(files.key, password=None)
-        certificate = x509.load_pem_x509_certificate(files.cert)
+        x509.load_pem_x509_certificate(files.cert)
     except (ValueError, TypeError):
         raise ConfigError(f"{config.tls_key}: not an unencrypted PEM private key for [tls] cert") from None
     if not isinstance(key, (ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey, rsa.RSAPrivateKey)):
         raise ConfigError(
             f"{config.tls_key}: a {type(key).__name__} cannot sign; use an EC, Ed25519 or RSA key"
         )
-    return NodeIdentity(certificate.public_bytes(Encoding.DER), key)
+    return NodeIdentity.from_pem(files.cert, key)
 
 
 def build_service(config: NodeConfig, state: NodeState | None = None) -> NodeService:
